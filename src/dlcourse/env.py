@@ -1,0 +1,119 @@
+"""Where the code runs: device choice, seeds, deterministic mode, Colab and Drive,
+and whether a notebook is being graded (so that training can shrink to fit the grader)."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+DEVICE_ENV = "DLCOURSE_DEVICE"
+T = TypeVar("T")
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to train on: ``prefer``, else $DLCOURSE_DEVICE, else cuda > mps > cpu.
+
+    An unavailable explicit choice raises with the list of what this machine has,
+    rather than failing later with a confusing CUDA error.
+    """
+    choice = prefer or os.environ.get(DEVICE_ENV)
+    if choice:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {choice!r} was asked for but CUDA is not available here; "
+                f"available: {', '.join(available_devices())}. In Colab: Runtime > "
+                "Change runtime type > GPU. Elsewhere unset $DLCOURSE_DEVICE or pass 'cpu'."
+            )
+        if device.type == "mps" and not _mps_available():
+            raise RuntimeError(
+                f"device {choice!r} was asked for but MPS is not available here; "
+                f"available: {', '.join(available_devices())}."
+            )
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def available_devices() -> list[str]:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if _mps_available():
+        names.append("mps")
+    return names
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python, NumPy and torch (every CUDA device too); returns the seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    return seed
+
+
+def deterministic(enabled: bool = True) -> None:
+    """Reproducible numerics for tests: TF32 off, deterministic cuDNN and algorithms.
+
+    TF32 would make float32 matmuls on Ampere+ GPUs differ from the CPU by ~1e-3,
+    which is exactly what a test tolerance must not depend on.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = not enabled
+    torch.backends.cudnn.allow_tf32 = not enabled
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if enabled:
+        # cuBLAS needs this to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def mount_drive(mount_point: str = "/content/drive") -> Path | None:
+    """Mount Google Drive in Colab and return the folder for course files; None elsewhere."""
+    if not in_colab():
+        print("Not in Colab: Google Drive is not mounted; files stay on this machine.")
+        return None
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(mount_point)
+    folder = Path(mount_point) / "MyDrive" / "dlcourse"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def is_grading() -> bool:
+    """True while nbgrader (or ``dlcourse grade``/``check``) executes the notebook.
+
+    nbgrader sets NBGRADER_EXECUTION to 'autograde' or 'validate' while it runs a
+    notebook; our grader sets it too.
+    """
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def budget(full: T, grading: T) -> T:
+    """Pick a training budget: ``full`` for a student's real run, ``grading`` under the grader.
+
+    Example: ``epochs = budget(full=5, grading=1)``. Graded cells never depend on
+    the full run, so a notebook grades in seconds on a CPU.
+    """
+    return grading if is_grading() else full
