@@ -1,0 +1,164 @@
+"""`dlcourse build`: one source -> the student notebook and the executed solution.
+
+Student notebook: nbgrader's own preprocessors clear the solutions and hidden
+tests, lock the test cells and record checksums, exactly as
+``nbgrader generate_assignment`` does. Solution notebook: the markers and hidden
+tests are removed (stock ``nbgrader generate_solution`` keeps both), then it is
+executed in full, real training included. Both open with the badge row and the
+Colab setup cell.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
+
+from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.course import Course
+
+# A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
+SOLUTION_CELL_TIMEOUT_S = 900
+
+SETUP_CELL = '''# Setup: inside Google Colab this installs the course package `dlcourse`;
+# anywhere else (JupyterLab, a laptop, the grader) it does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "{pip_spec}"],
+        check=True,
+    )'''
+
+
+def header_cells(course: Course, relative_path: str) -> list[NotebookNode]:
+    """The badge row and the setup cell every generated notebook opens with."""
+    badges = (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({course.colab_url(relative_path)}) "
+        f"[![View on GitHub](https://img.shields.io/badge/view%20on-GitHub-181717?logo=github)]"
+        f"({course.github_url(relative_path)})"
+    )
+    badge_cell = nbformat.v4.new_markdown_cell(badges)
+    badge_cell.id = "badges"
+    setup_cell = nbformat.v4.new_code_cell(SETUP_CELL.format(pip_spec=course.pip_spec()))
+    setup_cell.id = "colab-setup"
+    return [badge_cell, setup_cell]
+
+
+def student_notebook(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
+    """The student version: solutions replaced by stubs, hidden tests removed, test cells locked."""
+    nb = copy.deepcopy(source if source is not None else read_source(course.source_path(name)))
+    resources: dict = {}
+    for preprocessor in (ClearSolutions(), ClearHiddenTests(), LockCells(), ComputeChecksums()):
+        nb, resources = preprocessor.preprocess(nb, resources)
+    nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb") + nb.cells
+    return nb
+
+
+def solution_cells(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
+    """The solution version, not yet executed: markers and hidden tests gone, nbgrader metadata gone."""
+    nb = copy.deepcopy(source if source is not None else read_source(course.source_path(name)))
+    for cell in nb.cells:
+        cell.source = strip_markers(cell.source, keep_hidden=False)
+        cell.metadata = {}
+    nb.cells = header_cells(course, f"solutions/{name}/{name}.ipynb") + nb.cells
+    return nb
+
+
+def execute(nb: NotebookNode, cell_timeout: int = SOLUTION_CELL_TIMEOUT_S) -> NotebookNode:
+    """Run a notebook top to bottom in a fresh kernel, in a scratch folder so it leaves no files behind."""
+    metadata = copy.deepcopy(nb.metadata)
+    with tempfile.TemporaryDirectory(prefix="dlcourse-build-") as workdir:
+        client = NotebookClient(
+            nb,
+            timeout=cell_timeout,
+            kernel_name="python3",
+            record_timing=False,  # timestamps would make every build differ
+            resources={"metadata": {"path": workdir}},
+        )
+        client.execute()
+    # The kernel writes its own language_info (Python patch version...): keep ours, so
+    # the notebook's cells and metadata do not depend on the machine that built it.
+    nb.metadata = metadata
+    return nb
+
+
+def write_notebook(nb: NotebookNode, path: Path) -> None:
+    """Write with nbformat's canonical JSON (sorted keys, one-space indent): stable bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+
+
+def notebook_bytes(nb: NotebookNode) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def build(course: Course, name: str, execute_solution: bool = True, log=print) -> dict:
+    """Build one assignment; returns what was written and how long the solution ran."""
+    source = read_source(course.source_path(name))
+    student = student_notebook(course, name, source)
+    write_notebook(student, course.student_path(name))
+    solution = solution_cells(course, name, source)
+    seconds = None
+    if execute_solution:
+        log(f"{name}: executing the solution in full (real training) ...")
+        started = time.perf_counter()
+        execute(solution)
+        seconds = time.perf_counter() - started
+        log(f"{name}: solution ran in {seconds:.0f} s")
+    write_notebook(solution, course.solution_path(name))
+    return {
+        "assignment": name,
+        "student": course.student_path(name),
+        "solution": course.solution_path(name),
+        "solution_seconds": seconds,
+    }
+
+
+def strip_outputs(nb: NotebookNode) -> NotebookNode:
+    """A copy with outputs and execution counts cleared: what 'the cells' of a notebook are."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def stale_files(course: Course, name: str) -> list[str]:
+    """Generated files of an assignment that differ from what its source builds now."""
+    source = read_source(course.source_path(name))
+    stale = []
+    student_path = course.student_path(name)
+    expected_student = notebook_bytes(student_notebook(course, name, source))
+    if not student_path.exists() or student_path.read_text(encoding="utf-8") != expected_student:
+        stale.append(str(student_path.relative_to(course.root)))
+    solution_path = course.solution_path(name)
+    expected_cells = notebook_bytes(solution_cells(course, name, source))
+    if not solution_path.exists():
+        stale.append(str(solution_path.relative_to(course.root)))
+    else:
+        committed = strip_outputs(nbformat.reads(solution_path.read_text(encoding="utf-8"), as_version=4))
+        if notebook_bytes(committed) != expected_cells:
+            stale.append(str(solution_path.relative_to(course.root)))
+    return stale
+
+
+def release_solution(course: Course, name: str, destination: Path) -> Path:
+    """Copy an assignment's executed solution to a folder a TA publishes (after the deadline)."""
+    src = course.solution_path(name)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} does not exist: run `dlcourse build {name}` first")
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / src.name
+    shutil.copyfile(src, target)
+    return target

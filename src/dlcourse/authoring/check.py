@@ -1,0 +1,171 @@
+"""`dlcourse check`: prove an assignment right before students see it.
+
+For each assignment, through the grading engine every submission goes through:
+the solution must score full marks, the blank student notebook must score 0
+without crashing the grader, and every mutant (a known-wrong solution cell in
+autograder/NN_name/mutants/) must lose points. The leak scan must find no
+solution or hidden-test line in the generated files, and they must not be stale.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from dlcourse.authoring.build import stale_files, student_notebook
+from dlcourse.authoring.leaks import Leak, scan_notebook
+from dlcourse.authoring.source import SourceError, graded_cells, read_source, strip_markers
+from dlcourse.course import Course
+from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
+
+MUTANT_SEPARATOR = "--"
+
+
+@dataclass
+class Mutant:
+    path: Path
+    grade_id: str
+    name: str
+
+
+@dataclass
+class CheckReport:
+    assignment: str
+    points: float = 0.0
+    manual_points: float = 0.0
+    solution: GradeResult | None = None
+    blank: GradeResult | None = None
+    mutants: list[tuple[Mutant, GradeResult]] = field(default_factory=list)
+    leaks: list[Leak] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def mutants_caught(self) -> int:
+        return sum(1 for _, r in self.mutants if r.score < r.max_score)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def find_mutants(course: Course, name: str, source: NotebookNode) -> list[Mutant]:
+    """The mutants of an assignment; a file naming an unknown solution id is an error."""
+    folder = course.mutants_dir(name)
+    if not folder.is_dir():
+        return []
+    solution_ids = {c.metadata.nbgrader["grade_id"] for c in graded_cells(source, "solution")}
+    mutants = []
+    for path in sorted(folder.glob("*.py")):
+        grade_id, _, what = path.stem.partition(MUTANT_SEPARATOR)
+        if grade_id not in solution_ids or not what:
+            raise SourceError(
+                f"{path}: a mutant file is named '<solution id>{MUTANT_SEPARATOR}<what is wrong>.py' "
+                f"and the id must be a solution cell of {name}; solution ids: {', '.join(sorted(solution_ids))}"
+            )
+        mutants.append(Mutant(path=path, grade_id=grade_id, name=what))
+    return mutants
+
+
+def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[str, str] | None = None) -> NotebookNode:
+    """The student notebook filled in with the source's solutions (a perfect student),
+    with some solution cells replaced (a mutant)."""
+    nb = copy.deepcopy(student)
+    answers = {
+        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
+        for c in source.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    answers.update(replace or {})
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in answers and cell.metadata.nbgrader.get("solution"):
+            cell.source = answers[grade_id]
+    return nb
+
+
+def check_assignment(course: Course, name: str, workers: int | None = None, log=print) -> CheckReport:
+    started = time.perf_counter()
+    report = CheckReport(assignment=name)
+    source = read_source(course.source_path(name))
+    student = student_notebook(course, name, source)
+    mutants = find_mutants(course, name, source)
+    report.points = sum(c.metadata.nbgrader["points"] for c in graded_cells(source, "tests"))
+    report.manual_points = sum(c.metadata.nbgrader["points"] for c in graded_cells(source, "answer"))
+
+    runs: list[tuple[str, NotebookNode]] = [
+        ("solution", solved_notebook(student, source)),
+        ("blank", student),
+    ]
+    for mutant in mutants:
+        code = mutant.path.read_text(encoding="utf-8").rstrip("\n")
+        runs.append((f"mutant {mutant.path.name}", solved_notebook(student, source, {mutant.grade_id: code})))
+
+    workers = workers or os.cpu_count() or 1
+    log(f"{name}: grading {len(runs)} notebooks ({len(mutants)} mutants) with {workers} workers ...")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda run: grade_notebook(run[1], source)[0], runs))
+
+    report.solution, report.blank = results[0], results[1]
+    report.mutants = list(zip(mutants, results[2:]))
+
+    sol = report.solution
+    if sol.status != STATUS_GRADED or sol.score != sol.max_score:
+        failing = [f"{c.grade_id} ({c.error})" for c in sol.cells if c.kind == "tests" and c.points != c.max_points]
+        report.problems.append(
+            f"solution scores {sol.score:g}/{sol.max_score:g} ({sol.status}); failing: {', '.join(failing) or sol.message}"
+        )
+    blank = report.blank
+    if blank.status != STATUS_GRADED:
+        report.problems.append(f"blank notebook did not grade cleanly: {blank.status} {blank.message}")
+    if blank.score != 0:
+        passing = [c.grade_id for c in blank.cells if c.kind == "tests" and c.points]
+        report.problems.append(f"blank notebook scores {blank.score:g}, not 0; passing: {', '.join(passing)}")
+    for mutant, result in report.mutants:
+        if result.score >= result.max_score:
+            report.problems.append(f"mutant {mutant.path.name} not caught: it scores full marks")
+    solution_ids = {c.metadata.nbgrader["grade_id"] for c in graded_cells(source, "solution")}
+    uncovered = sorted(gid for gid in solution_ids if sum(m.grade_id == gid for m in mutants) < 2)
+    if uncovered:
+        report.problems.append(f"solution cells with fewer than 2 mutants: {', '.join(uncovered)}")
+
+    for path, allow_solutions in ((course.student_path(name), False), (course.solution_path(name), True)):
+        if path.exists():
+            report.leaks += scan_notebook(path, source, allow_solutions, course.root)
+    if report.leaks:
+        report.problems.append(f"{len(report.leaks)} leak(s): " + "; ".join(str(l) for l in report.leaks[:5]))
+    report.stale = stale_files(course, name)
+    if report.stale:
+        report.problems.append(f"stale generated files (run `dlcourse build {name}`): {', '.join(report.stale)}")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def format_table(reports: list[CheckReport]) -> str:
+    header = ("assignment", "points", "solution", "blank", "mutants", "leaks", "seconds", "result")
+    rows = [header]
+    for r in reports:
+        rows.append((
+            r.assignment,
+            f"{r.points:g}" + (f" (+{r.manual_points:g} manual)" if r.manual_points else ""),
+            f"{r.solution.score:g}" if r.solution else "-",
+            f"{r.blank.score:g}" if r.blank else "-",
+            f"{r.mutants_caught}/{len(r.mutants)}",
+            str(len(r.leaks)),
+            f"{r.seconds:.0f}",
+            "ok" if r.ok else "FAIL",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in reports:
+        for problem in r.problems:
+            lines.append(f"{r.assignment}: {problem}")
+    return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Read one assignment source (a jupytext percent script) into an nbgrader source
+notebook, and refuse a source that nbgrader would mis-grade.
+
+A cell header carries at most one of ``solution="id"``, ``tests="id" points=N``
+or ``answer="id" points=N`` (see notebooks/README.md); this module turns it into
+nbgrader's cell metadata (schema 3) and gives every cell a stable id, so that
+the generated notebooks are byte-for-byte reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jupytext
+import nbformat
+from nbformat import NotebookNode
+
+from dlcourse.course import CourseError
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+END_HIDDEN = "### END HIDDEN TESTS"
+ROLES = ("solution", "tests", "answer")
+GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
+
+# Metadata the kernel header of every generated notebook gets; fixed so builds are reproducible.
+KERNEL_METADATA = {
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+    # Colab opens the notebook on a GPU runtime when one is free.
+    "accelerator": "GPU",
+    "colab": {"provenance": []},
+}
+
+
+class SourceError(CourseError):
+    """A source that cannot be built; the message names the file and the cell."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A marked region inside one cell: its lines, without the marker lines."""
+
+    kind: str  # "solution" or "hidden"
+    lines: tuple[str, ...]
+
+
+def read_source(path: Path) -> NotebookNode:
+    """The source notebook: solutions and hidden tests in place, nbgrader metadata on every graded cell."""
+    path = Path(path)
+    try:
+        nb = jupytext.read(path, fmt="py:percent")
+    except Exception as error:  # jupytext raises many types on a broken header
+        raise SourceError(f"{path}: jupytext cannot read it ({error})") from error
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells, start=1):
+        where = f"{path}, cell {index} ({_first_line(cell)!r})"
+        role, grade_id, points = _role(cell, where)
+        _check_markers(cell, role, where)
+        cell.metadata = {}
+        if role:
+            if grade_id in seen:
+                raise SourceError(
+                    f"{where}: id {grade_id!r} is already used by cell {seen[grade_id]}; "
+                    "every graded cell needs its own id"
+                )
+            seen[grade_id] = index
+            cell.metadata["nbgrader"] = _nbgrader_metadata(role, grade_id, points)
+            cell.id = grade_id
+        else:
+            cell.id = f"cell-{index:03d}"
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    if not seen:
+        raise SourceError(f"{path}: no graded cell (solution=, tests= or answer=) in the source")
+    nb.metadata = dict(KERNEL_METADATA)
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nbformat.validate(nb)
+    return nb
+
+
+def _first_line(cell: NotebookNode) -> str:
+    for line in cell.source.splitlines():
+        if line.strip():
+            return line.strip()[:60]
+    return ""
+
+
+def _role(cell: NotebookNode, where: str) -> tuple[str | None, str | None, float | None]:
+    roles = [r for r in ROLES if r in cell.metadata]
+    if len(roles) > 1:
+        raise SourceError(f"{where}: a cell has one role, this one has {roles}")
+    if not roles:
+        if "points" in cell.metadata:
+            raise SourceError(f"{where}: points= on a cell that is not tests= or answer=")
+        return None, None, None
+    role = roles[0]
+    grade_id = cell.metadata[role]
+    if not isinstance(grade_id, str) or not GRADE_ID.match(grade_id):
+        raise SourceError(
+            f"{where}: {role}={grade_id!r} is not a valid id (letters, digits, _ and -, at most 60)"
+        )
+    if role == "answer" and cell.cell_type != "markdown":
+        raise SourceError(f"{where}: answer= is for markdown cells (written answers)")
+    if role in ("solution", "tests") and cell.cell_type != "code":
+        raise SourceError(f"{where}: {role}= is for code cells")
+    points = cell.metadata.get("points")
+    if role in ("tests", "answer"):
+        if points is None:
+            raise SourceError(f"{where}: graded cell {grade_id!r} has no points; add points=N to its header")
+        if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+            raise SourceError(f"{where}: points={points!r} must be a positive number")
+    elif points is not None:
+        raise SourceError(f"{where}: points= belongs on the tests cell, not on solution {grade_id!r}")
+    return role, grade_id, points
+
+
+def _nbgrader_metadata(role: str, grade_id: str, points: float | None) -> dict:
+    meta = {
+        "grade": role in ("tests", "answer"),
+        "grade_id": grade_id,
+        "locked": role == "tests",
+        "schema_version": 3,
+        "solution": role in ("solution", "answer"),
+        "task": False,
+    }
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def split_blocks(source: str, where: str = "cell") -> tuple[list[str], list[Block]]:
+    """Split a cell into its public lines and its marked blocks; raise on unpaired markers."""
+    public: list[str] = []
+    blocks: list[Block] = []
+    open_kind: str | None = None
+    current: list[str] = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        marker = line.strip()
+        if marker in (BEGIN_SOLUTION, BEGIN_HIDDEN):
+            if open_kind:
+                raise SourceError(f"{where}, line {number}: {marker!r} inside an open {open_kind} block")
+            open_kind = "solution" if marker == BEGIN_SOLUTION else "hidden"
+            current = []
+        elif marker in (END_SOLUTION, END_HIDDEN):
+            kind = "solution" if marker == END_SOLUTION else "hidden"
+            if open_kind != kind:
+                raise SourceError(f"{where}, line {number}: {marker!r} without a matching BEGIN")
+            blocks.append(Block(kind, tuple(current)))
+            open_kind = None
+        elif open_kind:
+            current.append(line)
+        else:
+            public.append(line)
+    if open_kind:
+        raise SourceError(f"{where}: a {open_kind} block is opened but never closed")
+    return public, blocks
+
+
+def _check_markers(cell: NotebookNode, role: str | None, where: str) -> None:
+    _, blocks = split_blocks(cell.source, where)
+    kinds = {b.kind for b in blocks}
+    if "solution" in kinds and role not in ("solution", "answer"):
+        raise SourceError(
+            f"{where}: solution markers in a cell that is not solution= or answer=; "
+            "the student would see the solution"
+        )
+    if "hidden" in kinds and role != "tests":
+        raise SourceError(f"{where}: hidden-test markers belong in a tests= cell")
+
+
+def strip_markers(source: str, keep_hidden: bool) -> str:
+    """The cell as the solution shows it: marker lines gone, solution kept, hidden tests kept or dropped."""
+    out: list[str] = []
+    in_hidden = False
+    for line in source.splitlines():
+        marker = line.strip()
+        if marker in (BEGIN_SOLUTION, END_SOLUTION):
+            continue
+        if marker == BEGIN_HIDDEN:
+            in_hidden = True
+            continue
+        if marker == END_HIDDEN:
+            in_hidden = False
+            continue
+        if in_hidden and not keep_hidden:
+            continue
+        out.append(line)
+    return "\n".join(out).rstrip("\n")
+
+
+def graded_cells(nb: NotebookNode, role: str) -> list[NotebookNode]:
+    """The cells of a source notebook with one role (solution, tests or answer)."""
+    def has_role(cell: NotebookNode) -> bool:
+        meta = cell.metadata.get("nbgrader", {})
+        if role == "tests":
+            return bool(meta.get("grade")) and not meta.get("solution")
+        if role == "answer":
+            return bool(meta.get("grade")) and bool(meta.get("solution"))
+        return bool(meta.get("solution")) and not meta.get("grade")
+
+    return [c for c in nb.cells if has_role(c)]
