@@ -17,13 +17,15 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.build import build
+    from dlcourse.authoring.build import build, write_colab_index
 
     course = load_course()
     for name in course.resolve(args.assignments):
         result = build(course, name, execute_solution=not args.no_execute)
         print(f"{name}: wrote {result['student'].relative_to(course.root)} and "
               f"{result['solution'].relative_to(course.root)}")
+    for path in write_colab_index(course):
+        print(f"wrote {path.relative_to(course.root)}")
     return 0
 
 

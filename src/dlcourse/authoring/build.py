@@ -162,3 +162,67 @@ def release_solution(course: Course, name: str, destination: Path) -> Path:
     target = destination / src.name
     shutil.copyfile(src, target)
     return target
+
+
+def _assignment_title(course: Course, name: str) -> str:
+    """The first markdown heading of an assignment's source, without the '#'."""
+    for line in course.source_path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("# # "):
+            return line[4:].strip()
+    return name
+
+
+def colab_index(course: Course) -> tuple[str, NotebookNode]:
+    """The Colab entry page: a README and an index notebook with one badge per assignment."""
+    rows = []
+    for name in course.assignments():
+        path = f"assignments/{name}/{name}.ipynb"
+        badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({course.colab_url(path)})"
+        rows.append(f"| {name} | {_assignment_title(course, name)} | {badge} |")
+    table = "| assignment | what it covers | open |\n| --- | --- | --- |\n" + "\n".join(rows)
+    drive = (
+        "## Keeping your work\n\n"
+        "A Colab runtime forgets everything when it disconnects. Before you start, use "
+        "**File > Save a copy in Drive**: your copy lives in your Google Drive and keeps your answers. "
+        "To keep data sets and checkpoints too, run `dlcourse.mount_drive()` in a notebook "
+        "(it asks for permission once) and save files under the folder it returns "
+        "(`MyDrive/dlcourse`). When you are done, **File > Download > Download .ipynb** and hand that "
+        "file in.\n\n"
+        "## Turning on the GPU\n\n"
+        "**Runtime > Change runtime type > T4 GPU**. Every notebook also runs on a CPU, more slowly."
+    )
+    readme = (
+        "# Open the course in Google Colab\n\n"
+        "Click a badge to open an assignment in Colab; the first code cell installs the course "
+        "package `dlcourse`. Nothing to set up.\n\n" + table + "\n\n" + drive + "\n"
+    )
+    index = nbformat.v4.new_notebook()
+    index.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                      "language_info": {"name": "python"}, "colab": {"provenance": []}}
+    intro = nbformat.v4.new_markdown_cell(
+        "# Deep learning course: assignments\n\nOpen an assignment in Colab:\n\n" + table)
+    intro.id = "assignments"
+    keeping = nbformat.v4.new_markdown_cell(drive)
+    keeping.id = "keeping-work"
+    index.cells = [intro, keeping]
+    return readme, index
+
+
+def write_colab_index(course: Course) -> list[Path]:
+    readme, index = colab_index(course)
+    folder = course.root / "colab"
+    folder.mkdir(exist_ok=True)
+    (folder / "README.md").write_text(readme, encoding="utf-8")
+    write_notebook(index, folder / "index.ipynb")
+    return [folder / "README.md", folder / "index.ipynb"]
+
+
+def stale_colab_files(course: Course) -> list[str]:
+    readme, index = colab_index(course)
+    expected = {"colab/README.md": readme, "colab/index.ipynb": notebook_bytes(index)}
+    stale = []
+    for relative, text in expected.items():
+        path = course.root / relative
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            stale.append(relative)
+    return stale

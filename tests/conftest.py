@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny course (one assignment, no torch) that builds and grades in seconds."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dlcourse.course import Course, load_course
+
+DEMO_SOURCE = textwrap.dedent('''\
+    # %% [markdown]
+    # # Demo assignment
+    # Write `double`.
+
+    # %%
+    import math
+
+    # %% solution="double"
+    def double(x):
+        ### BEGIN SOLUTION
+        return 2 * x  # the distinctive solution line
+        ### END SOLUTION
+
+    # %% tests="test_double" points=2
+    assert double(2) == 4, "double(2) should be 4"
+    ### BEGIN HIDDEN TESTS
+    assert double(-3.5) == -7.0, "the hidden negative-number test"
+    ### END HIDDEN TESTS
+
+    # %% [markdown] answer="why_double" points=1
+    # Why does doubling commute with addition?
+    #
+    # ### BEGIN SOLUTION
+    # Because multiplication distributes over addition in every ring.
+    # ### END SOLUTION
+    ''')
+
+DEMO_MUTANTS = {
+    "double--adds-two.py": "def double(x):\n    return x + 2\n",
+    "double--negatives-wrong.py": "def double(x):\n    return abs(2 * x)\n",
+}
+
+
+def make_course(root: Path, source: str = DEMO_SOURCE, name: str = "99_demo") -> Course:
+    (root / "pyproject.toml").write_text(
+        '[tool.dlcourse]\nrepository = "example/course"\nref = "v1"\n', encoding="utf-8"
+    )
+    folder = root / "notebooks" / name
+    folder.mkdir(parents=True)
+    (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    mutants = root / "autograder" / name / "mutants"
+    mutants.mkdir(parents=True)
+    for file_name, code in DEMO_MUTANTS.items():
+        (mutants / file_name).write_text(code, encoding="utf-8")
+    return load_course(root)
+
+
+@pytest.fixture
+def demo_course(tmp_path: Path) -> Course:
+    return make_course(tmp_path)

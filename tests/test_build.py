@@ -1,0 +1,141 @@
+"""`dlcourse build`: what students and TAs get from one source, byte-for-byte reproducible,
+and a clear refusal of a broken source."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from dlcourse.authoring.build import build, stale_files, student_notebook
+from dlcourse.authoring.source import SourceError, read_source
+from dlcourse.cli import main
+from tests.conftest import DEMO_SOURCE, make_course
+
+
+def cell_by_id(nb, grade_id):
+    return next(c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def test_student_notebook_hides_solutions_and_hidden_tests(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    text = demo_course.student_path("99_demo").read_text()
+    assert "the distinctive solution line" not in text
+    assert "the hidden negative-number test" not in text
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    nb = nbformat.read(str(demo_course.student_path("99_demo")), as_version=4)
+    assert "raise NotImplementedError()" in cell_by_id(nb, "double").source
+    assert "YOUR ANSWER HERE" in cell_by_id(nb, "why_double").source
+    tests = cell_by_id(nb, "test_double")
+    assert tests.metadata.nbgrader["locked"] and tests.metadata.nbgrader["points"] == 2
+    assert tests.metadata.editable is False and tests.metadata.deletable is False
+    assert "checksum" in tests.metadata.nbgrader
+
+
+def test_student_notebook_opens_with_badges_and_colab_only_setup(demo_course):
+    nb = student_notebook(demo_course, "99_demo")
+    badges, setup = nb.cells[0], nb.cells[1]
+    assert ("https://colab.research.google.com/github/example/course/blob/v1/"
+            "assignments/99_demo/99_demo.ipynb") in badges.source
+    assert "https://github.com/example/course/blob/v1/assignments/99_demo/99_demo.ipynb" in badges.source
+    assert 'if "google.colab" in sys.modules:' in setup.source
+    assert "git+https://github.com/example/course@v1" in setup.source
+
+
+def test_setup_cell_does_nothing_outside_colab(demo_course):
+    setup = student_notebook(demo_course, "99_demo").cells[1].source
+    namespace: dict = {}
+    exec(compile(setup, "setup-cell", "exec"), namespace)  # would pip install if it thought it was Colab
+    assert "subprocess" in namespace
+
+
+def test_solution_notebook_is_executed_without_markers_or_hidden_tests(demo_course):
+    build(demo_course, "99_demo", execute_solution=True, log=lambda *_: None)
+    text = demo_course.solution_path("99_demo").read_text()
+    assert "the distinctive solution line" in text
+    assert "Because multiplication distributes" in text
+    assert "the hidden negative-number test" not in text
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    nb = nbformat.read(str(demo_course.solution_path("99_demo")), as_version=4)
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code"), "every cell ran"
+    assert not any("nbgrader" in c.metadata for c in nb.cells)
+
+
+def test_build_is_byte_for_byte_reproducible(demo_course):
+    build(demo_course, "99_demo", execute_solution=True, log=lambda *_: None)
+    first = demo_course.student_path("99_demo").read_bytes()
+    build(demo_course, "99_demo", execute_solution=True, log=lambda *_: None)
+    assert demo_course.student_path("99_demo").read_bytes() == first
+    assert stale_files(demo_course, "99_demo") == []
+
+
+def test_stale_generated_files_are_detected(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    source = demo_course.source_path("99_demo")
+    source.write_text(source.read_text().replace("Write `double`.", "Write `double`, carefully."))
+    assert stale_files(demo_course, "99_demo") == [
+        "assignments/99_demo/99_demo.ipynb",
+        "solutions/99_demo/99_demo.ipynb",
+    ]
+
+
+def test_hand_edited_solution_cell_is_stale_but_outputs_are_not(demo_course):
+    build(demo_course, "99_demo", execute_solution=True, log=lambda *_: None)
+    path = demo_course.solution_path("99_demo")
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []  # outputs may differ from run to run: not stale
+    nbformat.write(nb, str(path))
+    assert stale_files(demo_course, "99_demo") == []
+    nb.cells[-2].source += "\n# edited by hand"
+    nbformat.write(nb, str(path))
+    assert stale_files(demo_course, "99_demo") == ["solutions/99_demo/99_demo.ipynb"]
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (DEMO_SOURCE.replace("    ### END SOLUTION\n", "", 1), "never closed"),
+        (DEMO_SOURCE.replace("    ### BEGIN SOLUTION\n", "", 1), "without a matching BEGIN"),
+        (DEMO_SOURCE.replace('tests="test_double"', 'tests="double"'), "already used by cell"),
+        (DEMO_SOURCE.replace('tests="test_double" points=2', 'tests="test_double"'), "has no points"),
+        (DEMO_SOURCE.replace('points=2', 'points=-1'), "must be a positive number"),
+        (DEMO_SOURCE.replace('# %% solution="double"', "# %%"), "solution markers in a cell that is not"),
+    ],
+)
+def test_broken_sources_are_refused_naming_file_and_cell(tmp_path, broken, message):
+    course = make_course(tmp_path, source=broken)
+    with pytest.raises(SourceError) as error:
+        read_source(course.source_path("99_demo"))
+    text = str(error.value)
+    assert message in text
+    assert "99_demo.py" in text and "cell " in text
+
+
+def test_unknown_assignment_lists_the_known_ones(demo_course, monkeypatch, capsys):
+    monkeypatch.chdir(demo_course.root)
+    monkeypatch.delenv("DLCOURSE_ROOT", raising=False)
+    assert main(["check", "42_nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown assignment(s): 42_nothing" in err and "Known assignments: 99_demo" in err
+
+
+def test_build_of_a_broken_source_exits_with_the_message(tmp_path, monkeypatch, capsys):
+    course = make_course(tmp_path, source=DEMO_SOURCE.replace('tests="test_double" points=2', 'tests="test_double"'))
+    monkeypatch.chdir(course.root)
+    monkeypatch.delenv("DLCOURSE_ROOT", raising=False)
+    assert main(["build", "99_demo", "--no-execute"]) == 2
+    assert "graded cell 'test_double' has no points" in capsys.readouterr().err
+
+
+def test_colab_index_has_a_badge_per_assignment_and_goes_stale(demo_course):
+    from dlcourse.authoring.build import stale_colab_files, write_colab_index
+
+    assert stale_colab_files(demo_course) == ["colab/README.md", "colab/index.ipynb"]
+    write_colab_index(demo_course)
+    assert stale_colab_files(demo_course) == []
+    readme = (demo_course.root / "colab" / "README.md").read_text()
+    assert ("https://colab.research.google.com/github/example/course/blob/v1/assignments/99_demo/99_demo.ipynb"
+            in readme)
+    assert "| 99_demo | Demo assignment |" in readme
+    assert "Drive" in readme

@@ -1,0 +1,83 @@
+"""`dlcourse check` on a tiny course: what it proves, and that it notices when something is wrong."""
+
+from __future__ import annotations
+
+import nbformat
+
+from dlcourse.authoring.build import build
+from dlcourse.authoring.check import check_assignment, format_table
+from dlcourse.authoring.leaks import scan_notebook
+from dlcourse.authoring.source import read_source
+
+
+def quiet(*_):
+    pass
+
+
+def test_a_correct_assignment_passes(demo_course):
+    build(demo_course, "99_demo", execute_solution=True, log=quiet)
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert report.ok, report.problems
+    assert (report.points, report.manual_points) == (2, 1)
+    assert report.solution.score == 2 and report.blank.score == 0
+    assert report.mutants_caught == 2 and len(report.mutants) == 2
+    table = format_table([report])
+    assert "99_demo" in table and "2/2" in table and "ok" in table
+
+
+def test_an_uncaught_mutant_fails_the_check(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    (demo_course.mutants_dir("99_demo") / "double--same-as-solution.py").write_text("def double(x):\n    return x * 2\n")
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert not report.ok
+    assert any("double--same-as-solution.py not caught" in p for p in report.problems)
+    assert "FAIL" in format_table([report])
+
+
+def test_a_function_with_one_mutant_fails_the_check(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    (demo_course.mutants_dir("99_demo") / "double--adds-two.py").unlink()
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert any("fewer than 2 mutants: double" in p for p in report.problems)
+
+
+def test_a_solution_that_fails_its_tests_fails_the_check(demo_course):
+    source = demo_course.source_path("99_demo")
+    source.write_text(source.read_text().replace("return 2 * x", "return 3 * x"))
+    build(demo_course, "99_demo", execute_solution=False)
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert any(p.startswith("solution scores 0/2") and "AssertionError" in p for p in report.problems)
+
+
+def test_stale_files_fail_the_check(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    source = demo_course.source_path("99_demo")
+    source.write_text(source.read_text() + "\n# %%\nprint('a new cell')\n")
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert any("stale generated files" in p for p in report.problems)
+
+
+def test_leak_scan_finds_a_planted_solution_and_hidden_test(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    path = demo_course.student_path("99_demo")
+    source = read_source(demo_course.source_path("99_demo"))
+    assert scan_notebook(path, source, allow_solutions=False) == []
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("return 2 * x  # the distinctive solution line"))
+    nb.cells.append(nbformat.v4.new_markdown_cell('assert double(-3.5) == -7.0, "the hidden negative-number test"'))
+    nbformat.write(nb, str(path))
+    kinds = sorted(leak.kind for leak in scan_notebook(path, source, allow_solutions=False))
+    assert kinds == ["hidden test", "solution"]
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert any("leak(s)" in p for p in report.problems)
+
+
+def test_leak_scan_lets_solutions_into_the_solution_notebook_but_not_hidden_tests(demo_course):
+    build(demo_course, "99_demo", execute_solution=False)
+    path = demo_course.solution_path("99_demo")
+    source = read_source(demo_course.source_path("99_demo"))
+    assert scan_notebook(path, source, allow_solutions=True) == []
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[-1].source += "\n### BEGIN HIDDEN TESTS"
+    nbformat.write(nb, str(path))
+    assert [leak.kind for leak in scan_notebook(path, source, allow_solutions=True)] == ["marker"]
