@@ -68,6 +68,7 @@ __all__ = [
     "load_cifar10",
     "load_text",
     "cache_dir",
+    "cache_location",
     "manifest",
     "data_source",
     "is_offline_subset",
@@ -112,17 +113,21 @@ def _in_checkout() -> bool:
     return (repo / "data" / "manifest.json").is_file() and (repo / "pyproject.toml").is_file()
 
 
-def cache_dir() -> Path:
-    """Where downloads go (created if missing): $DLCOURSE_DATA, else /content/dlcourse-data
-    in Colab, else <repo>/data/cache in a checkout, else ~/.cache/dlcourse."""
+def cache_location() -> Path:
+    """Where downloads go: $DLCOURSE_DATA, else /content/dlcourse-data in Colab, else
+    <repo>/data/cache in a checkout (git ignores it), else ~/.cache/dlcourse."""
     if os.environ.get(DATA_ENV):
-        folder = Path(os.environ[DATA_ENV]).expanduser()
-    elif in_colab():
-        folder = Path("/content/dlcourse-data")
-    elif _in_checkout():
-        folder = Path(__file__).resolve().parents[2] / "data" / "cache"
-    else:
-        folder = Path.home() / ".cache" / "dlcourse"
+        return Path(os.environ[DATA_ENV]).expanduser()
+    if in_colab():
+        return Path("/content/dlcourse-data")
+    if _in_checkout():
+        return Path(__file__).resolve().parents[2] / "data" / "cache"
+    return Path.home() / ".cache" / "dlcourse"
+
+
+def cache_dir() -> Path:
+    """:func:`cache_location`, created if missing."""
+    folder = cache_location()
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -329,7 +334,7 @@ def _fallback_message(what: str, used: str, reason: str, how: str) -> str:
 def _how_to_get(name: str) -> str:
     return (
         f"run with network access (in Colab it just works; unset ${OFFLINE_ENV}) and call the loader "
-        f"again; the files go to {cache_dir()} (set ${DATA_ENV} to change it)."
+        f"again; the files go to {cache_location()} (set ${DATA_ENV} to change it)."
     )
 
 
@@ -430,13 +435,13 @@ def _names_corpus() -> Text:
 
 def _torchvision_dataset(cls_name: str, train: bool) -> tuple[Any | None, str]:
     """The torchvision dataset from the cache or a download; (None, reason) when unavailable."""
+    reason = _offline_reason()
+    if reason and is_grading():
+        return None, reason  # not even the cache: every grade sees the same data
     import torchvision.datasets as tv
 
     cls = getattr(tv, cls_name)
     root = cache_dir()
-    reason = _offline_reason()
-    if reason and is_grading():
-        return None, reason  # not even the cache: every grade sees the same data
     try:
         return cls(root, train=train, download=False), ""
     except Exception as error:
@@ -546,7 +551,7 @@ def load_text(name: str = "tiny_shakespeare") -> Text:
         known = ", ".join(k for k, v in entries.items() if v.get("kind") in ("url", "offline-text"))
         raise ValueError(f"unknown text corpus {name!r}; known: {known}")
     entry = entries[name]
-    path = cache_dir() / name / entry["filename"]
+    path = cache_location() / name / entry["filename"]
     reason = _offline_reason()
     if reason and not is_grading() and path.exists() and _verify(path, entry["sha256"], entry["size"]) is None:
         reason = None  # offline, but a verified copy is in the cache

@@ -73,10 +73,12 @@ def deterministic(enabled: bool = True) -> None:
     TF32 would make float32 matmuls on Ampere+ GPUs differ from the CPU by ~1e-3,
     which is exactly what a test tolerance must not depend on.
     """
-    torch.backends.cuda.matmul.allow_tf32 = not enabled
+    # enabled=False restores PyTorch's defaults (matmul TF32 is off by default; turning
+    # the mode off must not switch TF32 on behind a later test's back).
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = not enabled
     torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = not enabled
+    torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     if enabled:
         # cuBLAS needs this to be deterministic; harmless on CPU.
