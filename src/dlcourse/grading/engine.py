@@ -1,26 +1,42 @@
 """Grade one notebook: restore the instructor's test cells into the submission,
-run it top to bottom in a fresh kernel, and score every graded cell.
+run it top to bottom in a fresh, confined kernel process, and score every graded cell.
 
 This is the one grading path: `dlcourse check` (solutions, blanks, mutants) and
 `dlcourse grade` (students) both go through `grade_notebook`. Scoring follows
 nbgrader's rules for autograder tests (full points when the cell ran to the end,
 zero otherwise) with one deliberate difference: a test passes or fails on the
-kernel's own execute reply, never on what the cell printed, so stderr output,
-warnings and progress bars cannot cost points.
+verdict the guarded test runner sends (did the test raise?), never on what the
+cell printed, so stderr output, warnings and progress bars cannot cost points.
+
+Each submission runs in its own process forked from a warm template (``zygote``)
+that has already imported torch: no two submissions share a process, and none
+pays the seconds of Python start-up and imports. The process is confined by
+``sandbox`` (namespaces, hidden folders, its own uid, rlimits) and talks to this
+module over a socket with JSON messages only (never pickle: the other end runs
+student code).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from dlcourse.authoring.source import strip_markers
@@ -49,6 +65,7 @@ class GradeResult:
     message: str = ""
     seconds: float = 0.0
     kernel_seconds: float = 0.0
+    isolation: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -131,6 +148,149 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
     return nb, flags
 
 
+# -- the kernel processes --------------------------------------------------------------------
+
+STATUS_OUT_OF_MEMORY = "out of memory"
+# The worse of two statuses wins when a run hits several problems.
+STATUS_ORDER = [STATUS_GRADED, STATUS_OUT_OF_MEMORY, STATUS_TIMED_OUT, STATUS_CRASHED, STATUS_INVALID]
+INTERRUPT_GRACE_S = 5.0
+MAX_REPLY = 16 * 2**20
+UID_BASE = 1_200_000  # one fresh uid per submission: no passwd entry needed, nothing else runs as it
+
+
+def worse(a: str, b: str) -> str:
+    return max(a, b, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
+
+
+class Zygote:
+    """The warm template process (see ``zygote``); forks one kernel per submission."""
+
+    def __init__(self, preload: list[str] | None = None):
+        self._lock = threading.Lock()
+        self._preload = preload
+        self._process: subprocess.Popen | None = None
+        self._socket: socket.socket | None = None
+        self._uids = itertools.count(UID_BASE + random.randrange(0, 10**6, 1000))
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        args = [sys.executable, "-m", "dlcourse.grading.zygote", str(theirs.fileno())]
+        if self._preload is not None:
+            args.append(",".join(self._preload))
+        env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+               "IPYTHONDIR": tempfile.mkdtemp(prefix="dlcourse-ipython-")}
+        self._process = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, env=env, cwd="/")
+        theirs.close()
+        self._socket = ours
+        ready = ours.recv(4096)
+        if not ready:
+            raise RuntimeError("the grading template process failed to start (run with a working torch install)")
+
+    def spawn(self, config: dict) -> tuple[int, Connection]:
+        """A fresh kernel process confined as `config` says; its pid and the socket to it."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._start()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                socket.send_fds(self._socket, [json.dumps(config).encode()], [theirs.fileno()])
+                reply = self._socket.recv(4096)
+            finally:
+                theirs.close()
+            if not reply:
+                self._process = None
+                raise RuntimeError("the grading template process died")
+            return json.loads(reply)["pid"], Connection(ours.detach())
+
+    def next_uid(self) -> int:
+        with self._lock:
+            return next(self._uids)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+            if self._process is not None:
+                self._process.kill()
+                self._process.wait()
+            self._process = self._socket = None
+
+
+_ZYGOTE: Zygote | None = None
+_ZYGOTE_LOCK = threading.Lock()
+
+
+def zygote() -> Zygote:
+    global _ZYGOTE
+    with _ZYGOTE_LOCK:
+        if _ZYGOTE is None:
+            _ZYGOTE = Zygote()
+        return _ZYGOTE
+
+
+def default_hide() -> list[str]:
+    """Folders a kernel must not see: homes, and the folder holding the course repository."""
+    hide = ["/root", "/home", "/srv", "/mnt", "/media", "/var/lib", "/var/log", "/var/mail", "/opt"]
+    try:
+        from dlcourse.course import find_root
+
+        root = find_root()
+        hide += [str(root.parent if root.parent != root.parent.parent else root)]
+    except Exception:
+        pass
+    import dlcourse
+
+    repo = Path(dlcourse.__file__).resolve().parents[2]
+    hide.append(str(repo.parent if repo.parent != repo.parent.parent else repo))
+    return hide
+
+
+def default_expose() -> list[str]:
+    """What stays readable under the hidden folders: Python, installed packages, the public package and data."""
+    import site
+
+    import dlcourse
+
+    package = Path(dlcourse.__file__).resolve().parent
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(package.parent), str(package.parents[1] / "data")}
+    try:
+        paths.update(site.getsitepackages())
+    except AttributeError:
+        pass
+    for entry in sys.path:  # editable installs and .pth folders
+        if entry and "site-packages" in entry:
+            paths.add(entry)
+    return sorted(str(Path(p).resolve()) for p in paths if p and Path(p).exists())
+
+
+def kernel_env(extra: dict | None, workdir: str) -> dict:
+    keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+            "CUDA_HOME", "LD_LIBRARY_PATH", "DLCOURSE_DEVICE", "DLCOURSE_DATA", "DLCOURSE_OFFLINE", "PYTHONHASHSEED")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(HOME=workdir, TMPDIR="/tmp", MPLBACKEND="module://matplotlib_inline.backend_inline",
+               MPLCONFIGDIR="/tmp/.matplotlib", XDG_CACHE_HOME="/tmp/.cache", IPYTHONDIR="/tmp/.ipython",
+               PYTHONUNBUFFERED="1")
+    env.update(extra or {})
+    env["NBGRADER_EXECUTION"] = "autograde"
+    return env
+
+
+def _kill(pid: int, uid: int | None) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except OSError:
+            pass
+    if uid is not None and os.geteuid() == 0:
+        from dlcourse.grading.sandbox import kill_uid
+
+        kill_uid(uid)
+
+
+# -- one notebook ---------------------------------------------------------------------------
+
+
 def grade_notebook(
     submission: NotebookNode,
     source: NotebookNode,
@@ -139,10 +299,22 @@ def grade_notebook(
     timeout: float = 600,
     workdir: Path | None = None,
     env: dict | None = None,
+    memory_mb: int | None = 4096,
+    output_limit: int = 2 * 2**20,
+    files: dict[str, Path] | None = None,
+    isolate: bool = True,
+    hide: list[str] | None = None,
+    threads: int | None = None,
+    notebook_name: str = "submission.ipynb",
 ) -> tuple[GradeResult, NotebookNode]:
-    """Grade one submission against the source notebook; returns the result and the executed notebook."""
+    """Grade one submission against the source notebook; returns the result and the executed notebook.
+
+    `files` are copied into the working copy next to the notebook (the student's other files, the
+    assignment's public files). `workdir`, when given, must be an empty folder the caller owns.
+    """
     started = time.perf_counter()
     nb, flags = restore_tests(submission, source)
+    ensure_ids(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell.outputs = []
@@ -157,42 +329,49 @@ def grade_notebook(
         if _is_test(c) or _is_answer(c)
     }
     result = GradeResult(status=STATUS_GRADED, flags=flags)
-    replies: dict[int, str] = {}
-
-    def on_cell_executed(cell, cell_index, execute_reply):
-        replies[cell_index] = execute_reply.get("content", {}).get("status", "error")
-
-    kernel_env = {**os.environ, **(env or {}), "NBGRADER_EXECUTION": "autograde"}
-    with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as scratch:
-        cwd = str(workdir or scratch)
-        client = NotebookClient(
-            nb,
-            timeout=cell_timeout,
-            kernel_name="python3",
-            allow_errors=True,
-            record_timing=False,
-            interrupt_on_timeout=True,
-            on_cell_executed=on_cell_executed,
-            resources={"metadata": {"path": cwd}},
-        )
-        kernel_started = time.perf_counter()
-        try:
-            with client.setup_kernel(env=kernel_env, cwd=cwd):
-                for index, cell in enumerate(nb.cells):
-                    if time.perf_counter() - started > timeout:
-                        result.status = STATUS_TIMED_OUT
-                        result.message = f"stopped after {timeout:.0f} s; later cells did not run"
-                        break
-                    if cell.cell_type != "code":
-                        continue
-                    client.execute_cell(cell, index)
-        except DeadKernelError as error:
-            result.status = STATUS_CRASHED
-            result.message = f"the kernel died ({error}); cells after that did not run"
-        except CellTimeoutError as error:
-            result.status = STATUS_TIMED_OUT
-            result.message = str(error)
-        result.kernel_seconds = time.perf_counter() - kernel_started
+    verdicts: dict[int, str] = {}
+    owned = workdir is None
+    folder = Path(workdir or tempfile.mkdtemp(prefix="dlcourse-grade-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for name, path in (files or {}).items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    # The student's own notebook as handed in: never the restored one, which holds hidden tests.
+    nbformat.write(submission, str(folder / notebook_name))
+    template = zygote()
+    uid = template.next_uid() if os.geteuid() == 0 and isolate else None
+    config = {
+        "workdir": str(folder.resolve()), "uid": uid, "isolate": isolate,
+        "hide": hide if hide is not None else default_hide(), "expose": default_expose(),
+        "memory_mb": memory_mb, "output_limit": output_limit, "threads": threads,
+        "env": kernel_env(env, str(folder.resolve())),
+    }
+    pid = None
+    kernel_started = time.perf_counter()
+    try:
+        pid, conn = template.spawn(config)
+        with conn:
+            if not conn.poll(60):
+                raise EOFError("the kernel did not start")
+            hello = json.loads(conn.recv_bytes(MAX_REPLY))
+            result.isolation = hello.get("isolation", {})
+            result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
+            _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout)
+            try:
+                conn.send_bytes(json.dumps({"op": "stop"}).encode())
+            except OSError:
+                pass
+    except (EOFError, OSError, RuntimeError, ValueError) as error:
+        result.status = worse(result.status, STATUS_CRASHED)
+        result.message = result.message or f"the kernel could not run: {error}"
+    finally:
+        if pid is not None:
+            _kill(pid, uid)
+        if owned:
+            shutil.rmtree(folder, ignore_errors=True)
+    result.kernel_seconds = time.perf_counter() - kernel_started
 
     for index, cell in enumerate(nb.cells):
         grade_id = _nbgrader(cell).get("grade_id")
@@ -202,19 +381,99 @@ def grade_notebook(
         if score.kind == "answer":
             score.ran = True
             continue  # graded by hand in the formgrader
-        status = replies.get(index)
-        score.ran = status is not None
-        score.points = score.max_points if status == "ok" else 0.0
-        if status == "error":
+        verdict = verdicts.get(index)
+        score.ran = verdict is not None
+        score.points = score.max_points if verdict == "ok" else 0.0
+        if verdict == "error":
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             score.error = (
                 f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else "the cell raised"
             )
-        elif status is None:
+        elif verdict is None:
             score.error = "did not run"
     result.cells = list(scores.values())
     result.seconds = time.perf_counter() - started
     return result, nb
+
+
+def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
+               deadline: float, timeout: float) -> None:
+    """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            result.status = worse(result.status, STATUS_TIMED_OUT)
+            result.message = f"stopped after {timeout:g} s (the notebook's time limit); later cells did not run"
+            return
+        grade_id = _nbgrader(cell).get("grade_id")
+        kind = "test" if _is_test(cell) else "code"
+        nonce = secrets.token_hex(16)
+        conn.send_bytes(json.dumps({"op": "run", "index": index, "kind": kind, "grade_id": grade_id,
+                                    "source": cell.source, "nonce": nonce}).encode())
+        wait = min(cell_timeout, remaining)
+        interrupted = False
+        if not conn.poll(wait):
+            interrupted = True
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+            if not conn.poll(INTERRUPT_GRACE_S):
+                result.status = worse(result.status, STATUS_TIMED_OUT)
+                limit = "cell" if wait == cell_timeout else "notebook"
+                result.message = (f"cell {index} ran past the {limit} time limit ({wait:g} s) and could not be "
+                                  "interrupted; later cells did not run")
+                cell.outputs = [nbformat.v4.new_output("error", ename="TimeoutError", evalue=result.message,
+                                                       traceback=[result.message])]
+                return
+        try:
+            reply = json.loads(conn.recv_bytes(MAX_REPLY))
+        except (EOFError, OSError) as error:
+            result.status = worse(result.status, STATUS_CRASHED)
+            result.message = (f"the kernel died while running cell {index} "
+                              f"(it exited, was killed, or ran out of memory: {error or 'no reply'}); "
+                              "later cells did not run")
+            return
+        if not isinstance(reply, dict) or reply.get("nonce") != nonce or reply.get("index") != index:
+            result.flags.append(f"tampering suspected: a forged or out-of-order reply for cell {index}")
+            result.status = worse(result.status, STATUS_CRASHED)
+            result.message = "the kernel's replies were tampered with; later cells did not run"
+            return
+        outputs = []
+        for output in reply.get("outputs", []):
+            try:
+                node = nbformat.from_dict(output)
+                nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[node])]))
+                outputs.append(node)
+            except Exception:
+                pass
+        cell.outputs = outputs
+        cell.execution_count = reply.get("execution_count")
+        verdicts[index] = "ok" if reply.get("status") == "ok" else "error"
+        result.flags += [str(f) for f in reply.get("flags", [])]
+        if interrupted:
+            result.status = worse(result.status, STATUS_TIMED_OUT)
+            result.message = f"cell {index} ran past the time limit ({wait:g} s) and was interrupted"
+            verdicts[index] = "error"
+        if any(o.get("ename") == "MemoryError" for o in outputs if o.get("output_type") == "error"):
+            result.status = worse(result.status, STATUS_OUT_OF_MEMORY)
+            result.message = result.message or f"cell {index} hit the memory limit (MemoryError)"
+
+
+def ensure_ids(nb: NotebookNode) -> None:
+    """Every cell gets a unique, valid id (editors drop or duplicate them)."""
+    import re
+
+    seen: set[str] = set()
+    for index, cell in enumerate(nb.cells):
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", cell_id) or cell_id in seen:
+            cell_id = f"cell-{index}-{secrets.token_hex(4)}"
+            cell["id"] = cell_id
+        seen.add(cell_id)
+    nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
 
 
 def read_notebook(path: Path) -> NotebookNode:

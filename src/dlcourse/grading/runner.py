@@ -1,0 +1,489 @@
+"""The kernel side of grading: runs one submission's cells in an IPython shell
+and reports each cell's outputs and verdict to the grader over a pipe.
+
+It lives in a process forked from the zygote (see ``zygote``), which has already
+imported torch, numpy and IPython, so a submission starts in milliseconds
+instead of seconds. Student cells run through IPython (magics, display,
+matplotlib inline all work). Test cells do not: they are compiled and run by a
+guard that first puts back what student code may have changed to raise its
+score:
+
+- input and AST transformers, custom exception handlers, ``sys.excepthook``,
+  trace and profile functions and warning filters are ignored or reset (a test is
+  compiled from the instructor's text with the pristine ``compile`` and run
+  with the pristine ``exec``, so IPython's hooks never see it);
+- attributes of ``builtins``, torch, numpy, ``dlcourse`` and their main classes
+  that differ from the copy taken before any student code ran are put back, and
+  so are their ``sys.modules`` entries and module names the notebook rebinds;
+- torch function and dispatch modes are popped; tensor subclasses that student
+  functions return are turned into plain tensors;
+- the test runs in a copy of the notebook's namespace, so a student function
+  that rebinds a global (``assert_close = ...``) during the test cannot reach it;
+- a patch made while the test ran (by student code the test called) fails that
+  test and is flagged.
+
+The verdict is sent with the request's one-time nonce; the grader counts a test
+as passed only on an "ok" carrying the right nonce. Everything in this process
+is reachable by student code, so a targeted attack on this module's internals is
+not prevented; the grader flags the traces such an attack leaves (a forged or
+extra reply, a patch found after a test, a process that dies).
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import types
+import warnings
+
+# Modules (and their classes) whose attributes tests rely on.
+PROTECTED_MODULES = (
+    "builtins", "math", "operator", "functools", "inspect", "warnings",
+    "numpy", "numpy.testing", "numpy.linalg", "numpy.random",
+    "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.testing", "torch.autograd",
+    "torch.nn.init", "torch.optim", "torch.overrides",
+    "dlcourse", "dlcourse.checks", "dlcourse.gradcheck", "dlcourse.env",
+)
+PROTECTED_CLASSES = (
+    ("torch", "Tensor"), ("torch._C", "TensorBase"), ("torch.nn", "Module"), ("torch.nn", "Linear"),
+    ("torch.nn", "Parameter"), ("torch.optim", "Optimizer"), ("builtins", "object"),
+)
+IGNORED_NAMES = frozenset({"_", "__", "___", "_dh", "_oh", "_ih", "In", "Out", "exit", "quit"})
+MAX_MESSAGE = 8 * 2**20
+
+
+def _preload(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional package the machine lacks
+            pass
+
+
+class Capture:
+    """Outputs of the running cell, as nbformat output dicts, with a size budget."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self.outputs: list[dict] = []
+        self.truncated = False
+
+    def reset(self) -> None:
+        self.outputs = []
+
+    def _room(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            if not self.truncated:
+                self.truncated = True
+                self.outputs.append({"output_type": "stream", "name": "stderr",
+                                     "text": f"\n[output truncated by the grader: over {self.limit} bytes]\n"})
+            return False
+        self.used += size
+        return True
+
+    def stream(self, name: str, text: str) -> None:
+        if not text or not self._room(len(text)):
+            return
+        last = self.outputs[-1] if self.outputs else None
+        if last and last.get("output_type") == "stream" and last.get("name") == name:
+            last["text"] += text
+        else:
+            self.outputs.append({"output_type": "stream", "name": name, "text": text})
+
+    def add(self, output: dict) -> None:
+        try:
+            size = len(json.dumps(output, default=str))
+        except Exception:
+            return
+        if self._room(size):
+            self.outputs.append(output)
+
+
+class Stream:
+    """sys.stdout / sys.stderr for the kernel: text goes into the cell's outputs."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, capture: Capture, name: str):
+        self._capture, self.name = capture, name
+
+    def write(self, text) -> int:
+        if not isinstance(text, str):
+            text = str(text)
+        self._capture.stream(self.name, text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        import io
+
+        raise io.UnsupportedOperation("fileno")
+
+
+def _jsonable(data: dict) -> dict:
+    return {str(k): (v if isinstance(v, (str, list, dict, int, float, bool)) or v is None else str(v))
+            for k, v in (data or {}).items()}
+
+
+def make_shell(capture: Capture):
+    """An IPython shell whose display, results and tracebacks land in `capture`."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    class Publisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+            capture.add({"output_type": "display_data", "data": _jsonable(data), "metadata": _jsonable(metadata)})
+
+        def clear_output(self, wait=False):
+            capture.reset()
+
+    class Hook(DisplayHook):
+        def start_displayhook(self):
+            self._result = None
+
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            self._result = (format_dict, md_dict)
+
+        def finish_displayhook(self):
+            if self._result:
+                data, meta = self._result
+                capture.add({"output_type": "execute_result", "data": _jsonable(data),
+                             "metadata": _jsonable(meta), "execution_count": self.shell.execution_count})
+
+    class Shell(InteractiveShell):
+        def _showtraceback(self, etype, evalue, stb):
+            capture.add({"output_type": "error", "ename": getattr(etype, "__name__", str(etype)),
+                         "evalue": _safe_str(evalue), "traceback": [str(line) for line in stb]})
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = Shell.instance(config=config, displayhook_class=Hook, display_pub_class=Publisher)
+    try:
+        shell.colors = "nocolor"
+    except Exception:
+        pass
+    return shell
+
+
+def _safe_str(value) -> str:
+    try:
+        return str(value)[:2000]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+class Guard:
+    """Pristine copies of what tests rely on, taken before any student code runs."""
+
+    def __init__(self, shell):
+        self.shell = shell
+        self.compile, self.exec = builtins.compile, builtins.exec
+        self.isinstance, self.type, self.getattr = builtins.isinstance, builtins.type, builtins.getattr
+        self.modules = {name: sys.modules[name] for name in PROTECTED_MODULES if name in sys.modules}
+        self.module_dicts = {name: dict(vars(mod)) for name, mod in self.modules.items()}
+        self.classes = {}
+        for module, name in PROTECTED_CLASSES:
+            cls = getattr(sys.modules.get(module), name, None)
+            if isinstance(cls, type):
+                self.classes[f"{module}.{name}"] = (cls, dict(vars(cls)))
+        self.warning_filters = list(warnings.filters)
+        self.sigint = signal.getsignal(signal.SIGINT)
+        self.excepthook = sys.__excepthook__
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        self.transformer = TransformerManager()
+        self.test_bindings: dict[str, object] = {}
+        torch = sys.modules.get("torch")
+        self.as_subclass = torch.Tensor.as_subclass if torch else None
+        self.tensor_type = torch.Tensor if torch else None
+        self.parameter_type = torch.nn.Parameter if torch else None
+
+    # -- restoring ---------------------------------------------------------
+    def restore(self, hooks: bool = True) -> list[str]:
+        """Put back everything tests rely on; returns what had been changed."""
+        changed: list[str] = []
+        for name, mod in self.modules.items():
+            if sys.modules.get(name) is not mod:
+                sys.modules[name] = mod
+                changed.append(f"sys.modules[{name!r}]")
+            current = vars(mod)
+            for key, value in self.module_dicts[name].items():
+                if key in IGNORED_NAMES or not _guarded(value):
+                    continue
+                if current.get(key, _MISSING) is not value:
+                    current[key] = value
+                    changed.append(f"{name}.{key}")
+        for qualified, (cls, saved) in self.classes.items():
+            current = vars(cls)
+            for key, value in saved.items():
+                if _guarded(value) and current.get(key, _MISSING) is not value:
+                    try:
+                        type.__setattr__(cls, key, value)
+                        changed.append(f"{qualified}.{key}")
+                    except (TypeError, AttributeError):
+                        pass
+            for key in set(current) - set(saved):
+                if key.startswith("__") and key in ("__eq__", "__ne__", "__bool__", "__len__", "__getattr__",
+                                                    "__getattribute__", "__float__", "__array__", "__torch_function__"):
+                    try:
+                        type.__delattr__(cls, key)
+                        changed.append(f"{qualified}.{key} (added)")
+                    except (TypeError, AttributeError):
+                        pass
+        shell = self.shell
+        if hooks and shell.input_transformers_post or shell.ast_transformers or shell.input_transformers_cleanup != \
+                self.transformer.cleanup_transforms:
+            changed.append("IPython input/AST transformers")
+        if hooks and shell.custom_exceptions:
+            changed.append("IPython custom exception handler")
+        if sys.excepthook is not self.excepthook and sys.excepthook is not sys.__excepthook__:
+            changed.append("sys.excepthook")
+            sys.excepthook = sys.__excepthook__
+        if sys.gettrace() is not None or sys.getprofile() is not None:
+            changed.append("trace/profile function")
+        sys.settrace(None)
+        sys.setprofile(None)
+        threading.settrace(None)
+        threading.setprofile(None)
+        warnings.filters[:] = self.warning_filters
+        warnings._filters_mutated() if hasattr(warnings, "_filters_mutated") else None
+        if signal.getsignal(signal.SIGINT) is not self.sigint:
+            signal.signal(signal.SIGINT, self.sigint)
+        torch = self.modules.get("torch")
+        if torch is not None:
+            c = torch._C
+            while getattr(c, "_len_torch_function_stack", lambda: 0)() > 0:
+                c._pop_torch_function_stack()
+                changed.append("torch function mode")
+            while getattr(c, "_len_torch_dispatch_stack", lambda: 0)() > 0:
+                c._pop_torch_dispatch_stack()
+                changed.append("torch dispatch mode")
+        return changed
+
+    def rebound_names(self, ns: dict) -> list[str]:
+        """Names that held a protected module or an object a test bound, now bound to something else."""
+        changed = []
+        for name, value in self.test_bindings.items():
+            if ns.get(name, _MISSING) is not value:
+                ns[name] = value
+                changed.append(f"name {name!r}")
+        return changed
+
+    def remember(self, ns: dict, before: dict) -> None:
+        """After a cell: names bound to protected modules, and whatever tests bound."""
+        protected = set(self.modules.values())
+        for name, value in ns.items():
+            if name.startswith("_"):
+                continue
+            if self.isinstance(value, types.ModuleType) and value in protected:
+                self.test_bindings[name] = value
+
+    def remember_test(self, ns: dict, before: dict) -> None:
+        for name, value in ns.items():
+            if name.startswith("_") or before.get(name, _MISSING) is value:
+                continue
+            if self.isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)):
+                module = getattr(value, "__module__", None) or getattr(value, "__name__", "")
+                if self.isinstance(module, str) and module.split(".")[0] in ("torch", "numpy", "dlcourse", "math"):
+                    self.test_bindings[name] = value
+
+    def plain(self, value, flags: list[str]):
+        """A tensor subclass from student code becomes a plain tensor (its real data)."""
+        tensor = self.tensor_type
+        if tensor is None:
+            return value
+        kind = self.type(value)
+        if kind is not tensor and kind is not self.parameter_type and issubclass(kind, tensor):
+            module = self.getattr(kind, "__module__", "") or ""
+            if not module.startswith("torch"):
+                flags.append(f"a tensor subclass ({kind.__name__}) was returned")
+                return self.as_subclass(value, tensor)
+        return value
+
+
+class _Missing:
+    pass
+
+
+def _guarded(value) -> bool:
+    """Functions, classes and modules are guarded; data (caches, flags) may change legitimately."""
+    return callable(value) or isinstance(value, types.ModuleType)
+
+
+_MISSING = _Missing()
+
+
+def _wrap_student(function, guard: Guard, flags: list[str]):
+    def call(*args, **kwargs):
+        result = function(*args, **kwargs)
+        if guard.isinstance(result, tuple):
+            return tuple(guard.plain(item, flags) for item in result)
+        return guard.plain(result, flags)
+
+    call.__wrapped__ = function
+    call.__name__ = getattr(function, "__name__", "student_function")
+    call.__doc__ = getattr(function, "__doc__", None)
+    return call
+
+
+class Runner:
+    def __init__(self, output_limit: int = 2 * 2**20):
+        self.capture = Capture(output_limit)
+        self.shell = make_shell(self.capture)
+        try:
+            from matplotlib_inline.backend_inline import configure_inline_support
+
+            configure_inline_support(self.shell, "inline")
+        except Exception:
+            pass
+        self.stdout = Stream(self.capture, "stdout")
+        self.stderr = Stream(self.capture, "stderr")
+
+    def start(self, output_limit: int) -> None:
+        self.capture.limit = output_limit
+        self.guard = Guard(self.shell)
+
+    def run_code_cell(self, source: str) -> dict:
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        result = self.shell.run_cell(source, store_history=True)
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        error = result.error_in_exec or result.error_before_exec
+        self.guard.remember(self.shell.user_ns, {})
+        return {"status": "ok" if result.success else "error",
+                "error": f"{type(error).__name__}: {_safe_str(error)}" if error else None,
+                "execution_count": self.shell.execution_count - 1}
+
+    def run_test_cell(self, source: str, grade_id: str) -> dict:
+        guard = self.guard
+        flags: list[str] = []
+        reverted = guard.restore()
+        user_ns = self.shell.user_ns
+        reverted += guard.rebound_names(user_ns)
+        if reverted:
+            flags.append("reverted before test " + grade_id + ": " + ", ".join(sorted(set(reverted))[:12]))
+        ns = dict(user_ns)
+        ns["__builtins__"] = builtins
+        for name, value in list(ns.items()):
+            if guard.isinstance(value, types.FunctionType) and self.getmodule(value) == "__main__":
+                ns[name] = _wrap_student(value, guard, flags)
+        before = dict(ns)
+        status, error = "ok", None
+        self.shell.execution_count += 1
+        count = self.shell.execution_count - 1
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        try:
+            code = guard.compile(guard.transformer.transform_cell(source), f"<test {grade_id}>", "exec",
+                                 dont_inherit=True)
+            guard.exec(code, ns)
+        except BaseException as exc:  # the test failed, however it failed
+            status = "error"
+            error = f"{guard.type(exc).__name__}: {_safe_str(exc)}"
+            frames = traceback.extract_tb(exc.__traceback__)
+            lines = [f"  in {f.name}, line {f.lineno} of {f.filename}" for f in frames
+                     if not f.filename.startswith("<test ")]
+            self.capture.add({"output_type": "error", "ename": guard.type(exc).__name__, "evalue": _safe_str(exc),
+                              "traceback": [f"{guard.type(exc).__name__}: {_safe_str(exc)}", *lines[-8:]]})
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        during = guard.restore(hooks=False)
+        if during:
+            flags.append(f"tampering suspected: changed while test {grade_id} ran: " + ", ".join(sorted(set(during))[:12]))
+            if status == "ok":
+                status, error = "error", "failed: protected code was changed while the test ran"
+        for name, value in ns.items():  # what the test defined stays defined, unwrapped
+            if before.get(name, _MISSING) is not value or name not in user_ns:
+                user_ns[name] = getattr(value, "__wrapped__", value) if callable(value) else value
+        guard.remember_test(ns, before)
+        return {"status": status, "error": error, "flags": flags, "execution_count": count}
+
+    @staticmethod
+    def getmodule(function) -> str:
+        return getattr(function, "__module__", None) or ""
+
+
+RUNNER: Runner | None = None
+
+
+def prepare(preload: list[str]) -> None:
+    """In the zygote: import the heavy packages and build the shell once."""
+    global RUNNER
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    _preload(preload)
+    RUNNER = Runner()
+
+
+def serve(fd: int, config: dict) -> None:
+    """In the forked kernel: confine, then run the cells the grader sends until it stops."""
+    from multiprocessing.connection import Connection
+
+    from dlcourse.grading import sandbox
+
+    conn = Connection(fd)
+    report = sandbox.enter(config)
+    os.environ.clear()
+    os.environ.update(config.get("env", {}))
+    try:
+        threads = config.get("threads")
+        torch = sys.modules.get("torch")
+        if threads and torch is not None:
+            torch.set_num_threads(threads)
+    except Exception:
+        pass
+    runner = RUNNER or Runner()
+    runner.start(config.get("output_limit", 2 * 2**20))
+    sys.stdin = open(os.devnull)
+    conn.send_bytes(json.dumps({"ready": True, "isolation": report}).encode())
+    send = conn.send_bytes  # bound before student code runs
+    while True:
+        try:
+            request = json.loads(conn.recv_bytes(MAX_MESSAGE))
+        except (EOFError, OSError):
+            break
+        if request.get("op") == "stop":
+            break
+        runner.capture.outputs = []
+        started = time.perf_counter()
+        try:
+            if request["kind"] == "test":
+                reply = runner.run_test_cell(request["source"], request["grade_id"])
+            else:
+                reply = runner.run_code_cell(request["source"])
+        except BaseException as exc:  # an interrupt that landed outside the cell
+            reply = {"status": "error", "error": f"{type(exc).__name__}: {_safe_str(exc)}", "flags": []}
+        reply.update(nonce=request["nonce"], index=request["index"], outputs=runner.capture.outputs,
+                     seconds=time.perf_counter() - started)
+        try:
+            data = json.dumps(reply, default=str).encode()
+        except Exception:
+            data = json.dumps({k: reply[k] for k in ("nonce", "index", "status")}).encode()
+        send(data[:MAX_MESSAGE])
+    os._exit(0)

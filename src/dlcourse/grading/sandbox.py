@@ -1,0 +1,193 @@
+"""Confine one grading process before any student code runs in it.
+
+Called in the freshly forked kernel process (see ``zygote``). What it does
+depends on what the OS allows, and it reports exactly which steps held:
+
+- ``namespaces``: a private mount, network, IPC and UTS namespace (root, or a
+  user namespace otherwise). No network at all (only a downed loopback).
+- ``hidden``: the course repository's parent folder, the submissions, the
+  gradebook, the output folders, home and temp folders are covered by empty
+  tmpfs mounts; the Python installation and the public package are mounted back
+  read-only, the working copy read-write. ``/tmp`` and ``/dev/shm`` become
+  private, empty and size-limited.
+- ``user``: when the grader runs as root, the kernel runs as its own unprivileged
+  uid (one per submission), without supplementary groups and with
+  ``no_new_privs``, so it cannot write anywhere but its working copy and its
+  private ``/tmp``, nor signal or inspect other submissions' processes.
+- ``limits``: address space (memory), file size, number of processes, no core dumps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+from pathlib import Path
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
+
+
+def _unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def _prctl(option: int, value: int) -> None:
+    _libc.prctl(option, value, 0, 0, 0)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _vm_size() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _hide_and_expose(hide: list[str], expose: list[str], workdir: str, tmp_mb: int) -> list[str]:
+    """Cover `hide` with empty tmpfs; mount `expose` back read-only and `workdir` read-write."""
+    done = []
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    keep = {p: os.open(p, O_PATH) for p in [*expose, workdir] if os.path.exists(p)}
+    private_tmp = ("/tmp", "/var/tmp", "/dev/shm")
+    for folder in sorted(set(hide) | set(private_tmp), key=len):
+        if not os.path.isdir(folder) or folder == "/":
+            continue
+        if folder in private_tmp:
+            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_mb}m,mode=1777")
+        else:
+            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+        done.append(folder)
+    covered = sorted(done, key=len)
+    for path, fd in sorted(keep.items(), key=lambda item: len(item[0])):
+        if not any(_inside(path, folder) for folder in covered):
+            continue
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            open(path, "a").close()
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        if path != workdir:
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    for fd in keep.values():
+        os.close(fd)
+    for folder in done:
+        if folder not in private_tmp:  # the covers themselves: empty and read-only
+            _mount(None, folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return done
+
+
+def enter(config: dict) -> dict:
+    """Confine this process as `config` asks; returns what held (for the flags and the docs)."""
+    report: dict = {"namespaces": False, "network": True, "hidden": [], "user": None, "limits": [], "errors": []}
+    workdir = config["workdir"]
+    os.setsid()
+    is_root = os.geteuid() == 0
+    uid = config.get("uid")
+    if config.get("isolate", True):
+        try:
+            flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+            if not is_root:
+                real_uid, real_gid = os.getuid(), os.getgid()
+                _unshare(flags | CLONE_NEWUSER)
+                Path("/proc/self/setgroups").write_text("deny")
+                Path("/proc/self/uid_map").write_text(f"{real_uid} {real_uid} 1")
+                Path("/proc/self/gid_map").write_text(f"{real_gid} {real_gid} 1")
+            else:
+                _unshare(flags)
+            report["namespaces"] = True
+            report["network"] = False
+        except OSError as error:
+            report["errors"].append(f"namespaces: {error}")
+        if report["namespaces"]:
+            try:
+                report["hidden"] = _hide_and_expose(
+                    config.get("hide", []), config.get("expose", []), workdir, config.get("tmp_mb", 512)
+                )
+            except OSError as error:
+                report["errors"].append(f"hiding folders: {error}")
+    # Limits: memory counts the address space the template already maps (torch, numpy).
+    limits = {
+        resource.RLIMIT_CORE: 0,
+        resource.RLIMIT_FSIZE: config.get("file_mb", 512) * 2**20,
+        resource.RLIMIT_NPROC: config.get("nproc", 4096),
+    }
+    if config.get("memory_mb"):
+        limits[resource.RLIMIT_AS] = _vm_size() + config["memory_mb"] * 2**20
+    for kind, value in limits.items():
+        try:
+            resource.setrlimit(kind, (value, value))
+            report["limits"].append(resource_name(kind))
+        except (OSError, ValueError) as error:
+            report["errors"].append(f"limit {resource_name(kind)}: {error}")
+    if is_root and uid is not None:
+        try:
+            for folder, _dirs, files in os.walk(workdir):
+                os.chown(folder, uid, uid)
+                for name in files:
+                    os.chown(os.path.join(folder, name), uid, uid)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            report["user"] = uid
+        except OSError as error:
+            report["errors"].append(f"separate user: {error}")
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+    os.chdir(workdir)
+    return report
+
+
+def resource_name(kind: int) -> str:
+    names = {resource.RLIMIT_CORE: "core", resource.RLIMIT_FSIZE: "file size",
+             resource.RLIMIT_NPROC: "processes", resource.RLIMIT_AS: "memory"}
+    return names.get(kind, str(kind))
+
+
+def kill_uid(uid: int) -> int:
+    """Kill every process left running as `uid` (daemons a submission started); root only."""
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                os.kill(int(entry), signal.SIGKILL)
+                killed += 1
+        except OSError:
+            pass
+    return killed
