@@ -81,7 +81,14 @@ class GradeResult:
 
 
 def _nbgrader(cell: NotebookNode) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    """A cell's nbgrader metadata; {} when it is missing or mangled (editors rewrite metadata)."""
+    metadata = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    if not isinstance(meta.get("grade_id"), str):
+        meta = {k: v for k, v in meta.items() if k != "grade_id"}
+    return meta
 
 
 def _is_test(cell: NotebookNode) -> bool:
@@ -132,18 +139,31 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
             cell.metadata.pop("nbgrader", None)
         cells.append(cell)
     # Put back deleted test cells after the cell that precedes them in the source.
-    order = [c.id for c in source.cells]
+    order = [c.get("id") for c in source.cells]
     for grade_id, test in source_tests.items():
         if grade_id in placed:
             continue
         flags.append(f"missing test cell {grade_id} restored")
-        previous_ids = order[: order.index(test.id)]
+        previous_ids = set(order[: order.index(test.id)])
+        previous_ids |= {_nbgrader(c).get("grade_id") for c in source.cells[: order.index(test.id)]}
         position = len(cells)
         for index, cell in enumerate(cells):
             if cell.get("id") in previous_ids or _nbgrader(cell).get("grade_id") in previous_ids:
                 position = index + 1
         cells.insert(position, copy.deepcopy(test))
         placed.add(grade_id)
+    # A test moved above the solution it tests goes back below it.
+    for grade_id, test in source_tests.items():
+        before = source.cells[: order.index(test.id)]
+        solutions = [_nbgrader(c).get("grade_id") for c in before if _nbgrader(c).get("solution")]
+        if not solutions:
+            continue
+        anchor = solutions[-1]
+        where = {(_nbgrader(c).get("grade_id")): i for i, c in enumerate(cells) if _nbgrader(c).get("grade_id")}
+        if anchor in where and where[grade_id] < where[anchor]:
+            moved = cells.pop(where[grade_id])
+            cells.insert(where[anchor], moved)  # the anchor shifted up by one
+            flags.append(f"test cell {grade_id} moved back below {anchor}")
     nb.cells = cells
     return nb, flags
 

@@ -1,0 +1,268 @@
+"""Grade a batch: find the submissions, grade them in parallel, and keep every
+result safe as soon as it exists.
+
+For each submission, in this order: grade it (``engine``), write the autograded
+notebook (atomically; its metadata records the submission's sha256, status,
+flags and time), save the scores in the gradebook (one transaction), write the
+feedback page. A batch killed at any point loses nothing already saved, and the
+next run grades exactly what is missing: a submission counts as graded when the
+gradebook has it and the autograded notebook records the same sha256 (so a
+resubmitted notebook is graded again). ``--force`` grades everything again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.authoring.source import read_source
+from dlcourse.course import Course, CourseError
+from dlcourse.grading.engine import STATUS_INVALID, CellScore, GradeResult, _is_answer, _is_test, grade_notebook
+from dlcourse.grading.feedback import write_feedback
+from dlcourse.grading.gradebook import GradebookWriter
+from dlcourse.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
+
+RECORD_KEY = "dlcourse_grade"
+
+
+@dataclass
+class Row:
+    student: str
+    assignment: str
+    score: float
+    max_score: float
+    cells: dict[str, float | None]
+    status: str
+    flags: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    message: str = ""
+    kernel_seconds: float = 0.0
+    skipped: bool = False
+
+
+@dataclass
+class BatchOptions:
+    workers: int | None = None
+    timeout: float = 600
+    cell_timeout: float = 120
+    memory_mb: int | None = 4096
+    csv_path: Path | None = None
+    feedback_dir: Path | None = None
+    db_url: str | None = None
+    force: bool = False
+    progress: bool = True
+    isolate: bool = True
+
+
+def nbgrader_dir(course: Course) -> Path:
+    """The nbgrader course folder (autograder/): gradebook.db, submitted/, autograded/, feedback/."""
+    return course.root / "autograder"
+
+
+def default_db_url(course: Course) -> str:
+    return f"sqlite:///{nbgrader_dir(course) / 'gradebook.db'}"
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def default_workers() -> int:
+    """Every core; on a GPU machine, up to three kernels per GPU (each holds a CUDA context)."""
+    cores = os.cpu_count() or 1
+    gpus = gpu_count()
+    return max(1, min(cores, 3 * gpus)) if gpus else cores
+
+
+def public_files(course: Course, assignment: str) -> dict[str, Path]:
+    """The assignment's public files: everything next to the student notebook, except the notebook."""
+    folder = course.student_path(assignment).parent
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.suffix != ".ipynb" and ".ipynb_checkpoints" not in p.parts}
+
+
+def _row(student: str, assignment: str, result: GradeResult) -> Row:
+    return Row(student=student, assignment=assignment, score=result.score, max_score=result.max_score,
+               cells={c.grade_id: c.points for c in result.cells}, status=result.status, flags=list(result.flags),
+               seconds=round(result.seconds, 2), message=result.message, kernel_seconds=result.kernel_seconds)
+
+
+def _invalid(source, reason: str) -> GradeResult:
+    cells = [CellScore(grade_id=c.metadata.nbgrader["grade_id"], kind="tests" if _is_test(c) else "answer",
+                       max_points=float(c.metadata.nbgrader["points"]), points=0.0 if _is_test(c) else None,
+                       error="not graded: " + reason)
+             for c in source.cells if _is_test(c) or _is_answer(c)]
+    return GradeResult(status=STATUS_INVALID, cells=cells, message=reason)
+
+
+def _write_atomic(nb, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    nbformat.write(nb, str(temporary))
+    temporary.replace(path)
+
+
+def _record(path: Path) -> dict | None:
+    try:
+        return nbformat.read(str(path), as_version=4).metadata.get(RECORD_KEY)
+    except Exception:
+        return None
+
+
+def grade_batch(course: Course, assignment: str, submissions: Path, options: BatchOptions,
+                log=print) -> list[Row]:
+    """Grade every submission of `assignment` under `submissions`; returns one row per student."""
+    if not course.source_path(assignment).exists():
+        raise CourseError(f"unknown assignment {assignment!r}: no {course.source_path(assignment)}")
+    source = read_source(course.source_path(assignment))
+    scratch = Path(tempfile.mkdtemp(prefix="dlcourse-batch-"))
+    try:
+        found = find_submissions(Path(submissions), assignment, scratch)
+    except SubmissionError as error:
+        raise CourseError(str(error)) from None
+    if not found:
+        raise CourseError(f"{submissions}: no submissions of {assignment} found (expected <student>.ipynb files, "
+                          f"<student>/{assignment}/ folders or a zip)")
+    base = nbgrader_dir(course)
+    db_url = options.db_url or default_db_url(course)
+    if db_url.startswith("sqlite:///"):
+        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    gradebook = GradebookWriter(db_url, assignment, assignment, source)
+    feedback_dir = Path(options.feedback_dir) if options.feedback_dir else base / "feedback"
+    files = public_files(course, assignment)
+    workers = options.workers or default_workers()
+    gpus = gpu_count()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+
+    graded = set() if options.force else gradebook.graded_students()
+    rows: dict[str, Row] = {}
+    todo: list[Submission] = []
+    for submission in found:
+        record = _record(autograded_path(base, submission.student, assignment))
+        if submission.student in graded and record and record.get("sha256") == submission.sha256():
+            rows[submission.student] = Row(**{**record["row"], "skipped": True})
+        else:
+            todo.append(submission)
+    if rows:
+        log(f"{assignment}: {len(rows)} submission(s) already graded (use --force to grade them again)")
+
+    def grade_one(slot_submission: tuple[int, Submission]) -> Row:
+        slot, submission = slot_submission
+        started = time.perf_counter()
+        nb, reason = read_submission(submission.notebook)
+        if nb is None:
+            result, executed = _invalid(source, reason), nbformat.v4.new_notebook(
+                cells=[nbformat.v4.new_markdown_cell(f"**Not graded:** {reason}")])
+        else:
+            env = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else None
+            result, executed = grade_notebook(
+                nb, source, cell_timeout=options.cell_timeout, timeout=options.timeout, env=env,
+                memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
+                threads=threads, notebook_name=f"{assignment}.ipynb")
+        result.seconds = time.perf_counter() - started
+        row = _row(submission.student, assignment, result)
+        executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
+        _write_atomic(executed, autograded_path(base, submission.student, assignment))
+        gradebook.save(submission.student, result)
+        if nb is not None:
+            try:
+                write_feedback(feedback_dir / submission.student / assignment / f"{assignment}.html",
+                               executed, source, result, submission.student, assignment)
+            except Exception as error:  # feedback is a courtesy; the grade is saved
+                row.flags.append(f"feedback not written: {error}")
+        return row
+
+    started = time.perf_counter()
+    if todo:
+        log(f"{assignment}: grading {len(todo)} submission(s) with {workers} worker(s)"
+            + (f" on {gpus} GPU(s)" if gpus else ""))
+        bar = _progress(len(todo), options.progress)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(grade_one, (i, s)): s for i, s in enumerate(todo)}
+            for future in as_completed(futures):
+                submission = futures[future]
+                try:
+                    row = future.result()
+                except Exception as error:  # one submission never stops the batch
+                    row = Row(submission.student, assignment, 0.0, 0.0, {}, "grader error", [],
+                              message=f"{type(error).__name__}: {error}")
+                rows[row.student] = row
+                bar.update(1)
+                bar.set_postfix_str(f"{row.student}: {row.score:g}/{row.max_score:g} {row.status}", refresh=False)
+        bar.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+    ordered = [rows[k] for k in sorted(rows)]
+    if options.csv_path:
+        write_csv(Path(options.csv_path), ordered, source)
+    log(summary_table(ordered, time.perf_counter() - started))
+    return ordered
+
+
+def autograded_path(base: Path, student: str, assignment: str) -> Path:
+    return base / "autograded" / student / assignment / f"{assignment}.ipynb"
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="notebook", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+
+
+def cell_columns(source) -> list[tuple[str, float]]:
+    return [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader["points"]))
+            for c in source.cells if _is_test(c) or _is_answer(c)]
+
+
+def write_csv(path: Path, rows: list[Row], source) -> None:
+    """One row per student: student, assignment, score, max score, points per graded cell, status, flags, seconds."""
+    columns = cell_columns(source)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".part")
+    with open(temporary, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "assignment", "score", "max score",
+                         *[f"{gid} ({points:g})" for gid, points in columns], "status", "flags", "seconds", "message"])
+        for row in rows:
+            writer.writerow([row.student, row.assignment, f"{row.score:g}", f"{row.max_score:g}",
+                             *["" if row.cells.get(gid) is None else f"{row.cells[gid]:g}" for gid, _ in columns],
+                             row.status, "; ".join(row.flags), f"{row.seconds:.2f}", row.message])
+    temporary.replace(path)
+
+
+def summary_table(rows: list[Row], wall: float) -> str:
+    header = ("student", "score", "status", "flags", "seconds")
+    table = [header] + [(r.student, f"{r.score:g}/{r.max_score:g}", r.status + (" (earlier run)" if r.skipped else ""),
+                         str(len(r.flags)), f"{r.seconds:.1f}") for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    graded_now = [r for r in rows if not r.skipped]
+    mean = sum(r.score for r in rows) / len(rows) if rows else 0
+    lines.append("")
+    lines.append(f"{len(rows)} submission(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                 + f"; mean score {mean:.2f}" + (f"/{rows[0].max_score:g}" if rows else ""))
+    if graded_now:
+        lines.append(f"graded {len(graded_now)} in {wall:.1f} s ({len(graded_now) / wall:.2f} notebooks/s)")
+    flagged = [r for r in rows if r.flags or r.status != "graded"]
+    for r in flagged:
+        lines.append(f"review {r.student}: {r.status}" + (f": {r.message}" if r.message else "")
+                     + (f" [{'; '.join(r.flags[:4])}]" if r.flags else ""))
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""`dlcourse grade ASSIGNMENT SUBMISSIONS`: autograde a batch into nbgrader's gradebook.
+
+    dlcourse grade 00_setup autograder/submitted --csv grades.csv
+    dlcourse grade 00_setup canvas_download.zip --workers 4 --timeout 300
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Grade every submission of ASSIGNMENT in parallel, each in its own confined kernel; "
+        "scores go into nbgrader's gradebook (formgrader, export and generate_feedback keep working), "
+        "autograded notebooks into autograder/autograded/, feedback pages into autograder/feedback/."
+    )
+    parser.add_argument("assignment", help="e.g. 00_setup")
+    parser.add_argument("submissions", type=Path,
+                        help="a folder of <student>.ipynb, nbgrader's submitted/<student>/<assignment>/ tree, "
+                             "or an LMS zip")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="submissions graded at once (default: the number of cores; with GPUs, 3 per GPU)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
+    parser.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
+    parser.add_argument("--memory", type=int, default=4096, metavar="MB",
+                        help="memory per submission in MiB, on top of the preloaded libraries (default 4096; 0: none)")
+    parser.add_argument("--csv", type=Path, default=None, metavar="FILE", help="write one row per student here")
+    parser.add_argument("--feedback", type=Path, default=None, metavar="DIR",
+                        help="feedback pages go to DIR/<student>/<assignment>/ (default autograder/feedback)")
+    parser.add_argument("--db", default=None, metavar="URL",
+                        help="gradebook URL, any that nbgrader accepts (default sqlite:///autograder/gradebook.db)")
+    parser.add_argument("--force", action="store_true", help="grade again submissions already in the gradebook")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_grade(args: argparse.Namespace) -> int:
+    from dlcourse.course import load_course
+    from dlcourse.grading.batch import BatchOptions, grade_batch
+
+    course = load_course()
+    course.resolve([args.assignment])
+    options = BatchOptions(
+        workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
+        memory_mb=args.memory or None, csv_path=args.csv, feedback_dir=args.feedback, db_url=args.db,
+        force=args.force, progress=not getattr(args, "no_progress", False),
+    )
+    rows = grade_batch(course, args.assignment, args.submissions, options)
+    if args.csv:
+        print(f"grades written to {args.csv}")
+    return 0 if all(r.status != "grader error" for r in rows) else 1
