@@ -150,7 +150,7 @@ _network_cache: dict[str, bool] = {}
 def _offline_reason() -> str | None:
     """Why we must not use the network, or None when we may try."""
     if is_grading():
-        return "grading (the grader never waits on the network)"
+        return "this notebook is being graded (the grader never waits on the network)"
     if os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no"):
         return f"${OFFLINE_ENV} is set"
     return None
@@ -292,11 +292,14 @@ class Text(str):
     name: str
     source: str
 
-    def __new__(cls, text: str, *, name: str, source: str) -> "Text":
+    def __new__(cls, text: str, *, name: str = "", source: str = FULL) -> "Text":
         obj = super().__new__(cls, text)
         obj.name = name
         obj.source = source
         return obj
+
+    def __reduce__(self) -> tuple:  # pickle and deepcopy keep .name and .source
+        return (Text, (str(self),), {"name": self.name, "source": self.source})
 
 
 def data_source(obj: Any) -> str:
@@ -351,7 +354,8 @@ def _offline_mnist(train: bool, *, name: str, classes: list[str], transform: Cal
     entry = manifest()["mnist_offline"]
     arrays = _offline_mnist_arrays(str(package_data_dir() / entry["file"]))
     split = "train" if train else "test"
-    images = torch.from_numpy(arrays[f"x_{split}"]).unsqueeze(1)  # (N, 1, 28, 28) uint8
+    # copies: editing one dataset's tensors in place must not change the next load
+    images = torch.from_numpy(arrays[f"x_{split}"].copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8
     targets = torch.from_numpy(arrays[f"y_{split}"].astype(np.int64))
     return ImageDataset(images, targets, classes, name=name, source=OFFLINE_SUBSET, train=train, transform=transform)
 
@@ -532,7 +536,7 @@ def load_cifar10(train: bool = True, transform: Callable | None = None) -> Image
         "images of 3x32x32; not photos, so accuracies are not comparable with CIFAR-10)",
         reason, _how_to_get("cifar10")))
     synthetic = _synthetic_cifar_cached(train)
-    return ImageDataset(synthetic.images, synthetic.targets, synthetic.classes, name="cifar10",
+    return ImageDataset(synthetic.images.clone(), synthetic.targets.clone(), synthetic.classes, name="cifar10",
                         source=SYNTHETIC, train=train, transform=transform)
 
 
