@@ -133,3 +133,13 @@ def test_check_gradients_reports_the_relative_error_of_a_wrong_gradient():
         check_gradients(lambda a, b: a @ b, [x, w], [2 * dout @ w.T, x.T @ dout], dout, names=["x", "w"])
     message = str(failure.value)
     assert "gradient dx" in message and "relative error" in message and "worst at index" in message
+
+
+def test_a_forward_returning_out_and_cache_is_accepted():
+    def affine_forward(x, w):  # the (out, cache) convention of the course's layers
+        return x @ w, (x, w)
+
+    x = np.random.default_rng(3).standard_normal((2, 3))
+    w = np.random.default_rng(4).standard_normal((3, 4))
+    dout = np.ones((2, 4))
+    assert rel_error(numerical_gradient(lambda x_: affine_forward(x_, w), x, dout), dout @ w.T) < 1e-8

@@ -69,7 +69,8 @@ def numerical_gradient(
 
     Args:
         f: function of ``x`` alone (close over the other inputs: ``lambda x: layer(x, w)``),
-            returning an array/tensor of any shape (say ``out_shape``) or a scalar.
+            returning an array/tensor of any shape (say ``out_shape``) or a scalar. A
+            forward pass that returns ``(out, cache)`` may be passed as is: ``out`` is used.
         x: array or tensor of shape ``in_shape``; float64 recommended. It is perturbed
             *in place* one element at a time and restored exactly afterwards, so ``f``
             must read ``x`` (not a copy made before the call).
@@ -96,6 +97,8 @@ def numerical_gradient(
     upstream = None if dout is None else _to_float64_numpy(dout)
 
     def weighted_sum(out: Any) -> float:
+        if isinstance(out, (tuple, list)):  # a layer's forward returns (out, cache): use out
+            out = out[0]
         values = _to_float64_numpy(out)  # copy now: out may be a view of x
         if upstream is None:
             return float(np.sum(values).real)
