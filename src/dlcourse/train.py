@@ -103,8 +103,8 @@ def train_one_epoch(
     model.train()
     total_loss, seen, correct, counted, steps = 0.0, 0, 0, 0, 0
     autocast, amp_dtype = _autocast(device, amp)
-    if scaler is None and amp_dtype is torch.float16:
-        scaler = torch.amp.GradScaler("cuda")
+    if scaler is None and amp_dtype is torch.float16:  # float16 gradients underflow without loss scaling
+        scaler = torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()
     try:
         total = len(loader)  # type: ignore[arg-type]
     except TypeError:
