@@ -431,7 +431,8 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         kind = "test" if _is_test(cell) else "code"
         nonce = secrets.token_hex(16)
         conn.send_bytes(json.dumps({"op": "run", "index": index, "kind": kind, "grade_id": grade_id,
-                                    "source": cell.source, "nonce": nonce}).encode())
+                                    "source": cell.source, "nonce": nonce,
+                                    "instructor": not _nbgrader(cell).get("solution")}).encode())
         wait = min(cell_timeout, remaining)
         interrupted = False
         if not conn.poll(wait):

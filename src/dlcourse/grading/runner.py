@@ -55,6 +55,9 @@ PROTECTED_CLASSES = (
     ("torch", "Tensor"), ("torch._C", "TensorBase"), ("torch.nn", "Module"), ("torch.nn", "Linear"),
     ("torch.nn", "Parameter"), ("torch.optim", "Optimizer"), ("builtins", "object"),
 )
+# A class that overrides these can make any `assert x == y` or `assert x` pass.
+FAKING_METHODS = ("__eq__", "__ne__", "__bool__", "__torch_function__", "__torch_dispatch__", "__array__",
+                  "__array_ufunc__", "__instancecheck__", "__subclasscheck__", "__ge__", "__le__", "__lt__", "__gt__")
 IGNORED_NAMES = frozenset({"_", "__", "___", "_dh", "_oh", "_ih", "In", "Out", "exit", "quit"})
 MAX_MESSAGE = 8 * 2**20
 
@@ -65,6 +68,10 @@ def _preload(names: list[str]) -> None:
             importlib.import_module(name)
         except Exception:  # an optional package the machine lacks
             pass
+
+
+class FakedValueError(BaseException):
+    """Raised into a test when a student function returns a value built to fake comparisons."""
 
 
 class Capture:
@@ -226,6 +233,7 @@ class Guard:
         self.as_subclass = torch.Tensor.as_subclass if torch else None
         self.tensor_type = torch.Tensor if torch else None
         self.parameter_type = torch.nn.Parameter if torch else None
+        self.no_torch_function = torch._C.DisableTorchFunctionSubclass if torch else None
 
     # -- restoring ---------------------------------------------------------
     def restore(self, hooks: bool = True) -> list[str]:
@@ -252,8 +260,9 @@ class Guard:
                     except (TypeError, AttributeError):
                         pass
             for key in set(current) - set(saved):
-                if key.startswith("__") and key in ("__eq__", "__ne__", "__bool__", "__len__", "__getattr__",
-                                                    "__getattribute__", "__float__", "__array__", "__torch_function__"):
+                # an added name that shadows a base class's (Tensor.all over TensorBase.all) is a patch;
+                # a brand-new name cannot change what tests call
+                if any(key in vars(base) for base in cls.__mro__[1:]):
                     try:
                         type.__delattr__(cls, key)
                         changed.append(f"{qualified}.{key} (added)")
@@ -298,36 +307,55 @@ class Guard:
                 changed.append(f"name {name!r}")
         return changed
 
-    def remember(self, ns: dict, before: dict) -> None:
-        """After a cell: names bound to protected modules, and whatever tests bound."""
+    def remember(self, ns: dict, instructor: bool) -> None:
+        """After a cell: names bound to protected modules; after an instructor cell (not a solution),
+        also names bound to protected functions (``from dlcourse.checks import assert_close``)."""
         protected = set(self.modules.values())
         for name, value in ns.items():
-            if name.startswith("_"):
+            if name.startswith("_") or name in IGNORED_NAMES:
                 continue
             if self.isinstance(value, types.ModuleType) and value in protected:
+                self.test_bindings[name] = value
+            elif instructor and name not in self.test_bindings and _protected_origin(value):
                 self.test_bindings[name] = value
 
     def remember_test(self, ns: dict, before: dict) -> None:
         for name, value in ns.items():
             if name.startswith("_") or before.get(name, _MISSING) is value:
                 continue
-            if self.isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)):
-                module = getattr(value, "__module__", None) or getattr(value, "__name__", "")
-                if self.isinstance(module, str) and module.split(".")[0] in ("torch", "numpy", "dlcourse", "math"):
-                    self.test_bindings[name] = value
+            if _protected_origin(value) or isinstance(value, types.ModuleType):
+                self.test_bindings[name] = value
 
     def plain(self, value, flags: list[str]):
-        """A tensor subclass from student code becomes a plain tensor (its real data)."""
-        tensor = self.tensor_type
-        if tensor is None:
-            return value
+        """A value a student function returns, made safe to test.
+
+        A tensor subclass defined in the notebook becomes a plain tensor (its real data). An object of a
+        class from the notebook that overrides comparison or truth (``__eq__``, ``__bool__``, ...) can fake
+        any assert: it fails the test and is flagged.
+        """
         kind = self.type(value)
-        if kind is not tensor and kind is not self.parameter_type and issubclass(kind, tensor):
-            module = self.getattr(kind, "__module__", "") or ""
-            if not module.startswith("torch"):
-                flags.append(f"a tensor subclass ({kind.__name__}) was returned")
+        notebook_classes = [c for c in kind.__mro__ if self.getattr(c, "__module__", None) == "__main__"]
+        if not notebook_classes:
+            return value
+        faking = sorted({name for c in notebook_classes for name in FAKING_METHODS if name in vars(c)})
+        tensor = self.tensor_type
+        if tensor is not None and issubclass(kind, tensor):
+            flags.append(f"a tensor subclass ({kind.__name__}) was returned; its plain data was tested")
+            with self.no_torch_function():  # the subclass's own __torch_function__ must not answer
                 return self.as_subclass(value, tensor)
+        if faking:
+            flags.append(f"tampering suspected: a function returned a {kind.__name__}, which overrides "
+                         + ", ".join(faking))
+            raise FakedValueError(f"{kind.__name__} overrides {', '.join(faking)}: it could fake any comparison")
         return value
+
+
+def _protected_origin(value) -> bool:
+    """A function or class from torch, numpy, math or dlcourse (what tests import)."""
+    if not isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return False
+    module = getattr(value, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] in ("torch", "numpy", "dlcourse", "math")
 
 
 class _Missing:
@@ -345,8 +373,8 @@ _MISSING = _Missing()
 def _wrap_student(function, guard: Guard, flags: list[str]):
     def call(*args, **kwargs):
         result = function(*args, **kwargs)
-        if guard.isinstance(result, tuple):
-            return tuple(guard.plain(item, flags) for item in result)
+        if guard.type(result) in (tuple, list):
+            return guard.type(result)(guard.plain(item, flags) for item in result)
         return guard.plain(result, flags)
 
     call.__wrapped__ = function
@@ -372,12 +400,12 @@ class Runner:
         self.capture.limit = output_limit
         self.guard = Guard(self.shell)
 
-    def run_code_cell(self, source: str) -> dict:
+    def run_code_cell(self, source: str, instructor: bool = False) -> dict:
         sys.stdout, sys.stderr = self.stdout, self.stderr
         result = self.shell.run_cell(source, store_history=True)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         error = result.error_in_exec or result.error_before_exec
-        self.guard.remember(self.shell.user_ns, {})
+        self.guard.remember(self.shell.user_ns, instructor)
         return {"status": "ok" if result.success else "error",
                 "error": f"{type(error).__name__}: {_safe_str(error)}" if error else None,
                 "execution_count": self.shell.execution_count - 1}
@@ -476,7 +504,7 @@ def serve(fd: int, config: dict) -> None:
             if request["kind"] == "test":
                 reply = runner.run_test_cell(request["source"], request["grade_id"])
             else:
-                reply = runner.run_code_cell(request["source"])
+                reply = runner.run_code_cell(request["source"], bool(request.get("instructor")))
         except BaseException as exc:  # an interrupt that landed outside the cell
             reply = {"status": "error", "error": f"{type(exc).__name__}: {_safe_str(exc)}", "flags": []}
         reply.update(nonce=request["nonce"], index=request["index"], outputs=runner.capture.outputs,

@@ -1,0 +1,174 @@
+"""The red-team submissions: each replaces the solution cell of ``source.py``
+(or edits the notebook) with an attack, and each has the score it must get.
+
+A case is (solution cell code, points it must score out of 3, a flag it must
+raise or None). "{course}", "{secret_port}" and "{other_student}" are filled in
+by the test with the paths and port of the run. Unless the attack is the point,
+the function is wrong (``x + 1``: 0 points), so any point above the expected
+score is a point the attack stole.
+"""
+
+WRONG = "def square(x):\n    return x + 1\n"
+
+CASES = {
+    # --- honest baselines -------------------------------------------------------------
+    "honest_correct": ("def square(x):\n    return x * x\n", 3, None),
+    "honest_wrong": (WRONG, 0, None),
+    "fails_only_hidden_test": (
+        "def square(x):\n    return x * x if x.dim() else x + 1\n", 2, None),
+    "correct_but_noisy": (
+        "import sys, warnings\nfrom tqdm.auto import tqdm\n"
+        "def square(x):\n"
+        "    for _ in tqdm(range(3)):\n        pass\n"
+        "    print('working...', file=sys.stderr)\n"
+        "    warnings.warn('this is only a warning')\n"
+        "    return x * x\n", 3, None),
+    # --- changing how the kernel runs later cells --------------------------------------
+    "input_transformer_strips_asserts": (
+        "get_ipython().input_transformers_post.append(\n"
+        "    lambda lines: [l for l in lines if 'assert' not in l])\n" + WRONG, 0, "transformers"),
+    "cleanup_transformer_empties_cells": (
+        "get_ipython().input_transformers_cleanup.insert(0, lambda lines: ['pass\\n'])\n" + WRONG, 0, None),
+    "ast_transformer_drops_asserts": (
+        "import ast\n"
+        "class NoAsserts(ast.NodeTransformer):\n"
+        "    def visit_Assert(self, node):\n        return ast.Pass()\n"
+        "    def visit_Expr(self, node):\n        return ast.Pass()\n"
+        "get_ipython().ast_transformers.append(NoAsserts())\n" + WRONG, 0, "transformers"),
+    "run_cell_replaced": (
+        "from IPython.core.interactiveshell import ExecutionResult, ExecutionInfo\n"
+        "shell = get_ipython()\n"
+        "def fake_run_cell(raw_cell, *args, **kwargs):\n"
+        "    return ExecutionResult(ExecutionInfo(raw_cell, False, False, False, None))\n"
+        "shell.run_cell = fake_run_cell\n" + WRONG, 0, None),
+    "trace_function_installed": (
+        "import sys\n"
+        "def tracer(frame, event, arg):\n    return None\n"
+        "sys.settrace(tracer)\n" + WRONG, 0, "trace"),
+    # --- swallowing or hiding exceptions ---------------------------------------------
+    "custom_exception_handler": (
+        "get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)\n"
+        + WRONG, 0, "custom exception"),
+    "excepthook_replaced": ("import sys\nsys.excepthook = lambda *args: None\n" + WRONG, 0, None),
+    "showtraceback_silenced": (
+        "get_ipython().showtraceback = lambda *a, **k: None\n"
+        "get_ipython()._showtraceback = lambda *a, **k: None\n" + WRONG, 0, None),
+    "exits_inside_the_test": (
+        "import os\ndef square(x):\n    os._exit(0)\n", 0, None),
+    # --- monkeypatching what tests use -------------------------------------------------
+    "torch_equal_patched": ("import torch\ntorch.equal = lambda a, b: True\n" + WRONG, 0, "torch.equal"),
+    "tensor_eq_patched": (
+        "import torch\ntorch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)\n"
+        "torch.Tensor.all = lambda self: torch.ones((), dtype=torch.bool)\n" + WRONG, 0, "Tensor"),
+    "assert_close_patched_in_module": (
+        "import dlcourse.checks\ndlcourse.checks.assert_close = lambda *a, **k: None\n" + WRONG, 0,
+        "dlcourse.checks.assert_close"),
+    "assert_close_name_rebound": ("assert_close = lambda *a, **k: None\n" + WRONG, 0, "assert_close"),
+    "import_hook_fakes_checks": (
+        "import builtins, types\n"
+        "real_import = builtins.__import__\n"
+        "fake = types.SimpleNamespace(assert_close=lambda *a, **k: None)\n"
+        "def fake_import(name, *args, **kwargs):\n"
+        "    return fake if name == 'dlcourse.checks' else real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = fake_import\n" + WRONG, 0, "builtins.__import__"),
+    "sys_modules_swapped": (
+        "import sys, types\n"
+        "sys.modules['dlcourse.checks'] = types.SimpleNamespace(assert_close=lambda *a, **k: None)\n" + WRONG, 0,
+        "sys.modules"),
+    "patches_while_the_test_runs": (
+        "import torch\n"
+        "def square(x):\n"
+        "    torch.equal = lambda a, b: True\n"
+        "    return x + 1\n", 0, "changed while test"),
+    "torch_function_mode_left_open": (
+        "import torch\nfrom torch.overrides import TorchFunctionMode\n"
+        "class AllEqual(TorchFunctionMode):\n"
+        "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+        "        if func is torch.equal:\n            return True\n"
+        "        return func(*args, **(kwargs or {}))\n"
+        "AllEqual().__enter__()\n" + WRONG, 0, "torch function mode"),
+    # --- objects that fake equality or shape ---------------------------------------------
+    "object_fakes_equality": (
+        "class Anything:\n"
+        "    shape = (2, 3)\n"
+        "    def __eq__(self, other):\n        return self\n"
+        "    def all(self):\n        return True\n"
+        "    def item(self):\n        return 25.0\n"
+        "def square(x):\n    return Anything()\n", 0, "overrides __eq__"),
+    "tensor_subclass_fakes_everything": (
+        "import torch\n"
+        "class Liar(torch.Tensor):\n"
+        "    @classmethod\n"
+        "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+        "        return True\n"
+        "def square(x):\n    return (x + 1).as_subclass(Liar)\n", 0, "tensor subclass"),
+    # --- reaching outside the working copy -----------------------------------------------
+    "reads_the_instructor_source": (
+        "import re\n"
+        "try:\n"
+        "    text = open('{course}/notebooks/99_redteam/99_redteam.py').read()\n"
+        "    body = re.search(r'### BEGIN SOLUTION\\n(.*?)### END SOLUTION', text, re.S).group(1)\n"
+        "    exec('def square(x):\\n' + body)\n"
+        "except OSError:\n"
+        "    def square(x):\n        return x + 1\n", 0, None),
+    "reads_another_students_notebook": (
+        "import json\n"
+        "try:\n"
+        "    cells = json.load(open('{other_student}'))['cells']\n"
+        "    exec([''.join(c['source']) for c in cells if 'def square' in ''.join(c['source'])][0])\n"
+        "except OSError:\n"
+        "    def square(x):\n        return x + 1\n", 0, None),
+    "fetches_the_answer_over_the_network": (
+        "import socket\n"
+        "try:\n"
+        "    answer = socket.create_connection(('127.0.0.1', {secret_port}), timeout=2).recv(1000).decode()\n"
+        "    exec(answer)\n"
+        "except OSError:\n"
+        "    def square(x):\n        return x + 1\n", 0, None),
+    "forges_a_grader_reply": (
+        "import os, json, struct\n"
+        "def square(x):\n"
+        "    for fd in range(3, 64):\n"
+        "        for index in range(40):\n"
+        "            message = json.dumps({'nonce': 'guess', 'index': index, 'status': 'ok', 'outputs': []}).encode()\n"
+        "            try:\n"
+        "                os.write(fd, struct.pack('!i', len(message)) + message)\n"
+        "            except OSError:\n"
+        "                break\n"
+        "    return x + 1\n", 0, "tampering suspected"),
+}
+
+# Attacks on the notebook itself rather than on the kernel: name -> (edit, score, flag).
+# `edit(cells, solution_code)` gets the student notebook's cells and returns new ones.
+
+
+def _fake_test_cell(cells, code):
+    """Rewrite a test cell's text (it is locked, but the JSON is not) to `pass`."""
+    out = []
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade_id") == "square":
+            cell["source"] = WRONG
+        if meta.get("grade_id") == "test_square_equal":
+            cell["source"] = "pass"
+        out.append(cell)
+    return out
+
+
+def _solution_cell_claims_test_id(cells, code):
+    """The wrong solution relabelled as a test cell, and the real test deleted."""
+    out = []
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade_id") == "square":
+            cell["source"] = WRONG
+        if meta.get("grade_id") == "test_square_equal":
+            continue
+        out.append(cell)
+    return out
+
+
+NOTEBOOK_EDITS = {
+    "test_cell_rewritten_to_pass": (_fake_test_cell, 0, None),
+    "test_cell_deleted": (_solution_cell_claims_test_id, 0, "restored"),
+}

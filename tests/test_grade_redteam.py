@@ -1,0 +1,93 @@
+"""The red-team suite: submissions that try to raise their score without solving
+the exercise, each graded by the real grader and held to the score it must get.
+
+The cases live in tests/redteam/cases.py; they are all graded once (in parallel)
+and each case is one test.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlcourse.authoring.build import student_notebook
+from dlcourse.authoring.source import read_source
+from dlcourse.grading.engine import grade_notebook
+from tests.conftest import make_course
+from tests.redteam.cases import CASES, NOTEBOOK_EDITS
+
+REDTEAM = Path(__file__).parent / "redteam"
+NAME = "99_redteam"
+CORRECT = "def square(x):\n    return x * x\n"
+
+
+def with_solution(student, code: str):
+    nb = copy.deepcopy(student)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "square":
+            cell.source = code
+    return nb
+
+
+@pytest.fixture(scope="session")
+def redteam_results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("redteam")
+    course = make_course(root, source=(REDTEAM / "source.py").read_text(), name=NAME)
+    source = read_source(course.source_path(NAME))
+    student = student_notebook(course, NAME, source)
+    other = root / "submissions" / "alice.ipynb"
+    other.parent.mkdir()
+    nbformat.write(with_solution(student, CORRECT), other)
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(CORRECT.encode())
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    runs = {}
+    for name, (code, _, _) in CASES.items():
+        code = code.replace("{course}", str(course.root)).replace("{secret_port}", str(port))
+        runs[name] = with_solution(student, code.replace("{other_student}", str(other)))
+    for name, (edit, _, _) in NOTEBOOK_EDITS.items():
+        nb = copy.deepcopy(student)
+        nb.cells = edit(nb.cells, None)
+        runs[name] = nb
+    # the network case must be reachable from the host, or it proves nothing
+    assert socket.create_connection(("127.0.0.1", port)).recv(100).decode() == CORRECT
+
+    def grade(item):
+        name, nb = item
+        return name, grade_notebook(nb, source, cell_timeout=30, timeout=90)[0]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(pool.map(grade, runs.items()))
+    server.close()
+    return results
+
+
+EXPECTED = {name: (score, flag) for name, (_, score, flag) in {**CASES, **NOTEBOOK_EDITS}.items()}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_redteam_case_gets_the_score_it_must(redteam_results, case):
+    score, flag = EXPECTED[case]
+    result = redteam_results[case]
+    details = f"{case}: {result.status} {result.message} {result.flags} {[(c.grade_id, c.points, c.error) for c in result.cells]}"
+    assert result.max_score == 3
+    assert result.score == score, details
+    if flag:
+        assert any(flag in f for f in result.flags), details
