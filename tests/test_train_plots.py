@@ -175,3 +175,19 @@ def test_plots_never_block(monkeypatch):
     monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() was called"))
     plots.plot_history({"train_loss": [1.0]})
     plots.show_images(torch.rand(1, 1, 4, 4))
+
+
+def test_schedulers_and_amp_on_cpu():
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    history = fit(model, DataLoader(blobs(n=64), batch_size=32), optimizer, nn.CrossEntropyLoss(), epochs=3,
+                  device="cpu", scheduler=scheduler, amp=True, progress=False, verbose=False)  # amp: CUDA only
+    assert history["lr"] == pytest.approx([0.1, 0.05, 0.025])
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    fit(model, DataLoader(blobs(n=64), batch_size=32), optimizer, nn.CrossEntropyLoss(), epochs=1, device="cpu",
+        val_loader=DataLoader(blobs(n=32), batch_size=32), scheduler=plateau, progress=False, verbose=False)
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=4)
+    fit(model, DataLoader(blobs(n=64), batch_size=16), optimizer, nn.CrossEntropyLoss(), epochs=1, device="cpu",
+        scheduler=one_cycle, scheduler_interval="step", progress=False, verbose=False)
+    assert one_cycle.last_epoch == 4
