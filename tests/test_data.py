@@ -190,6 +190,15 @@ def test_load_text_downloads_verifies_and_repairs_the_cache(shakespeare_served, 
     assert cached.read_bytes() == shakespeare_served
 
 
+def test_a_verified_cached_corpus_is_used_offline(shakespeare_served, monkeypatch):
+    data.load_text("tiny_shakespeare")  # downloads into the cache
+    monkeypatch.setenv("DLCOURSE_OFFLINE", "1")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded again"))
+    assert data.load_text("tiny_shakespeare").source == "full"
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert data.load_text("tiny_shakespeare").source == "offline-subset"  # grading: always the same data
+
+
 def test_load_text_with_a_bad_checksum_falls_back_with_a_message(shakespeare_served, monkeypatch, capsys):
     data.manifest()["tiny_shakespeare"]["sha256"] = "0" * 64
     text = data.load_text("tiny_shakespeare")
