@@ -11,36 +11,19 @@ import copy
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import student_notebook
-from dlcourse.authoring.source import read_source
 from dlcourse.grading.engine import grade_notebook
-from tests.conftest import make_course
 from tests.redteam.cases import CASES, NOTEBOOK_EDITS
-
-REDTEAM = Path(__file__).parent / "redteam"
-NAME = "99_redteam"
-CORRECT = "def square(x):\n    return x * x\n"
-
-
-def with_solution(student, code: str):
-    nb = copy.deepcopy(student)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == "square":
-            cell.source = code
-    return nb
+from tests.redteam.course import CORRECT, build_course, with_solution
 
 
 @pytest.fixture(scope="session")
 def redteam_results(tmp_path_factory):
     root = tmp_path_factory.mktemp("redteam")
-    course = make_course(root, source=(REDTEAM / "source.py").read_text(), name=NAME)
-    source = read_source(course.source_path(NAME))
-    student = student_notebook(course, NAME, source)
+    course, source, student = build_course(root)
     other = root / "submissions" / "alice.ipynb"
     other.parent.mkdir()
     nbformat.write(with_solution(student, CORRECT), other)

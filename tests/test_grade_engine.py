@@ -1,0 +1,187 @@
+"""The grading engine on broken and edited submissions, and under its limits.
+
+Each case is one requirement of issue 8: malformed files, old nbformat, cells
+deleted / duplicated / reordered / stripped of metadata, a dead kernel, an
+infinite loop (interruptible or not), the notebook time limit, a memory bomb,
+and the output size limit. Nothing here may stop a batch, and points earned
+before a failure are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import nbformat
+import pytest
+
+from dlcourse.grading.engine import (
+    STATUS_CRASHED, STATUS_GRADED, STATUS_OUT_OF_MEMORY, STATUS_TIMED_OUT, grade_notebook, restore_tests,
+)
+from dlcourse.grading.submissions import read_submission
+from tests.redteam.course import CORRECT, build_course, insert_after, with_solution
+
+
+@pytest.fixture(scope="module")
+def redteam(tmp_path_factory):
+    return build_course(tmp_path_factory.mktemp("engine"))
+
+
+def _grade_all(runs: dict, source, **kwargs):
+    def grade(item):
+        name, (nb, options) = item
+        return name, grade_notebook(nb, source, **{**kwargs, **options})
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(grade, runs.items()))
+
+
+# -- reading files ----------------------------------------------------------------------------
+
+def test_malformed_json_is_reported_with_a_reason(tmp_path):
+    path = tmp_path / "broken.ipynb"
+    path.write_text('{"cells": [ {"cell_type": "code", ')
+    nb, reason = read_submission(path)
+    assert nb is None and "malformed JSON" in reason and "line 1" in reason
+
+
+@pytest.mark.parametrize("text, words", [
+    ('["a list"]', "not a notebook"), ('{"metadata": {}}', "not a notebook"), ("", "malformed JSON"),
+])
+def test_json_that_is_not_a_notebook_is_reported(tmp_path, text, words):
+    path = tmp_path / "odd.ipynb"
+    path.write_text(text)
+    nb, reason = read_submission(path)
+    assert nb is None and words in reason
+
+
+def test_missing_notebook_is_reported():
+    assert read_submission(None) == (None, "no notebook in the submission")
+
+
+# -- restoring test cells (no kernel) -------------------------------------------------------------
+
+def _test_ids(nb):
+    return [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.get("nbgrader", {}).get("solution")]
+
+
+def test_restore_puts_back_deleted_duplicated_and_reordered_tests(redteam):
+    _, source, student = redteam
+    nb = copy.deepcopy(student)
+    cells = nb.cells
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
+    equal, close, shape, solution = (cells[ids.index(g)] for g in
+                                     ("test_square_equal", "test_square_close", "test_square_shape", "square"))
+    # close deleted, equal duplicated, shape moved above the solution
+    nb.cells = [c for c in cells if c not in (close, shape)]
+    nb.cells.insert(nb.cells.index(solution), shape)
+    nb.cells.append(copy.deepcopy(equal))
+    restored, flags = restore_tests(nb, source)
+    order = _test_ids(restored)
+    assert sorted(order) == ["test_square_close", "test_square_equal", "test_square_shape"]
+    solution_at = [c.metadata.get("nbgrader", {}).get("grade_id") for c in restored.cells].index("square")
+    positions = {g: i for i, g in enumerate(c.metadata.get("nbgrader", {}).get("grade_id") for c in restored.cells)}
+    assert all(positions[g] > solution_at for g in order)
+    assert any("missing test cell test_square_close restored" in f for f in flags)
+    assert any("duplicate of test cell test_square_equal" in f for f in flags)
+    assert any("test_square_shape moved back" in f for f in flags)
+    # the hidden test is back
+    assert "the hidden scalar test" in restored.cells[positions["test_square_close"]].source
+
+
+def test_restore_recognises_tests_whose_metadata_was_stripped(redteam):
+    _, source, student = redteam
+    nb = copy.deepcopy(student)
+    for cell in nb.cells:
+        cell.metadata = {}
+    restored, flags = restore_tests(nb, source)
+    assert sorted(_test_ids(restored)) == ["test_square_close", "test_square_equal", "test_square_shape"]
+    assert sum("recognised by content" in f for f in flags) == 3
+    assert not any("missing" in f for f in flags)
+
+
+# -- running (one batch of kernels, two at a time) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runs(redteam, tmp_path_factory):
+    _, source, student = redteam
+    correct = with_solution(student, CORRECT)
+    v3_path = tmp_path_factory.mktemp("v3") / "old.ipynb"
+    v3_path.write_text(json.dumps(nbformat.convert(copy.deepcopy(correct), 3)))
+    old, reason = read_submission(v3_path)
+    assert reason is None
+    stripped = copy.deepcopy(correct)
+    for cell in stripped.cells:
+        cell.metadata = {}
+    options = {"cell_timeout": 4, "timeout": 60}
+    plan = {
+        "old_nbformat": (old, {}),
+        "metadata_stripped": (stripped, {}),
+        "dead_kernel": (insert_after(correct, "test_square_equal", "import os\nos._exit(3)"), {}),
+        "interruptible_loop": (insert_after(correct, "test_square_equal", "while True:\n    pass"), {}),
+        "unstoppable_loop": (insert_after(correct, "test_square_equal",
+                                          "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                          "while True:\n    pass"), {}),
+        "notebook_time_limit": (insert_after(correct, "test_square_close", "import time\ntime.sleep(3)\n"),
+                                {"timeout": 2.5}),
+        "memory_bomb": (insert_after(correct, "test_square_equal", "hog = bytearray(3 * 2**30)"),
+                        {"memory_mb": 400}),
+        "output_flood": (insert_after(correct, "test_square_equal", "for i in range(200000):\n    print(i, 'x' * 40)"),
+                         {"output_limit": 100_000}),
+    }
+    return _grade_all(plan, source, **options)
+
+
+def test_old_nbformat_is_converted_and_graded(runs):
+    assert (runs["old_nbformat"][0].status, runs["old_nbformat"][0].score) == (STATUS_GRADED, 3)
+
+
+def test_stripped_metadata_still_scores(runs):
+    result = runs["metadata_stripped"][0]
+    assert result.score == 3 and any("recognised by content" in f for f in result.flags)
+
+
+def test_dead_kernel_keeps_earlier_points_and_says_why(runs):
+    result = runs["dead_kernel"][0]
+    assert result.status == STATUS_CRASHED and result.score == 1
+    assert "died" in result.message
+
+
+def test_interruptible_infinite_loop_is_interrupted_and_grading_goes_on(runs):
+    result = runs["interruptible_loop"][0]
+    assert result.status == STATUS_TIMED_OUT and result.score == 3
+    assert "interrupted" in result.message
+
+
+def test_loop_that_ignores_interrupts_is_killed_and_keeps_earlier_points(runs):
+    result = runs["unstoppable_loop"][0]
+    assert result.status == STATUS_TIMED_OUT and result.score == 1
+    assert "could not be interrupted" in result.message
+
+
+def test_notebook_time_limit(runs):
+    result = runs["notebook_time_limit"][0]
+    assert result.status == STATUS_TIMED_OUT and result.score == 2
+    assert result.seconds < 20
+
+
+def test_memory_bomb_hits_the_limit_and_other_tests_still_count(runs):
+    result, executed = runs["memory_bomb"]
+    assert result.status == STATUS_OUT_OF_MEMORY and result.score == 3
+
+
+def test_output_size_is_capped(runs):
+    result, executed = runs["output_flood"]
+    assert result.score == 3
+    size = len(json.dumps([c.get("outputs", []) for c in executed.cells]))
+    assert size < 150_000
+    assert "output truncated by the grader" in json.dumps([c.get("outputs", []) for c in executed.cells])
+
+
+def test_check_contract_fields(runs):
+    """`dlcourse check` reads these fields: keep them."""
+    result = runs["old_nbformat"][0]
+    assert {"score", "max_score", "status", "message", "cells"} <= set(dir(result))
+    assert {"grade_id", "kind", "points", "max_points", "error"} <= set(vars(result.cells[0]))
