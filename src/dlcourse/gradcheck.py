@@ -16,6 +16,7 @@ with float32 the round-off of f(x + h) - f(x - h) swamps the difference itself.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from typing import Any, Callable, Sequence
@@ -111,7 +112,7 @@ def numerical_gradient(
 
     grad = np.zeros(tuple(x.shape), dtype=np.float64)
     # torch: perturb under no_grad so that a leaf with requires_grad=True may be edited in place.
-    context = torch.no_grad() if is_tensor else _nullcontext()
+    context = torch.no_grad() if is_tensor else contextlib.nullcontext()
     with context:
         for index in itertools.product(*(range(n) for n in x.shape)):
             original = x[index].item()
@@ -125,14 +126,6 @@ def numerical_gradient(
     if is_tensor:
         return torch.from_numpy(grad).to(dtype=x.dtype, device=x.device)
     return grad.astype(x.dtype, copy=False) if np.issubdtype(x.dtype, np.floating) else grad
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def numerical_gradients(
