@@ -437,32 +437,42 @@ def _names_corpus() -> Text:
 # --------------------------------------------------------------------------- full data via torchvision
 
 
-def _torchvision_dataset(cls_name: str, train: bool) -> tuple[Any | None, str]:
-    """The torchvision dataset from the cache or a download; (None, reason) when unavailable."""
+# where each torchvision dataset keeps its files under the cache folder
+_TORCHVISION_FOLDERS = {"MNIST": ("MNIST",), "FashionMNIST": ("FashionMNIST",),
+                        "CIFAR10": ("cifar-10-batches-py", "cifar-10-python.tar.gz")}
+
+
+def _torchvision_dataset(name: str, cls_name: str, train: bool) -> tuple[Any | None, str]:
+    """The torchvision dataset from the cache or a download; (None, reason) when unavailable.
+
+    torchvision (slow to import) is imported only when its files are in the cache or a
+    download is about to start.
+    """
     reason = _offline_reason()
     if reason and is_grading():
         return None, reason  # not even the cache: every grade sees the same data
-    import torchvision.datasets as tv
+    root = cache_location()
+    if any((root / folder).exists() for folder in _TORCHVISION_FOLDERS[cls_name]):
+        import torchvision.datasets as tv
 
-    cls = getattr(tv, cls_name)
-    root = cache_dir()
-    try:
-        return cls(root, train=train, download=False), ""
-    except Exception as error:
-        # "Dataset not found (or corrupted)": missing, or (CIFAR-10) an md5 mismatch that
-        # download=True repairs. Anything else is a damaged file torchvision cannot read
-        # (MNIST checks md5 only while downloading): drop the folder and download again.
-        if not (isinstance(error, RuntimeError) and "not found" in str(error)):
-            print(f"dlcourse.data: the cached {cls_name} files are damaged ({error!r}); "
-                  "they will be downloaded again.")
-            shutil.rmtree(Path(root) / cls.__name__, ignore_errors=True)
+        try:
+            return getattr(tv, cls_name)(root, train=train, download=False), ""
+        except Exception as error:
+            # "Dataset not found (or corrupted)": incomplete, or (CIFAR-10) an md5 mismatch
+            # that download=True repairs. Anything else is a damaged file torchvision cannot
+            # read (MNIST checks md5 only while downloading): drop it and download again.
+            if not (isinstance(error, RuntimeError) and "not found" in str(error)):
+                print(f"dlcourse.data: the cached {cls_name} files are damaged ({error!r}); "
+                      "they will be downloaded again.")
+                shutil.rmtree(root / cls_name, ignore_errors=True)
     if reason:
         return None, reason
-    probe_url = (getattr(cls, "mirrors", None) or [getattr(cls, "url", "https://download.pytorch.org/")])[0]
-    if not network_available(probe_url):
+    if not network_available(manifest()[name]["urls"][0]):
         return None, "the network is unreachable"
+    import torchvision.datasets as tv
+
     try:
-        return cls(root, train=train, download=True), ""
+        return getattr(tv, cls_name)(cache_dir(), train=train, download=True), ""
     except Exception as error:  # torchvision tried every mirror and checked md5s
         return None, f"the download failed ({error})".replace("\n", " ")
 
@@ -487,7 +497,7 @@ def load_mnist(train: bool = True, *, transform: Callable | None = None) -> Imag
     Full: 60,000 train / 10,000 test. Offline (and always while grading): 4,000 / 1,000
     real MNIST digits shipped with dlcourse (400 / 100 per class); ``.source`` says which.
     """
-    tv_dataset, reason = _torchvision_dataset("MNIST", train)
+    tv_dataset, reason = _torchvision_dataset("mnist", "MNIST", train)
     if tv_dataset is not None:
         dataset = _from_torchvision(tv_dataset, "mnist", train, transform)
         dataset.classes = list(MNIST_CLASSES)
@@ -506,7 +516,7 @@ def load_fashion_mnist(train: bool = True, *, transform: Callable | None = None)
     (same shape, 10 classes; ``.classes`` are digit names); ``.source`` is
     'offline-subset' and a message says so.
     """
-    tv_dataset, reason = _torchvision_dataset("FashionMNIST", train)
+    tv_dataset, reason = _torchvision_dataset("fashion_mnist", "FashionMNIST", train)
     if tv_dataset is not None:
         dataset = _from_torchvision(tv_dataset, "fashion_mnist", train, transform)
         dataset.classes = list(FASHION_CLASSES)
@@ -527,7 +537,7 @@ def load_cifar10(train: bool = True, transform: Callable | None = None) -> Image
     (``.source == 'synthetic'``, ``.classes`` name the shapes). ``transform`` gets the
     float tensor (C, H, W), e.g. ``torchvision.transforms.RandomHorizontalFlip()``.
     """
-    tv_dataset, reason = _torchvision_dataset("CIFAR10", train)
+    tv_dataset, reason = _torchvision_dataset("cifar10", "CIFAR10", train)
     if tv_dataset is not None:
         return _from_torchvision(tv_dataset, "cifar10", train, transform)
     _announce("cifar10", _fallback_message(
