@@ -5,6 +5,7 @@ training loops, plots, self-checks); instructors use its command line
 (`dlcourse build | check | grade | release | doctor`).
 """
 
+from dlcourse import checks, data, doctor, gradcheck, plots, train
 from dlcourse.env import (
     budget,
     deterministic,
@@ -18,6 +19,12 @@ from dlcourse.env import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "checks",
+    "data",
+    "doctor",
+    "gradcheck",
+    "plots",
+    "train",
     "budget",
     "deterministic",
     "get_device",

@@ -11,6 +11,7 @@ Colab setup cell.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import tempfile
 import time
@@ -85,7 +86,8 @@ def execute(nb: NotebookNode, cell_timeout: int = SOLUTION_CELL_TIMEOUT_S) -> No
             record_timing=False,  # timestamps would make every build differ
             resources={"metadata": {"path": workdir}},
         )
-        client.execute()
+        # Text progress bars would fill the solution notebook with carriage returns.
+        client.execute(env={**os.environ, "DLCOURSE_PROGRESS": "0"})
     # The kernel writes its own language_info (Python patch version...): keep ours, so
     # the notebook's cells and metadata do not depend on the machine that built it.
     nb.metadata = metadata
