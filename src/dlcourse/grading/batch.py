@@ -45,6 +45,7 @@ class Row:
     seconds: float = 0.0
     message: str = ""
     kernel_seconds: float = 0.0
+    cell_seconds: float = 0.0
     skipped: bool = False
 
 
@@ -60,6 +61,7 @@ class BatchOptions:
     force: bool = False
     progress: bool = True
     isolate: bool = True
+    nbgrader_dir: Path | None = None  # default: the course's autograder/
 
 
 def nbgrader_dir(course: Course) -> Path:
@@ -99,7 +101,8 @@ def public_files(course: Course, assignment: str) -> dict[str, Path]:
 def _row(student: str, assignment: str, result: GradeResult) -> Row:
     return Row(student=student, assignment=assignment, score=result.score, max_score=result.max_score,
                cells={c.grade_id: c.points for c in result.cells}, status=result.status, flags=list(result.flags),
-               seconds=round(result.seconds, 2), message=result.message, kernel_seconds=result.kernel_seconds)
+               seconds=round(result.seconds, 2), message=result.message, kernel_seconds=result.kernel_seconds,
+               cell_seconds=result.cell_seconds)
 
 
 def _invalid(source, reason: str) -> GradeResult:
@@ -138,8 +141,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
     if not found:
         raise CourseError(f"{submissions}: no submissions of {assignment} found (expected <student>.ipynb files, "
                           f"<student>/{assignment}/ folders or a zip)")
-    base = nbgrader_dir(course)
-    db_url = options.db_url or default_db_url(course)
+    base = Path(options.nbgrader_dir) if options.nbgrader_dir else nbgrader_dir(course)
+    db_url = options.db_url or f"sqlite:///{base.resolve() / 'gradebook.db'}"
     if db_url.startswith("sqlite:///"):
         Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     gradebook = GradebookWriter(db_url, assignment, assignment, source)

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None, metavar="URL",
                         help="gradebook URL, any that nbgrader accepts (default sqlite:///autograder/gradebook.db)")
     parser.add_argument("--force", action="store_true", help="grade again submissions already in the gradebook")
+    parser.add_argument("--nbgrader-dir", type=Path, default=None, metavar="DIR",
+                        help="nbgrader course folder for autograded/ and the default gradebook (default autograder/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -45,6 +47,7 @@ def run_grade(args: argparse.Namespace) -> int:
         workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
         memory_mb=args.memory or None, csv_path=args.csv, feedback_dir=args.feedback, db_url=args.db,
         force=args.force, progress=not getattr(args, "no_progress", False),
+        nbgrader_dir=getattr(args, "nbgrader_dir", None),
     )
     rows = grade_batch(course, args.assignment, args.submissions, options)
     if args.csv:

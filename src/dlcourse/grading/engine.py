@@ -65,6 +65,7 @@ class GradeResult:
     message: str = ""
     seconds: float = 0.0
     kernel_seconds: float = 0.0
+    cell_seconds: float = 0.0  # time the kernel spent executing cells (the rest is overhead)
     isolation: dict = field(default_factory=dict)
 
     @property
@@ -472,6 +473,10 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
                 pass
         cell.outputs = outputs
         cell.execution_count = reply.get("execution_count")
+        try:
+            result.cell_seconds += float(reply.get("seconds", 0.0))
+        except (TypeError, ValueError):
+            pass
         verdicts[index] = "ok" if reply.get("status") == "ok" else "error"
         result.flags += [str(f) for f in reply.get("flags", [])]
         if interrupted:

@@ -1,0 +1,73 @@
+"""A sample batch of submissions of one assignment, for demos and benchmarks:
+the solution, the blank student notebook, partly right ones (each mutant in
+autograder/NN_name/mutants/ swapped in), and, unless asked not to, a broken
+file and a notebook whose metadata an editor stripped.
+
+    python -m dlcourse.grading.sample 00_setup /tmp/sample && dlcourse grade 00_setup /tmp/sample
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.authoring.build import student_notebook
+from dlcourse.authoring.check import find_mutants, solved_notebook
+from dlcourse.authoring.source import read_source
+from dlcourse.course import Course, load_course
+
+
+def sample_notebooks(course: Course, assignment: str, count: int | None = None, broken: bool = True) -> dict:
+    """student id -> notebook (or raw text for a broken file): solutions, blanks and mutants, in turn."""
+    source = read_source(course.source_path(assignment))
+    student = student_notebook(course, assignment, source)
+    solution = solved_notebook(student, source)
+    mutants = [(m.name, solved_notebook(student, source, {m.grade_id: m.path.read_text().rstrip("\n")}))
+               for m in find_mutants(course, assignment, source)]
+    kinds = [("solution", solution), ("blank", student)] + [(f"mutant-{n}", nb) for n, nb in mutants]
+    out: dict[str, object] = {}
+    total = count or len(kinds)
+    for index, (kind, nb) in zip(range(total), itertools.cycle(kinds)):
+        out[f"s{index:03d}-{kind}"] = nb
+    if broken:
+        out["zz-broken-json"] = '{"cells": [ {"cell_type": "code", "source": "trunc'
+        stripped = copy.deepcopy(solution)
+        for cell in stripped.cells:
+            cell.metadata = {}
+        out["zz-metadata-stripped"] = stripped
+    return out
+
+
+def write_sample_batch(course: Course, assignment: str, folder: Path, count: int | None = None,
+                       broken: bool = True) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for student, nb in sample_notebooks(course, assignment, count, broken).items():
+        path = folder / f"{student}.ipynb"
+        if isinstance(nb, str):
+            path.write_text(nb, encoding="utf-8")
+        else:
+            nbformat.write(nb, str(path))
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("assignment")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--count", type=int, default=None, help="number of valid submissions (default: one of each)")
+    parser.add_argument("--no-broken", action="store_true", help="leave out the broken and stripped notebooks")
+    args = parser.parse_args(argv)
+    paths = write_sample_batch(load_course(), args.assignment, args.folder, args.count, not args.no_broken)
+    print(f"wrote {len(paths)} submissions of {args.assignment} to {args.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
