@@ -115,7 +115,7 @@ def runs(redteam, tmp_path_factory):
     stripped = copy.deepcopy(correct)
     for cell in stripped.cells:
         cell.metadata = {}
-    options = {"cell_timeout": 4, "timeout": 60}
+    options = {"cell_timeout": 2, "timeout": 60, "interrupt_grace": 1}
     plan = {
         "old_nbformat": (old, {}),
         "metadata_stripped": (stripped, {}),
@@ -124,8 +124,8 @@ def runs(redteam, tmp_path_factory):
         "unstoppable_loop": (insert_after(correct, "test_square_equal",
                                           "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                                           "while True:\n    pass"), {}),
-        "notebook_time_limit": (insert_after(correct, "test_square_close", "import time\ntime.sleep(3)\n"),
-                                {"timeout": 2.5}),
+        "notebook_time_limit": (insert_after(correct, "test_square_close", "import time\ntime.sleep(60)\n"),
+                                {"timeout": 10, "cell_timeout": 30}),
         "memory_bomb": (insert_after(correct, "test_square_equal", "hog = bytearray(3 * 2**30)"),
                         {"memory_mb": 400}),
         "output_flood": (insert_after(correct, "test_square_equal", "for i in range(200000):\n    print(i, 'x' * 40)"),
@@ -164,7 +164,7 @@ def test_loop_that_ignores_interrupts_is_killed_and_keeps_earlier_points(runs):
 def test_notebook_time_limit(runs):
     result = runs["notebook_time_limit"][0]
     assert result.status == STATUS_TIMED_OUT and result.score == 2
-    assert result.seconds < 20
+    assert result.seconds < 40
 
 
 def test_memory_bomb_hits_the_limit_and_other_tests_still_count(runs):

@@ -146,7 +146,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
     if db_url.startswith("sqlite:///"):
         Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     gradebook = GradebookWriter(db_url, assignment, assignment, source)
-    feedback_dir = Path(options.feedback_dir) if options.feedback_dir else base / "feedback"
+    feedback_dir = Path(options.feedback_dir) if options.feedback_dir else None
     files = public_files(course, assignment)
     workers = options.workers or default_workers()
     gpus = gpu_count()
@@ -182,7 +182,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
         _write_atomic(executed, autograded_path(base, submission.student, assignment))
         gradebook.save(submission.student, result)
-        if nb is not None:
+        if nb is not None and feedback_dir is not None:
             try:
                 write_feedback(feedback_dir / submission.student / assignment / f"{assignment}.html",
                                executed, source, result, submission.student, assignment)

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Grade every submission of ASSIGNMENT in parallel, each in its own confined kernel; "
         "scores go into nbgrader's gradebook (formgrader, export and generate_feedback keep working), "
-        "autograded notebooks into autograder/autograded/, feedback pages into autograder/feedback/."
+        "autograded notebooks into autograder/autograded/, feedback pages (--feedback) into DIR."
     )
     parser.add_argument("assignment", help="e.g. 00_setup")
     parser.add_argument("submissions", type=Path,
@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory per submission in MiB, on top of the preloaded libraries (default 4096; 0: none)")
     parser.add_argument("--csv", type=Path, default=None, metavar="FILE", help="write one row per student here")
     parser.add_argument("--feedback", type=Path, default=None, metavar="DIR",
-                        help="feedback pages go to DIR/<student>/<assignment>/ (default autograder/feedback)")
+                        help="write a feedback page per student to DIR/<student>/<assignment>/<assignment>.html "
+                             "(e.g. autograder/feedback, nbgrader's layout)")
     parser.add_argument("--db", default=None, metavar="URL",
                         help="gradebook URL, any that nbgrader accepts (default sqlite:///autograder/gradebook.db)")
     parser.add_argument("--force", action="store_true", help="grade again submissions already in the gradebook")

@@ -204,7 +204,12 @@ class Zygote:
                                          stdout=subprocess.DEVNULL, env=env, cwd="/")
         theirs.close()
         self._socket = ours
-        ready = ours.recv(4096)
+        ours.settimeout(300)  # the imports take a few seconds, minutes on a very busy machine
+        try:
+            ready = ours.recv(4096)
+        except socket.timeout:
+            ready = b""
+        ours.settimeout(120)
         if not ready:
             raise RuntimeError("the grading template process failed to start (run with a working torch install)")
 
@@ -217,9 +222,12 @@ class Zygote:
             try:
                 socket.send_fds(self._socket, [json.dumps(config).encode()], [theirs.fileno()])
                 reply = self._socket.recv(4096)
+            except OSError:  # a timeout included: start a new template next time
+                reply = b""
             finally:
                 theirs.close()
             if not reply:
+                self._process.kill()
                 self._process = None
                 raise RuntimeError("the grading template process died")
             return json.loads(reply)["pid"], Connection(ours.detach())
@@ -252,7 +260,7 @@ def zygote() -> Zygote:
 
 def default_hide() -> list[str]:
     """Folders a kernel must not see: homes, and the folder holding the course repository."""
-    hide = ["/root", "/home", "/srv", "/mnt", "/media", "/var/lib", "/var/log", "/var/mail", "/opt"]
+    hide = ["/root", "/home", "/srv", "/mnt", "/media", "/var/log", "/var/mail"]
     try:
         from dlcourse.course import find_root
 
@@ -327,6 +335,7 @@ def grade_notebook(
     hide: list[str] | None = None,
     threads: int | None = None,
     notebook_name: str = "submission.ipynb",
+    interrupt_grace: float = INTERRUPT_GRACE_S,
 ) -> tuple[GradeResult, NotebookNode]:
     """Grade one submission against the source notebook; returns the result and the executed notebook.
 
@@ -379,7 +388,7 @@ def grade_notebook(
             hello = json.loads(conn.recv_bytes(MAX_REPLY))
             result.isolation = hello.get("isolation", {})
             result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
-            _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout)
+            _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout, interrupt_grace)
             try:
                 conn.send_bytes(json.dumps({"op": "stop"}).encode())
             except OSError:
@@ -418,7 +427,7 @@ def grade_notebook(
 
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
-               deadline: float, timeout: float) -> None:
+               deadline: float, timeout: float, interrupt_grace: float = INTERRUPT_GRACE_S) -> None:
     """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed."""
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -442,7 +451,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
                 os.kill(pid, signal.SIGINT)
             except OSError:
                 pass
-            if not conn.poll(INTERRUPT_GRACE_S):
+            if not conn.poll(interrupt_grace):
                 result.status = worse(result.status, STATUS_TIMED_OUT)
                 limit = "cell" if wait == cell_timeout else "notebook"
                 result.message = (f"cell {index} ran past the {limit} time limit ({wait:g} s) and could not be "
@@ -463,14 +472,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
             result.status = worse(result.status, STATUS_CRASHED)
             result.message = "the kernel's replies were tampered with; later cells did not run"
             return
-        outputs = []
-        for output in reply.get("outputs", []):
-            try:
-                node = nbformat.from_dict(output)
-                nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[node])]))
-                outputs.append(node)
-            except Exception:
-                pass
+        outputs = [nbformat.from_dict(o) for o in reply.get("outputs", []) if _valid_output(o)]
         cell.outputs = outputs
         cell.execution_count = reply.get("execution_count")
         try:
@@ -486,6 +488,29 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         if any(o.get("ename") == "MemoryError" for o in outputs if o.get("output_type") == "error"):
             result.status = worse(result.status, STATUS_OUT_OF_MEMORY)
             result.message = result.message or f"cell {index} hit the memory limit (MemoryError)"
+
+
+_OUTPUT_FIELDS = {
+    "stream": {"name": str, "text": str},
+    "display_data": {"data": dict, "metadata": dict},
+    "execute_result": {"data": dict, "metadata": dict},
+    "error": {"ename": str, "evalue": str, "traceback": list},
+}
+
+
+def _valid_output(output) -> bool:
+    """An output the kernel sent has the shape nbformat requires (it comes from untrusted code)."""
+    if not isinstance(output, dict) or output.get("output_type") not in _OUTPUT_FIELDS:
+        return False
+    fields = _OUTPUT_FIELDS[output["output_type"]]
+    if not all(isinstance(output.get(k), t) for k, t in fields.items()):
+        return False
+    if output["output_type"] == "stream" and output["name"] not in ("stdout", "stderr"):
+        return False
+    if output["output_type"] == "execute_result" and not isinstance(output.get("execution_count"), (int, type(None))):
+        return False
+    extra = set(output) - set(fields) - {"output_type", "execution_count"}
+    return not extra
 
 
 def ensure_ids(nb: NotebookNode) -> None:
