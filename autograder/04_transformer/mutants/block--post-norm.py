@@ -1,0 +1,16 @@
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, d_model, n_heads, dropout=0.0):
+        super().__init__()
+        self.ln1 = LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln2 = LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask=None, kv_cache=None):
+        """x: (B, L, d_model); mask: bool, broadcastable to (B, n_heads, L, L_k). Returns (B, L, d_model)."""
+        x = self.ln1(x + self.dropout(self.attn(x, x, x, mask=mask, kv_cache=kv_cache)))
+        x = self.ln2(x + self.dropout(self.mlp(x)))
+        return x

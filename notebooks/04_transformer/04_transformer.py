@@ -1,0 +1,1559 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # 04 · Transformers: from attention to a small GPT and an encoder-decoder
+#
+# A transformer is a stack of one idea: **attention**, a layer in which every position
+# of a sequence looks at the other positions and takes a weighted average of what it finds.
+# In this assignment you build it from scratch and check every piece against PyTorch:
+#
+# 1. scaled dot-product attention, with padding and causal masks;
+# 2. multi-head attention (checked against `nn.MultiheadAttention`);
+# 3. positional information: sinusoidal encodings and learned embeddings;
+# 4. a pre-norm transformer block with a hand-written layer norm;
+# 5. a character-level GPT: training (AdamW, warm-up and cosine decay, mixed precision), sampling,
+#    and a look at what its attention heads do;
+# 6. fast generation with a key/value cache;
+# 7. an encoder-decoder that learns to reverse digit strings;
+# 8. two written questions.
+#
+# Fill in every `YOUR CODE HERE`, then run the test cell below it. The tests compare your
+# code with PyTorch's own layers, so a passing test means your layer computes exactly what
+# `torch.nn` does. Some tests are hidden: they check edge cases (a sequence of length one,
+# a single visible key, heads of size one, sequence-first tensors), so make your code general.
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import dlcourse
+import dlcourse.data
+from dlcourse.checks import assert_close, assert_finite, assert_shape, assert_true
+
+device = dlcourse.get_device()
+# The tests compare in float64, which Apple's MPS backend lacks; they run on the CPU there.
+test_device = torch.device("cpu") if device.type == "mps" else device
+dlcourse.seed_everything(0)
+print(f"torch {torch.__version__} | training on: {device} | tests on: {test_device}")
+
+# %% [markdown]
+# ## 1. Scaled dot-product attention
+#
+# Each query vector $q_i$ is compared with every key vector $k_j$ by a dot product; a softmax
+# turns the scores of one query into weights that sum to one, and the output is the weighted
+# average of the value vectors:
+#
+# $$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V,
+# \qquad Q \in \mathbb{R}^{L_q \times d_k},\; K \in \mathbb{R}^{L_k \times d_k},\; V \in \mathbb{R}^{L_k \times d_v}.$$
+#
+# A **mask** says which keys a query may look at. We use boolean masks, `True` = *may attend*
+# (the same convention as `F.scaled_dot_product_attention`). Two masks matter:
+#
+# * a **padding mask**: sequences in a batch have different lengths and are padded to the
+#   longest; nobody may attend to the padding;
+# * a **causal mask**: in a language model, position $i$ predicts token $i+1$, so it may only
+#   look at positions $j \le i$; otherwise it could read the answer.
+#
+# A masked score is set to $-\infty$ *before* the softmax, so its weight is exactly
+# $e^{-\infty} = 0$ and the other weights still sum to one. One trap: if a query may attend to
+# *nothing* (a row of the mask is all `False`, which happens with padded queries), its softmax is
+# $0/0 = $ NaN, and one NaN spreads through the whole network. Handle that row on purpose: its
+# weights and its output must be zeros.
+#
+# First the two masks. `causal_mask(q_len, k_len)` also covers the case $L_q < L_k$, which we
+# need in part 6: the queries are then the **last** $L_q$ of the $L_k$ positions.
+
+# %% solution="masks"
+def causal_mask(q_len, k_len=None, device=None):
+    """Boolean mask of shape (q_len, k_len): True where query i may attend to key j.
+
+    The queries are the last q_len of the k_len positions (k_len defaults to q_len), so
+    query i sits at position i + (k_len - q_len) and may see every key at or before it.
+    With q_len == k_len this is the usual lower-triangular mask.
+    """
+    k_len = q_len if k_len is None else k_len
+    ### BEGIN SOLUTION
+    query_position = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    key_position = torch.arange(k_len, device=device)[None, :]
+    return key_position <= query_position
+    ### END SOLUTION
+
+
+def padding_mask(lengths, max_len):
+    """Boolean mask of shape (batch, max_len): True at the real tokens, False at the padding.
+
+    lengths: int64 tensor (batch,), the true length of each sequence (at most max_len).
+    The mask lives on the device of `lengths`.
+    """
+    ### BEGIN SOLUTION
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions[None, :] < lengths[:, None]
+    ### END SOLUTION
+
+
+# %% tests="test_masks" points=2
+expected_causal = torch.tensor([[True, False, False],
+                                [True, True, False],
+                                [True, True, True]])
+assert_close(causal_mask(3), expected_causal, name="causal_mask(3)",
+             hint="query i may see keys 0..i (itself included)")
+assert_close(causal_mask(1, 5), torch.ones(1, 5, dtype=torch.bool), name="causal_mask(1, 5)",
+             hint="a single query that comes last may see every key")
+lengths = torch.tensor([3, 1, 4])
+expected_padding = torch.tensor([[True, True, True, False],
+                                 [True, False, False, False],
+                                 [True, True, True, True]])
+assert_close(padding_mask(lengths, 4), expected_padding, name="padding_mask([3, 1, 4], 4)")
+### BEGIN HIDDEN TESTS
+expected_rect = torch.tensor([[True, True, True, False],
+                              [True, True, True, True]])
+assert_close(causal_mask(2, 4), expected_rect, name="causal_mask(2, 4)")
+assert_close(causal_mask(1), torch.ones(1, 1, dtype=torch.bool), name="causal_mask(1)")
+assert_true(causal_mask(5).dtype == torch.bool and padding_mask(lengths, 6).dtype == torch.bool,
+            "masks must be boolean")
+assert_close(padding_mask(torch.tensor([0, 2]), 2), torch.tensor([[False, False], [True, True]]),
+             name="padding_mask([0, 2], 2)")
+### END HIDDEN TESTS
+print("masks: all visible tests passed")
+
+# %% [markdown]
+# Now attention itself. It must work for any number of leading dimensions (`(L, d)`,
+# `(batch, L, d)`, `(batch, heads, L, d)`), with a mask that broadcasts against the scores.
+# Return the weights as well: we plot them later. `dropout_p` drops attention weights during
+# training (use `F.dropout`).
+
+# %% solution="attention"
+def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0):
+    """softmax(q k^T / sqrt(d_k)) v with an optional boolean mask.
+
+    q: (..., L_q, d_k); k: (..., L_k, d_k); v: (..., L_k, d_v).
+    mask: bool, broadcastable to (..., L_q, L_k); True = the query may attend to the key.
+    dropout_p: probability of zeroing an attention weight (pass 0.0 when evaluating).
+    Returns (out, weights): out (..., L_q, d_v), weights (..., L_q, L_k) before dropout.
+    Each row of weights sums to 1, except a fully masked row: zero weights, zero output.
+    """
+    ### BEGIN SOLUTION
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+        # softmax of a row of -inf is 0/0 = NaN: give such rows finite scores, zero them after
+        has_key = mask.any(dim=-1, keepdim=True)
+        scores = scores.masked_fill(~has_key, 0.0)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~has_key, 0.0)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights
+    ### END SOLUTION
+
+
+# %% tests="test_attention" points=4
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+q = torch.randn(2, 3, 4, 8, **f64)
+k = torch.randn(2, 3, 6, 8, **f64)
+v = torch.randn(2, 3, 6, 5, **f64)
+
+out, weights = scaled_dot_product_attention(q, k, v)
+assert_shape(out, (2, 3, 4, 5), name="out")
+assert_shape(weights, (2, 3, 4, 6), name="weights")
+assert_close(weights.sum(-1), torch.ones(2, 3, 4, **f64), name="weights.sum(-1)",
+             hint="the softmax runs over the keys (the last dimension)")
+assert_close(out, F.scaled_dot_product_attention(q, k, v), name="attention without a mask",
+             hint="did you divide the scores by sqrt(d_k)?")
+
+# Padding: the first sequence has 6 real keys, the second only 2.
+keep = (torch.arange(6, device=test_device) < torch.tensor([[6], [2]], device=test_device))[:, None, None, :]
+out, weights = scaled_dot_product_attention(q, k, v, mask=keep)
+assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=keep), name="attention with a padding mask",
+             hint="mask the scores with -inf *before* the softmax")
+assert_close(weights[1, :, :, 2:], torch.zeros(3, 4, 4, **f64), name="weights on padded keys")
+
+# Causal: a (6, 6) mask that broadcasts over the batch and the heads.
+q6 = torch.randn(2, 3, 6, 8, **f64)
+causal = torch.tensor([[j <= i for j in range(6)] for i in range(6)], device=test_device)
+out, _ = scaled_dot_product_attention(q6, k, v, mask=causal)
+assert_close(out, F.scaled_dot_product_attention(q6, k, v, is_causal=True), name="attention with a causal mask")
+
+# A query that may attend to nothing: zeros, no NaN, and finite gradients.
+mask = torch.ones(4, 6, dtype=torch.bool, device=test_device)
+mask[1] = False
+q_grad = q.clone().requires_grad_(True)
+out, weights = scaled_dot_product_attention(q_grad, k, v, mask=mask)
+hint = "a fully masked row gives softmax(-inf, ..., -inf) = NaN; give that row zero weights on purpose"
+assert_finite(out, name="attention with a fully masked query", hint=hint)
+assert_close(out[:, :, 1], torch.zeros(2, 3, 5, **f64), name="output of the fully masked query", hint=hint)
+assert_close(weights[:, :, 1], torch.zeros(2, 3, 6, **f64), name="weights of the fully masked query", hint=hint)
+rows = [0, 2, 3]
+assert_close(out[:, :, rows], F.scaled_dot_product_attention(q, k, v, attn_mask=mask)[:, :, rows],
+             name="the other queries")
+out.sum().backward()
+assert_finite(q_grad.grad, name="gradient of q", hint=hint)
+print("scaled_dot_product_attention: all visible tests passed")
+
+# %% tests="test_attention_edge_cases" points=2
+# Hidden tests: a sequence of length one, a single visible key per query, 2-D inputs,
+# large d_k, combined masks and a float64 gradient check.
+### BEGIN HIDDEN TESTS
+torch.manual_seed(1)
+f64 = dict(dtype=torch.float64, device=test_device)
+# length one: the only key gets all the weight
+q1, k1, v1 = torch.randn(2, 1, 8, **f64), torch.randn(2, 1, 8, **f64), torch.randn(2, 1, 3, **f64)
+out, weights = scaled_dot_product_attention(q1, k1, v1)
+assert_close(out, v1, name="attention over a single key")
+assert_close(weights, torch.ones(2, 1, 1, **f64), name="weights over a single key")
+# all but one key masked: the output is exactly that key's value
+q, k, v = torch.randn(2, 5, 8, **f64), torch.randn(2, 7, 8, **f64), torch.randn(2, 7, 4, **f64)
+chosen = torch.randint(0, 7, (2, 5), device=test_device)
+only_one = F.one_hot(chosen, 7).bool()
+out, weights = scaled_dot_product_attention(q, k, v, mask=only_one)
+assert_close(out, torch.gather(v, 1, chosen[..., None].expand(2, 5, 4)), name="attention with one visible key")
+assert_close(weights, only_one.double(), name="weights with one visible key")
+# 2-D inputs, large d_k (scaling matters), causal and padding combined
+q, k, v = torch.randn(6, 64, **f64) * 2, torch.randn(6, 64, **f64) * 2, torch.randn(6, 3, **f64)
+out, _ = scaled_dot_product_attention(q, k, v)
+assert_close(out, F.scaled_dot_product_attention(q[None], k[None], v[None])[0], name="2-D attention, d_k=64")
+q, k, v = torch.randn(3, 2, 6, 16, **f64), torch.randn(3, 2, 6, 16, **f64), torch.randn(3, 2, 6, 4, **f64)
+causal = torch.tensor([[j <= i for j in range(6)] for i in range(6)], device=test_device)
+keep = (torch.arange(6, device=test_device) < torch.tensor([[6], [3], [1]], device=test_device))[:, None, None, :]
+both = causal & keep
+out, _ = scaled_dot_product_attention(q, k, v, mask=both)
+assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=both), name="causal and padding masks")
+# gradients in float64, with a fully masked row
+mask = torch.ones(3, 4, dtype=torch.bool, device=test_device)
+mask[2] = False
+mask[0, 3] = False
+inputs = tuple(torch.randn(2, n, 5, **f64, requires_grad=True) for n in (3, 4, 4))
+assert_true(torch.autograd.gradcheck(lambda a, b, c: scaled_dot_product_attention(a, b, c, mask=mask)[0], inputs),
+            "gradcheck of attention failed")
+# dropout changes the output only when asked to
+q, k, v = torch.randn(2, 4, 8, **f64), torch.randn(2, 4, 8, **f64), torch.randn(2, 4, 8, **f64)
+assert_close(scaled_dot_product_attention(q, k, v, dropout_p=0.0)[0], F.scaled_dot_product_attention(q, k, v),
+             name="attention with dropout_p=0")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Multi-head attention
+#
+# One attention layer can only compute one weighted average per query. **Multi-head attention**
+# runs $h$ of them side by side on smaller vectors: learned projections map the $d_\text{model}$-
+# dimensional inputs to queries, keys and values, which are split into $h$ heads of size
+# $d_\text{head} = d_\text{model}/h$; each head attends on its own, and the heads' outputs are
+# concatenated and mixed by an output projection:
+#
+# $$\operatorname{MHA}(X_q, X_{kv}) = \operatorname{Concat}(\text{head}_1, \dots, \text{head}_h)\, W^O,
+# \qquad \text{head}_i = \operatorname{Attention}(X_q W^Q_i,\; X_{kv} W^K_i,\; X_{kv} W^V_i).$$
+#
+# In code the $h$ heads are one tensor: project with one `nn.Linear`, then reshape
+# `(B, L, d_model)` to `(B, L, h, d_head)` and move the head axis forward to
+# `(B, h, L, d_head)`; your attention from part 1 then treats the heads like a batch
+# dimension. Merging is the exact inverse. **Self-attention** passes the same sequence as query,
+# key and value; **cross-attention** (part 7) takes the keys and values from another sequence.
+#
+# `batch_first=False` means the inputs are `(L, B, d_model)`, PyTorch's historical default;
+# convert at the start and the end of `forward`. Ignore `kv_cache` until part 6 (when it is
+# `None` nothing changes); you will come back and add two lines here.
+
+# %% solution="mha"
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query, key, value and output projections."""
+
+    def __init__(self, d_model, n_heads, dropout=0.0, batch_first=True):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.dropout = dropout
+        self.batch_first = batch_first
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.last_attention = None  # (B, n_heads, L_q, L_k) weights of the last call, for plots
+
+    def split_heads(self, x):
+        """(B, L, d_model) -> (B, n_heads, L, head_dim); head i holds features i*head_dim:(i+1)*head_dim."""
+        ### BEGIN SOLUTION
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
+        ### END SOLUTION
+
+    def merge_heads(self, x):
+        """(B, n_heads, L, head_dim) -> (B, L, d_model): the inverse of split_heads."""
+        ### BEGIN SOLUTION
+        batch, _, length, _ = x.shape
+        return x.transpose(1, 2).reshape(batch, length, self.d_model)
+        ### END SOLUTION
+
+    def forward(self, query, key, value, mask=None, kv_cache=None):
+        """query: (B, L_q, d_model); key, value: (B, L_k, d_model); (L, B, d_model) if not batch_first.
+
+        mask: bool, broadcastable to (B, n_heads, L_q, L_k); True = may attend.
+        kv_cache: None, or a KVCache (part 6) that stores this layer's keys and values.
+        Returns (B, L_q, d_model) ((L_q, B, d_model) if not batch_first) and keeps the
+        attention weights (B, n_heads, L_q, L_k) in self.last_attention (detached).
+        """
+        ### BEGIN SOLUTION
+        if not self.batch_first:
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        q = self.split_heads(self.q_proj(query))
+        k = self.split_heads(self.k_proj(key))
+        v = self.split_heads(self.v_proj(value))
+        if kv_cache is not None:
+            k, v = kv_cache.update(k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)
+        self.last_attention = weights.detach()
+        out = self.out_proj(self.merge_heads(out))
+        return out if self.batch_first else out.transpose(0, 1)
+        ### END SOLUTION
+
+
+# %% [markdown]
+# PyTorch's `nn.MultiheadAttention` keeps the three input projections in one matrix
+# `in_proj_weight` of shape `(3 d_model, d_model)`. The helpers below copy its weights (and
+# those of the other PyTorch layers used later) into your modules, so that both compute the
+# same function. Note that PyTorch's masks mean the opposite of ours: `True` = *blocked*.
+
+# %%
+@torch.no_grad()
+def copy_mha_weights(ours, theirs):
+    """Copy an nn.MultiheadAttention's weights into a MultiHeadAttention."""
+    d = ours.d_model
+    for i, proj in enumerate((ours.q_proj, ours.k_proj, ours.v_proj)):
+        proj.weight.copy_(theirs.in_proj_weight[i * d:(i + 1) * d])
+        proj.bias.copy_(theirs.in_proj_bias[i * d:(i + 1) * d])
+    ours.out_proj.weight.copy_(theirs.out_proj.weight)
+    ours.out_proj.bias.copy_(theirs.out_proj.bias)
+
+
+@torch.no_grad()
+def copy_params(ours, theirs):
+    """Copy weight and bias between two layers of the same kind (Linear, LayerNorm)."""
+    ours.weight.copy_(theirs.weight)
+    ours.bias.copy_(theirs.bias)
+
+
+def randomize_(module, std=0.5):
+    """Random weights everywhere (LayerNorms start at exactly 1 and 0, which hides bugs)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0.0, std)
+    return module
+
+
+# %% tests="test_mha" points=4
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+mha = MultiHeadAttention(16, 4).to(**f64)
+x = torch.randn(2, 5, 16, **f64)
+
+heads = mha.split_heads(x)
+assert_shape(heads, (2, 4, 5, 4), name="split_heads(x)")
+assert_close(heads[:, 1], x[:, :, 4:8], name="head 1 of split_heads(x)",
+             hint="head i holds features i*head_dim:(i+1)*head_dim of every position")
+assert_close(mha.merge_heads(heads), x, name="merge_heads(split_heads(x))",
+             hint="merging must undo splitting exactly: transpose back before reshaping")
+
+reference = nn.MultiheadAttention(16, 4, batch_first=True, **f64)
+randomize_(reference)
+copy_mha_weights(mha, reference)
+mha.eval()
+
+# self-attention, no mask
+out = mha(x, x, x)
+expected, expected_weights = reference(x, x, x, need_weights=True, average_attn_weights=False)
+assert_close(out, expected, name="self-attention")
+assert_close(mha.last_attention, expected_weights, name="last_attention (per head)")
+
+# self-attention with a causal mask
+causal = torch.tensor([[j <= i for j in range(5)] for i in range(5)], device=test_device)
+expected, _ = reference(x, x, x, attn_mask=~causal)
+assert_close(mha(x, x, x, mask=causal), expected, name="causal self-attention")
+
+# cross-attention: 5 queries attend to a padded memory of 7 positions (lengths 7 and 3)
+memory = torch.randn(2, 7, 16, **f64)
+keep = torch.arange(7, device=test_device) < torch.tensor([[7], [3]], device=test_device)
+expected, _ = reference(x, memory, memory, key_padding_mask=~keep)
+assert_close(mha(x, memory, memory, mask=keep[:, None, None, :]), expected, name="cross-attention with padding")
+
+mha.train()
+out.sum().backward()
+assert_true(all(p.grad is not None for p in mha.parameters()), "every projection must receive a gradient")
+print("MultiHeadAttention: all visible tests passed")
+
+# %% tests="test_mha_edge_cases" points=2
+# Hidden tests: heads of size one, a sequence of length one, batch_first=False.
+### BEGIN HIDDEN TESTS
+torch.manual_seed(2)
+f64 = dict(dtype=torch.float64, device=test_device)
+for d_model, n_heads, lq, lk, batch_first in [(4, 4, 3, 5, True), (8, 2, 1, 1, True), (12, 3, 4, 6, False),
+                                              (6, 6, 1, 3, False), (10, 5, 5, 5, False), (4, 4, 3, 3, True)]:
+    mha = MultiHeadAttention(d_model, n_heads, batch_first=batch_first).to(**f64).eval()
+    reference = randomize_(nn.MultiheadAttention(d_model, n_heads, batch_first=batch_first, **f64))
+    copy_mha_weights(mha, reference)
+    shape_q = (2, lq, d_model) if batch_first else (lq, 3, d_model)
+    shape_k = (2, lk, d_model) if batch_first else (lk, 3, d_model)
+    query, memory = torch.randn(*shape_q, **f64), torch.randn(*shape_k, **f64)
+    what = f"d_model={d_model}, n_heads={n_heads}, L_q={lq}, L_k={lk}, batch_first={batch_first}"
+    expected, expected_weights = reference(query, memory, memory, average_attn_weights=False)
+    assert_close(mha(query, memory, memory), expected, name=f"cross-attention ({what})")
+    assert_close(mha.last_attention, expected_weights, name=f"last_attention ({what})")
+    if lq == lk:
+        causal = torch.tensor([[j <= i for j in range(lq)] for i in range(lq)], device=test_device)
+        expected, _ = reference(query, query, query, attn_mask=~causal)
+        assert_close(mha(query, query, query, mask=causal), expected, name=f"causal self-attention ({what})")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Positional information
+#
+# Attention treats its inputs as a *set*: shuffle the keys and values together and the output
+# does not change. Word order matters, so we add a vector that depends on the position to each
+# token embedding. Two common choices:
+#
+# * **learned** position embeddings: an `nn.Embedding(max_len, d_model)`, one trained vector per
+#   position (GPT-2 and our GPT in part 5 do this);
+# * **sinusoidal** encodings (the original transformer, and our encoder-decoder in part 7): fixed
+#   waves of geometrically spaced frequencies,
+#
+# $$PE_{p,\,2i} = \sin(p\,\omega_i), \qquad PE_{p,\,2i+1} = \cos(p\,\omega_i), \qquad
+# \omega_i = 10000^{-2i/d_\text{model}}, \quad i = 0, \dots, d_\text{model}/2 - 1.$$
+#
+# Each pair of features $(2i, 2i+1)$ is a point turning on the unit circle at its own speed
+# $\omega_i$, like the hands of a clock. Moving $k$ positions turns every pair by the angle $k\omega_i$,
+# a rotation that does not depend on $p$: that is why the dot product $PE_p \cdot PE_{p+k}$ depends
+# only on the distance $k$, which makes relative positions easy for attention to use.
+
+# %% solution="sinusoidal"
+def sinusoidal_encoding(max_len, d_model):
+    """Sinusoidal position encodings, float32 tensor of shape (max_len, d_model) (d_model even).
+
+    Row p is the encoding of position p: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i),
+    with w_i = 10000 ** (-2i / d_model).
+    """
+    if d_model % 2 != 0:
+        raise ValueError(f"d_model must be even, got {d_model}")
+    ### BEGIN SOLUTION
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]
+    frequency = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+    encoding = torch.empty(max_len, d_model, dtype=torch.float64)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency)
+    return encoding.float()
+    ### END SOLUTION
+
+
+# %% tests="test_sinusoidal" points=2
+pe = sinusoidal_encoding(50, 16)
+assert_shape(pe, (50, 16), name="sinusoidal_encoding(50, 16)")
+assert_true(pe.dtype == torch.float32, f"the encoding should be float32, got {pe.dtype}")
+assert_close(pe[0], torch.tensor([0.0, 1.0] * 8), name="encoding of position 0",
+             hint="position 0: sin(0) = 0 in the even features, cos(0) = 1 in the odd ones")
+assert_close(pe[:, 0::2] ** 2 + pe[:, 1::2] ** 2, torch.ones(50, 8), name="sin^2 + cos^2 of each pair",
+             hint="features 2i and 2i+1 are sin and cos of the same angle")
+angles = torch.atan2(pe[1, 0::2].double(), pe[1, 1::2].double())  # the angle each pair turns per position
+assert_close(angles[0], 1.0, name="frequency of the first pair", atol=1e-6)
+assert_close(angles[1:] / angles[:-1], torch.full((7,), 10000.0 ** (-2 / 16), dtype=torch.float64), rtol=1e-5,
+             name="ratio of successive frequencies", hint="w_i = 10000 ** (-2i / d_model): the exponent uses 2i")
+similarity = pe @ pe.T
+for distance in (1, 3, 10):
+    diagonal = torch.diagonal(similarity, offset=distance)
+    assert_close(diagonal, diagonal[0].expand_as(diagonal), atol=1e-4,
+                 name=f"PE[p] . PE[p+{distance}] for every p", hint="the similarity must depend on the distance only")
+### BEGIN HIDDEN TESTS
+for max_len, d_model in [(64, 32), (1, 2), (7, 6)]:
+    position = torch.arange(max_len, dtype=torch.float64)[:, None]
+    i = torch.arange(d_model // 2, dtype=torch.float64)
+    angle = position / 10000.0 ** (2 * i / d_model)
+    expected = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).reshape(max_len, d_model)
+    assert_close(sinusoidal_encoding(max_len, d_model), expected.float(), atol=1e-5,
+                 name=f"sinusoidal_encoding({max_len}, {d_model})")
+### END HIDDEN TESTS
+print("sinusoidal_encoding: all visible tests passed")
+
+# %% [markdown]
+# The picture: each column is a feature, each row a position. Low features turn fast, high
+# features slowly; every position gets a distinct pattern. On the right, the similarity of
+# two positions depends only on how far apart they are (constant along the diagonals).
+
+# %%
+try:
+    pe = sinusoidal_encoding(64, 32)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].imshow(pe, cmap="RdBu", aspect="auto")
+    axes[0].set(title="sinusoidal encoding", xlabel="feature", ylabel="position")
+    axes[1].imshow(pe @ pe.T, cmap="viridis")
+    axes[1].set(title="PE[p] · PE[q]", xlabel="position q", ylabel="position p")
+    plt.tight_layout()
+    plt.show()
+except NotImplementedError:
+    print("implement sinusoidal_encoding to see the picture")
+
+# %% [markdown]
+# ## 4. A transformer block
+#
+# A transformer block alternates attention (positions exchange information) with a small MLP
+# applied to every position on its own (each position processes what it gathered). Both sit in
+# a **residual** branch, and a **layer norm** goes in front of each branch ("pre-norm", used by
+# GPT-2 and most models since, because it trains stably without a careful warm-up):
+#
+# $$x \leftarrow x + \operatorname{Dropout}\big(\operatorname{MHA}(\operatorname{LN}_1(x))\big), \qquad
+# x \leftarrow x + \operatorname{Dropout}\big(\operatorname{MLP}(\operatorname{LN}_2(x))\big),$$
+#
+# with $\operatorname{MLP}(h) = W_2\, \operatorname{GELU}(W_1 h + b_1) + b_2$ widening to $4\,d_\text{model}$
+# in between. The residual path lets the signal and the gradient go straight through a deep
+# stack; each block only adds a correction.
+#
+# **Layer normalization** normalises each vector over its features (the last dimension), with
+# the biased variance, then scales and shifts it with learned per-feature parameters:
+#
+# $$\operatorname{LN}(x) = \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} \odot \gamma + \beta, \qquad
+# \mu = \tfrac{1}{d}\textstyle\sum_j x_j, \quad \sigma^2 = \tfrac{1}{d}\sum_j (x_j - \mu)^2.$$
+#
+# Unlike batch norm it does not mix examples, so it behaves the same in training and at test
+# time, and for any batch size.
+
+# %% solution="layer_norm"
+class LayerNorm(nn.Module):
+    """Layer normalization over the last dimension, with learned weight (gamma) and bias (beta)."""
+
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+
+    def forward(self, x):
+        """x: (..., d_model) -> same shape, each vector normalised over its d_model features."""
+        ### BEGIN SOLUTION
+        mean = x.mean(dim=-1, keepdim=True)
+        variance = x.var(dim=-1, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(variance + self.eps) * self.weight + self.bias
+        ### END SOLUTION
+
+
+# %% tests="test_layer_norm" points=3
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+ours = LayerNorm(8).to(**f64)
+reference = randomize_(nn.LayerNorm(8, **f64))
+copy_params(ours, reference)
+x = (torch.randn(2, 5, 8, **f64) * 3 + 1).requires_grad_(True)
+out = ours(x)
+expected = reference(x)
+assert_close(out, expected, name="LayerNorm(x)",
+             hint="normalise over the last dimension, with the biased variance (unbiased=False)")
+grad_out = torch.randn_like(out)
+grads = torch.autograd.grad(out, (x, ours.weight, ours.bias), grad_out)
+expected_grads = torch.autograd.grad(expected, (x, reference.weight, reference.bias), grad_out)
+for name, got, want in zip(("x", "weight", "bias"), grads, expected_grads):
+    assert_close(got, want, name=f"gradient of {name}")
+print("LayerNorm: all visible tests passed")
+
+# %% tests="test_layer_norm_edge_cases" points=1
+# Hidden tests: vectors with a tiny variance (where eps matters), another eps, 2-D inputs.
+### BEGIN HIDDEN TESTS
+torch.manual_seed(3)
+f64 = dict(dtype=torch.float64, device=test_device)
+for shape, eps, scale in [((4, 6), 1e-5, 1e-3), ((3, 2, 5), 0.1, 1.0), ((1, 16), 1e-5, 1e-2), ((5, 3), 1e-5, 10.0)]:
+    ours = LayerNorm(shape[-1], eps=eps).to(**f64)
+    reference = randomize_(nn.LayerNorm(shape[-1], eps=eps, **f64))
+    copy_params(ours, reference)
+    x = torch.randn(*shape, **f64) * scale + torch.randn(*shape[:-1], 1, **f64)
+    assert_close(ours(x), reference(x), name=f"LayerNorm on {shape}, eps={eps}, scale={scale}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now the block. Use these attribute names (the tests copy PyTorch's weights into them):
+# `ln1`, `attn` (your `MultiHeadAttention`, with `dropout` on its weights), `ln2`,
+# `mlp` = `nn.Sequential(Linear(d_model, 4 d_model), GELU(), Linear(4 d_model, d_model))`, and
+# `dropout` (an `nn.Dropout`) on the output of each branch. Pass `mask` and `kv_cache` on to
+# the attention.
+
+# %% solution="block"
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, d_model, n_heads, dropout=0.0):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.ln1 = LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln2 = LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.dropout = nn.Dropout(dropout)
+        ### END SOLUTION
+
+    def forward(self, x, mask=None, kv_cache=None):
+        """x: (B, L, d_model); mask: bool, broadcastable to (B, n_heads, L, L_k). Returns (B, L, d_model)."""
+        ### BEGIN SOLUTION
+        h = self.ln1(x)
+        x = x + self.dropout(self.attn(h, h, h, mask=mask, kv_cache=kv_cache))
+        x = x + self.dropout(self.mlp(self.ln2(x)))
+        return x
+        ### END SOLUTION
+
+
+# %% tests="test_block" points=3
+def reference_block(d_model, n_heads, **f64):
+    """PyTorch's pre-norm encoder layer with random weights, and our Block with the same weights."""
+    theirs = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model, dropout=0.0,
+                                        activation="gelu", batch_first=True, norm_first=True, **f64)
+    randomize_(theirs, std=0.3)
+    ours = Block(d_model, n_heads).to(**f64)
+    copy_mha_weights(ours.attn, theirs.self_attn)
+    copy_params(ours.ln1, theirs.norm1)
+    copy_params(ours.ln2, theirs.norm2)
+    copy_params(ours.mlp[0], theirs.linear1)
+    copy_params(ours.mlp[2], theirs.linear2)
+    return ours.eval(), theirs.eval()
+
+
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+ours, theirs = reference_block(16, 4, **f64)
+x = torch.randn(3, 6, 16, **f64)
+assert_close(ours(x), theirs(x), name="Block(x)",
+             hint="pre-norm: x + dropout(attn(ln1(x))), then x + dropout(mlp(ln2(x)))")
+causal = torch.tensor([[j <= i for j in range(6)] for i in range(6)], device=test_device)
+assert_close(ours(x, mask=causal), theirs(x, src_mask=~causal), name="Block(x) with a causal mask")
+
+# With every linear layer zeroed, both branches output 0: the block is the identity.
+with torch.no_grad():
+    for module in ours.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.zero_()
+            module.bias.zero_()
+assert_close(ours(x), x, name="Block(x) with zero weights", hint="both branches are residual: x + ...")
+
+# Dropout: random in training mode, off in evaluation mode.
+block = Block(16, 4, dropout=0.5).to(**f64)
+block.train()
+assert_true(not torch.allclose(block(x), block(x)), "in training mode, dropout should make two calls differ")
+block.eval()
+assert_close(block(x), block(x), name="Block in eval mode (dropout off)")
+print("Block: all visible tests passed")
+
+# %% tests="test_block_edge_cases" points=1
+# Hidden tests: a sequence of length one, a single example, other sizes.
+### BEGIN HIDDEN TESTS
+torch.manual_seed(4)
+f64 = dict(dtype=torch.float64, device=test_device)
+for batch, length, d_model, n_heads in [(2, 1, 8, 2), (1, 5, 12, 3), (2, 4, 4, 4)]:
+    ours, theirs = reference_block(d_model, n_heads, **f64)
+    x = torch.randn(batch, length, d_model, **f64)
+    causal = torch.tensor([[j <= i for j in range(length)] for i in range(length)], device=test_device)
+    assert_close(ours(x, mask=causal), theirs(x, src_mask=~causal),
+                 name=f"Block on ({batch}, {length}, {d_model}) with {n_heads} heads")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 5. A character-level GPT
+#
+# A GPT is a stack of blocks with a causal mask, trained to predict the next character at
+# every position at once: for an input $x_0 \dots x_{T-1}$ the targets are $x_1 \dots x_T$ and
+# the loss is the mean cross-entropy over all $T$ positions. Thanks to the causal mask, the
+# prediction at position $t$ sees only $x_0 \dots x_t$, so one forward pass trains $T$ predictions.
+#
+# The model: token embedding + **learned** position embedding, dropout, the blocks, a final layer
+# norm, and a linear head to one logit per character. Write `forward` (ignore `kv_caches`
+# until part 6: when it is `None` every block gets `None`). The positions of the tokens are
+# `0 .. T-1`; with a cache (part 6) they continue after the cached ones.
+
+# %% solution="gpt"
+class GPT(nn.Module):
+    """A decoder-only transformer language model."""
+
+    def __init__(self, vocab_size, block_size, d_model=128, n_heads=4, n_layers=4, dropout=0.1):
+        super().__init__()
+        self.block_size = block_size  # the longest sequence the position embedding knows
+        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        self.position_embedding = nn.Embedding(block_size, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.ln_f = LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        # Small initial weights (GPT-2's 0.02) keep the first logits near 0: loss ~ ln(vocab_size).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, idx, targets=None, kv_caches=None):
+        """idx: (B, T) token ids; targets: (B, T) next-token ids, or None.
+
+        kv_caches: None, or one KVCache per block (part 6); then idx holds only the new tokens,
+        whose positions continue after the kv_caches[0].length cached ones.
+        Returns (logits (B, T, vocab_size), loss): loss is the mean cross-entropy, None without targets.
+        """
+        ### BEGIN SOLUTION
+        _, length = idx.shape
+        start = 0 if kv_caches is None else kv_caches[0].length
+        if start + length > self.block_size:
+            raise ValueError(f"{start + length} positions, but block_size is {self.block_size}")
+        positions = torch.arange(start, start + length, device=idx.device)
+        x = self.dropout(self.token_embedding(idx) + self.position_embedding(positions))
+        mask = causal_mask(length, start + length, device=idx.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask=mask, kv_cache=None if kv_caches is None else kv_caches[i])
+        logits = self.lm_head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+        ### END SOLUTION
+
+
+# %% tests="test_gpt" points=3
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+gpt = GPT(vocab_size=11, block_size=8, d_model=16, n_heads=2, n_layers=2, dropout=0.0).to(**f64).eval()
+idx = torch.randint(0, 11, (3, 8), device=test_device)
+targets = torch.randint(0, 11, (3, 8), device=test_device)
+logits, loss = gpt(idx, targets)
+assert_shape(logits, (3, 8, 11), name="logits")
+assert_close(loss, F.cross_entropy(logits.reshape(-1, 11), targets.reshape(-1)), name="loss",
+             hint="the mean cross-entropy over every position of every sequence")
+assert_true(abs(loss.item() - math.log(11)) < 0.3,
+            f"a fresh model should predict nearly uniformly: loss {loss.item():.3f} vs ln(11) = {math.log(11):.3f}")
+assert_true(gpt(idx)[1] is None, "without targets the loss should be None")
+assert_close(gpt(idx[:, :3])[0], logits[:, :3], name="logits of a shorter input")
+
+# Causality: changing token 5 must not change the predictions at positions 0..4.
+changed = idx.clone()
+changed[:, 5] = (changed[:, 5] + 1) % 11
+changed_logits, _ = gpt(changed)
+assert_close(changed_logits[:, :5], logits[:, :5], name="logits before the changed token",
+             hint="position t must not see the tokens after t: use a causal mask")
+assert_true(not torch.allclose(changed_logits[:, 5:], logits[:, 5:]), "the logits from position 5 on should change")
+
+# Positions: the same token everywhere must still give different predictions at different positions.
+same = torch.full((1, 8), 4, device=test_device)
+same_logits, _ = gpt(same)
+assert_true(not torch.allclose(same_logits[0, 1], same_logits[0, 6]),
+            "with the same token everywhere the logits should differ by position: add the position embedding")
+print("GPT: all visible tests passed")
+
+# %% tests="test_gpt_edge_cases" points=1
+# Hidden tests: the forward pass layer by layer, a sequence of length one.
+### BEGIN HIDDEN TESTS
+torch.manual_seed(5)
+f64 = dict(dtype=torch.float64, device=test_device)
+gpt = GPT(vocab_size=7, block_size=6, d_model=12, n_heads=3, n_layers=2, dropout=0.0).to(**f64).eval()
+randomize_(gpt, std=0.3)
+idx = torch.randint(0, 7, (2, 6), device=test_device)
+x = gpt.token_embedding(idx) + gpt.position_embedding(torch.arange(6, device=test_device))
+causal = torch.tensor([[j <= i for j in range(6)] for i in range(6)], device=test_device)
+for block in gpt.blocks:
+    x = block(x, mask=causal)
+assert_close(gpt(idx)[0], gpt.lm_head(gpt.ln_f(x)), name="GPT logits, layer by layer")
+one_logits, one_loss = gpt(idx[:, :1], idx[:, 1:2])
+assert_close(one_logits, gpt(idx)[0][:, :1], name="GPT on a sequence of length one")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### The data
+#
+# The course loader returns *tiny Shakespeare* (1.1 M characters of plays) when it can
+# download it, and otherwise (always while grading) an offline corpus of US census names, one
+# per line. We model characters: the vocabulary is the set of characters in the text, and a
+# training example is a random window of `block_size + 1` characters (input = the first
+# `block_size`, targets = the same window shifted by one).
+
+# %%
+text = dlcourse.data.load_text("tiny_shakespeare")
+chars = sorted(set(text))
+vocab_size = len(chars)
+char_to_id = {c: i for i, c in enumerate(chars)}
+
+
+def encode(s):
+    return torch.tensor([char_to_id[c] for c in s], dtype=torch.long)
+
+
+def decode(ids):
+    return "".join(chars[i] for i in ids)
+
+
+data = encode(text)
+split = int(0.9 * len(data))
+train_data, val_data = data[:split], data[split:]
+print(f"{len(text):,} characters, vocabulary of {vocab_size}: {''.join(chars)!r}")
+print(f"train: {len(train_data):,} characters, validation: {len(val_data):,}")
+print(repr(text[:120]))
+
+
+def get_batch(data, batch_size, block_size, device):
+    """batch_size random windows: inputs (B, block_size) and targets shifted by one."""
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,))
+    x = torch.stack([data[s:s + block_size] for s in starts])
+    y = torch.stack([data[s + 1:s + block_size + 1] for s in starts])
+    return x.to(device), y.to(device)
+
+
+# %% [markdown]
+# ### Learning-rate schedule: warm-up and cosine decay
+#
+# Transformers train best with a learning rate that rises linearly for the first steps
+# (**warm-up**: Adam's moment estimates are still noisy, and large early steps can wreck the
+# initialisation), then decays along half a cosine to a small final value:
+#
+# $$\eta(t) = \begin{cases} \eta_\max \,\dfrac{t+1}{t_\text{warm}} & t < t_\text{warm} \\[2mm]
+# \eta_\min + \tfrac12\,(\eta_\max - \eta_\min)\left(1 + \cos\!\left(\pi\,\dfrac{t - t_\text{warm}}{t_\text{total} - t_\text{warm}}\right)\right)
+# & t_\text{warm} \le t < t_\text{total} \\[2mm] \eta_\min & t \ge t_\text{total} \end{cases}$$
+
+# %% solution="lr_schedule"
+def lr_at(step, max_lr, min_lr, warmup_steps, total_steps):
+    """The learning rate for optimizer step `step` (counted from 0), following the formula above."""
+    ### BEGIN SOLUTION
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+    ### END SOLUTION
+
+
+# %% tests="test_lr_schedule" points=2
+settings = dict(max_lr=1e-3, min_lr=1e-4, warmup_steps=10, total_steps=110)
+exact = dict(rtol=1e-9, atol=0.0)
+assert_close(lr_at(0, **settings), 1e-4, **exact, name="lr_at(0)", hint="warm-up starts at max_lr / warmup_steps")
+assert_close(lr_at(4, **settings), 5e-4, **exact, name="lr_at(4)")
+assert_close(lr_at(9, **settings), 1e-3, **exact, name="lr_at(9), the last warm-up step")
+assert_close(lr_at(10, **settings), 1e-3, **exact, name="lr_at(10), the start of the decay")
+assert_close(lr_at(60, **settings), 5.5e-4, **exact, name="lr_at(60), half-way through the decay")
+assert_close(lr_at(35, **settings), 1e-4 + 9e-4 * (1 + math.cos(math.pi / 4)) / 2, **exact, name="lr_at(35)",
+             hint="the decay follows half a cosine, not a straight line")
+assert_close(lr_at(110, **settings), 1e-4, **exact, name="lr_at(110)")
+assert_close(lr_at(500, **settings), 1e-4, **exact, name="lr_at(500), after the end")
+### BEGIN HIDDEN TESTS
+no_warmup = dict(max_lr=2.0, min_lr=0.0, warmup_steps=0, total_steps=4)
+assert_close([lr_at(s, **no_warmup) for s in range(5)], [2.0, 1.0 + 2 ** -0.5, 1.0, 1.0 - 2 ** -0.5, 0.0],
+             name="schedule without warm-up", rtol=1e-9, atol=1e-12)
+curve = [lr_at(s, **settings) for s in range(120)]
+assert_true(all(a < b for a, b in zip(curve[:9], curve[1:10])), "warm-up must increase")
+assert_true(all(a >= b for a, b in zip(curve[10:], curve[11:])), "the decay must not increase")
+### END HIDDEN TESTS
+print("lr_at: all visible tests passed")
+
+# %% [markdown]
+# ### Training
+#
+# The loop below is written for you; read it. Things worth noticing:
+#
+# * **AdamW** decays the matrices (weight decay) but not the biases and layer-norm parameters;
+# * **mixed precision**: on a GPU the forward pass runs under `torch.autocast` in bfloat16 where
+#   the GPU supports it (Ampere and newer), otherwise in float16 with a gradient scaler (small
+#   float16 gradients would underflow to 0 without it); on the CPU we stay in float32;
+# * gradients are clipped to norm 1, a cheap guard against the occasional huge step;
+# * the validation loss is the mean cross-entropy in nats per character over the whole
+#   validation split (a model that knew nothing would score $\ln(\text{vocab size})$).
+
+# %%
+def amp_dtype_for(device):
+    """bfloat16 on GPUs that have it (compute capability 8+), float16 on older GPUs, None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+
+
+@torch.no_grad()
+def evaluate_loss(model, data, block_size, batch_size, max_windows=None):
+    """Mean cross-entropy (nats per character) over consecutive windows of `data`."""
+    model.eval()
+    n_windows = (len(data) - 1) // block_size
+    if max_windows is not None:
+        n_windows = min(n_windows, max_windows)
+    total, count = 0.0, 0
+    for first in range(0, n_windows, batch_size):
+        starts = range(first * block_size, min(first + batch_size, n_windows) * block_size, block_size)
+        x = torch.stack([data[s:s + block_size] for s in starts]).to(device)
+        y = torch.stack([data[s + 1:s + block_size + 1] for s in starts]).to(device)
+        with torch.autocast(device.type, dtype=amp_dtype_for(device) or torch.float32, enabled=device.type == "cuda"):
+            _, loss = model(x, y)
+        total += loss.item() * y.numel()
+        count += y.numel()
+    model.train()
+    return total / count
+
+
+def train_gpt(model, config):
+    """Train with AdamW, warm-up + cosine decay and mixed precision; return the loss history."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=config["max_lr"], betas=(0.9, 0.99))
+    amp_dtype = amp_dtype_for(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    history = {"step": [], "train_loss": [], "val_step": [], "val_loss": []}
+    model.train()
+    progress = tqdm(range(config["steps"]), desc="training the GPT")
+    for step in progress:
+        lr = lr_at(step, config["max_lr"], config["max_lr"] / 10, config["warmup"], config["steps"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = get_batch(train_data, config["batch_size"], config["block_size"], device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        history["step"].append(step)
+        history["train_loss"].append(loss.item())
+        if (step + 1) % config["eval_every"] == 0 or step + 1 == config["steps"]:
+            val_loss = evaluate_loss(model, val_data, config["block_size"], 4 * config["batch_size"],
+                                     config["val_windows"])
+            history["val_step"].append(step)
+            history["val_loss"].append(val_loss)
+            progress.set_postfix(train=f"{loss.item():.3f}", val=f"{val_loss:.3f}", lr=f"{lr:.1e}")
+    return history
+
+
+# %% [markdown]
+# The model size follows the hardware: a GPU (Colab's T4 included) trains a 6-layer GPT with
+# 256 characters of context on tiny Shakespeare, the target being a validation loss of at most
+# 1.6 nats per character in about 5 minutes; a CPU trains a small model for about a minute
+# (enough for the short lines of the names corpus). Under the grader it trains for a few
+# steps only: no test depends on this run.
+
+# %%
+GPU_CONFIG = dict(d_model=384, n_heads=6, n_layers=6, block_size=256, dropout=0.2, batch_size=64,
+                  steps=3000, max_lr=1e-3, warmup=100, eval_every=500, val_windows=None)
+CPU_CONFIG = dict(d_model=96, n_heads=4, n_layers=3, block_size=32, dropout=0.0, batch_size=32,
+                  steps=700, max_lr=2e-3, warmup=50, eval_every=350, val_windows=2000)
+GRADING_CONFIG = dict(d_model=32, n_heads=2, n_layers=2, block_size=16, dropout=0.0, batch_size=8,
+                      steps=5, max_lr=1e-3, warmup=2, eval_every=5, val_windows=16)
+config = dlcourse.budget(full=GPU_CONFIG if device.type == "cuda" else CPU_CONFIG, grading=GRADING_CONFIG)
+
+dlcourse.seed_everything(0)
+model = GPT(vocab_size, config["block_size"], config["d_model"], config["n_heads"], config["n_layers"],
+            config["dropout"]).to(device)
+print(f"GPT with {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, config: {config}")
+print(f"mixed precision: {amp_dtype_for(device) or 'off (float32)'}")
+started = time.perf_counter()
+history = train_gpt(model, config)
+val_loss = history["val_loss"][-1]
+print(f"trained {config['steps']} steps in {time.perf_counter() - started:.0f} s; "
+      f"validation loss {val_loss:.3f} nats/char (uniform guessing: {math.log(vocab_size):.3f})")
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(history["step"], history["train_loss"], label="train (one batch)", alpha=0.6)
+ax.plot(history["val_step"], history["val_loss"], "o-", label="validation")
+ax.set(xlabel="step", ylabel="cross-entropy (nats/char)", title="GPT training")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# ### Sampling
+#
+# To generate, feed a prompt, turn the logits of the **last** position into probabilities,
+# draw the next token, append it, repeat. Two knobs shape the distribution:
+#
+# * **temperature** $\tau$: sample from $\operatorname{softmax}(z/\tau)$; $\tau < 1$ sharpens
+#   the distribution (safer, more repetitive), $\tau > 1$ flattens it;
+# * **top-k**: keep only the $k$ most likely tokens (set the other logits to $-\infty$), which
+#   cuts off the long tail of unlikely characters.
+#
+# `generate` feeds at most the last `model.block_size` tokens: the position embedding knows no more.
+
+# %% solution="sampling"
+def sample_next_token(logits, temperature=1.0, top_k=None):
+    """logits: (B, vocab_size) -> (B, 1) int64 token ids drawn from softmax(logits / temperature),
+    among the top_k most likely tokens only when top_k is given (torch.topk, torch.multinomial)."""
+    ### BEGIN SOLUTION
+    logits = logits / temperature
+    if top_k is not None:
+        kth_best = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    probabilities = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probabilities, num_samples=1)
+    ### END SOLUTION
+
+
+# %% tests="test_sampling" points=2
+torch.manual_seed(0)
+logits = torch.randn(50, 9, device=test_device)
+assert_close(sample_next_token(logits, top_k=1), logits.argmax(-1, keepdim=True), name="sample with top_k=1",
+             hint="top_k=1 keeps only the most likely token")
+assert_true(sample_next_token(logits).dtype == torch.int64, "token ids must be int64")
+
+base = torch.tensor([0.0, 1.0, 2.0, 0.5], device=test_device)
+n = 20000
+for temperature in (0.5, 2.0):
+    tokens = sample_next_token(base.expand(n, 4), temperature=temperature)
+    assert_shape(tokens, (n, 1), name="sampled tokens")
+    frequency = torch.bincount(tokens.flatten(), minlength=4).double() / n
+    assert_close(frequency, torch.softmax(base.double() / temperature, -1), atol=0.02,
+                 name=f"frequencies of the tokens at temperature {temperature}",
+                 hint="divide the logits by the temperature")
+tokens = sample_next_token(base.expand(n, 4), top_k=2)
+frequency = torch.bincount(tokens.flatten(), minlength=4).double() / n
+expected = torch.softmax(torch.tensor([-math.inf, 1.0, 2.0, -math.inf], dtype=torch.float64), -1)
+assert_close(frequency, expected, atol=0.02, name="frequencies with top_k=2",
+             hint="keep the k largest logits, renormalise over them")
+print("sample_next_token: all visible tests passed")
+
+
+# %% solution="generate"
+@torch.no_grad()
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None):
+    """Extend idx (B, T) by max_new_tokens sampled tokens; returns (B, T + max_new_tokens).
+
+    Every step runs the model on the last model.block_size tokens (at most) and samples the next
+    token from the logits of the last position.
+    """
+    ### BEGIN SOLUTION
+    for _ in range(max_new_tokens):
+        logits, _ = model(idx[:, -model.block_size:])
+        next_token = sample_next_token(logits[:, -1, :], temperature, top_k)
+        idx = torch.cat([idx, next_token], dim=1)
+    return idx
+    ### END SOLUTION
+
+
+# %% tests="test_generate" points=2
+class CountingModel(nn.Module):
+    """A stand-in language model: after token t it predicts t + 1 (mod vocab_size), almost surely."""
+
+    def __init__(self, vocab_size=10, block_size=4):
+        super().__init__()
+        self.vocab_size, self.block_size = vocab_size, block_size
+        self.seen_lengths = []
+
+    def forward(self, idx, targets=None):
+        if idx.size(1) > self.block_size:
+            raise IndexError(f"got {idx.size(1)} tokens, more than block_size={self.block_size}")
+        self.seen_lengths.append(idx.size(1))
+        return 20.0 * F.one_hot((idx + 1) % self.vocab_size, self.vocab_size).float(), None
+
+
+counter = CountingModel()
+prompt = torch.tensor([[3], [8]], device=test_device)
+out = generate(counter, prompt, 7, top_k=1)
+assert_close(out, torch.tensor([[3, 4, 5, 6, 7, 8, 9, 0], [8, 9, 0, 1, 2, 3, 4, 5]], device=test_device),
+             name="generate(counting model, [[3], [8]], 7)",
+             hint="sample from the logits of the *last* position and append the token")
+assert_true(counter.seen_lengths == [1, 2, 3, 4, 4, 4, 4],
+            f"the model saw inputs of lengths {counter.seen_lengths}; expected [1, 2, 3, 4, 4, 4, 4] "
+            "(feed at most the last block_size tokens)")
+assert_close(prompt, torch.tensor([[3], [8]], device=test_device), name="the prompt after generate (unchanged)")
+### BEGIN HIDDEN TESTS
+counter = CountingModel(vocab_size=5, block_size=1)
+assert_close(generate(counter, torch.tensor([[2]], device=test_device), 6, top_k=1),
+             torch.tensor([[2, 3, 4, 0, 1, 2, 3]], device=test_device), name="generate with block_size=1")
+assert_close(generate(counter, torch.tensor([[1, 2, 3]], device=test_device), 0),
+             torch.tensor([[1, 2, 3]], device=test_device), name="generate of 0 new tokens")
+counter = CountingModel(vocab_size=10, block_size=3)
+assert_close(generate(counter, torch.tensor([[0, 5, 1, 7]], device=test_device), 2, top_k=1),
+             torch.tensor([[0, 5, 1, 7, 8, 9]], device=test_device), name="generate from a prompt longer than block_size")
+### END HIDDEN TESTS
+print("generate: all visible tests passed")
+
+# %% [markdown]
+# Samples from our model (a few steps of training on the grader, so expect noise there):
+
+# %%
+gpt_prompt = encode("\n" if "\n" in char_to_id else chars[0])[None].to(device)
+model.eval()
+torch.manual_seed(1)
+for temperature in (0.8, 1.2):
+    sample = generate(model, gpt_prompt, 200, temperature=temperature, top_k=10)
+    print(f"--- temperature {temperature}, top_k 10 ---")
+    print(decode(sample[0].tolist()))
+
+# %% [markdown]
+# ### What do the heads look at?
+#
+# Every attention layer keeps its last weights in `last_attention`. Below, for one sample,
+# one head of the first, middle and last layers: row $i$ shows how much position $i$ attends to each earlier
+# position (the upper triangle is empty: the causal mask). Some heads look at the previous
+# character, others at the start of the current word or line.
+
+# %%
+snippet = decode(generate(model, gpt_prompt, min(40, config["block_size"]) - 1, temperature=0.8, top_k=10)[0].tolist())
+with torch.no_grad():
+    model(encode(snippet)[None].to(device))
+head = 0
+layers = sorted({0, len(model.blocks) // 2, len(model.blocks) - 1})  # first, middle and last layer
+fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 4.2), squeeze=False)
+for ax, layer in zip(axes[0], layers):
+    ax.imshow(model.blocks[layer].attn.last_attention[0, head].float().cpu(), cmap="viridis")
+    labels = [c if c != "\n" else "⏎" for c in snippet]
+    ax.set_xticks(range(len(snippet)), labels, fontsize=7)
+    ax.set_yticks(range(len(snippet)), labels, fontsize=7)
+    ax.set_title(f"layer {layer}, head {head}")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6. Fast generation with a key/value cache
+#
+# `generate` recomputes the whole context for every new token, though the keys and values of
+# the earlier positions never change (thanks to the causal mask, a position never sees what
+# comes after it). A **KV cache** keeps them: at each step the model processes only the newest
+# token, appends its key and value to the cache of every layer, and lets its query attend to
+# all cached keys. Each step then costs $O(T)$ instead of $O(T^2)$.
+#
+# Three pieces, two of them already in place if you followed the docstrings:
+# `MultiHeadAttention.forward` calls `k, v = kv_cache.update(k, v)` after the projections when a
+# cache is given, and `GPT.forward` starts the positions at `kv_caches[0].length` and uses
+# `causal_mask(T, start + T)`. Write the cache and `generate_cached`.
+
+# %% solution="kv_cache"
+class KVCache:
+    """The keys and values one attention layer has computed so far, each (B, n_heads, length, head_dim)."""
+
+    def __init__(self):
+        self.keys = None
+        self.values = None
+
+    @property
+    def length(self):
+        """The number of cached positions (0 when empty)."""
+        ### BEGIN SOLUTION
+        return 0 if self.keys is None else self.keys.size(-2)
+        ### END SOLUTION
+
+    def update(self, k, v):
+        """Append the new positions' keys and values, (B, n_heads, T_new, head_dim) each;
+        return all cached keys and values, (B, n_heads, length, head_dim) each."""
+        ### BEGIN SOLUTION
+        if self.keys is None:
+            self.keys, self.values = k, v
+        else:
+            self.keys = torch.cat([self.keys, k], dim=-2)
+            self.values = torch.cat([self.values, v], dim=-2)
+        return self.keys, self.values
+        ### END SOLUTION
+
+
+# %% tests="test_kv_cache" points=2
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+cache = KVCache()
+assert_true(cache.length == 0, f"an empty cache has length 0, got {cache.length}")
+k1, v1 = torch.randn(2, 3, 4, 5, **f64), torch.randn(2, 3, 4, 5, **f64)
+k2, v2 = torch.randn(2, 3, 1, 5, **f64), torch.randn(2, 3, 1, 5, **f64)
+cache.update(k1, v1)
+keys, values = cache.update(k2, v2)
+assert_close(keys, torch.cat([k1, k2], dim=2), name="cached keys after two updates")
+assert_close(values, torch.cat([v1, v2], dim=2), name="cached values after two updates")
+assert_true(cache.length == 5, f"after 4 + 1 positions the cache length should be 5, got {cache.length}")
+
+# The GPT with caches must give the same logits as without: prompt first, then one token at a time.
+gpt = GPT(vocab_size=11, block_size=12, d_model=16, n_heads=2, n_layers=2, dropout=0.0).to(**f64).eval()
+randomize_(gpt, std=0.3)
+idx = torch.randint(0, 11, (2, 12), device=test_device)
+full_logits, _ = gpt(idx)
+caches = [KVCache() for _ in gpt.blocks]
+logits, _ = gpt(idx[:, :5], kv_caches=caches)
+assert_close(logits, full_logits[:, :5], name="logits of the prompt with empty caches")
+for t in range(5, 12):
+    logits, _ = gpt(idx[:, t:t + 1], kv_caches=caches)
+    assert_close(logits[:, 0], full_logits[:, t], name=f"logits of token {t} fed alone with the caches",
+                 hint="positions continue after the cached ones; the new query attends to every cached key")
+assert_true(all(c.length == 12 for c in caches), "each block's cache should hold all 12 positions")
+### BEGIN HIDDEN TESTS
+caches = [KVCache() for _ in gpt.blocks]
+for t in range(12):
+    logits, _ = gpt(idx[:, t:t + 1], kv_caches=caches)
+    assert_close(logits[:, 0], full_logits[:, t], name=f"token {t}, fed one at a time from the start")
+caches = [KVCache() for _ in gpt.blocks]
+gpt(idx[:, :3], kv_caches=caches)
+logits, _ = gpt(idx[:, 3:7], kv_caches=caches)
+assert_close(logits, full_logits[:, 3:7], name="four tokens at once after a cached prompt")
+### END HIDDEN TESTS
+print("KVCache: all visible tests passed")
+
+
+# %% solution="generate_cached"
+@torch.no_grad()
+def generate_cached(model, idx, max_new_tokens, temperature=1.0, top_k=None):
+    """Like generate, but with one KVCache per block: the first step runs the whole prompt,
+    every later step only the token sampled last. The result must fit in model.block_size."""
+    if idx.size(1) + max_new_tokens > model.block_size:
+        raise ValueError(f"{idx.size(1)} + {max_new_tokens} tokens do not fit in block_size={model.block_size}")
+    ### BEGIN SOLUTION
+    caches = [KVCache() for _ in model.blocks]
+    new_tokens = idx
+    for _ in range(max_new_tokens):
+        logits, _ = model(new_tokens, kv_caches=caches)
+        new_tokens = sample_next_token(logits[:, -1, :], temperature, top_k)
+        idx = torch.cat([idx, new_tokens], dim=1)
+    return idx
+    ### END SOLUTION
+
+
+# %% tests="test_generate_cached" points=3
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+gpt = GPT(vocab_size=13, block_size=16, d_model=16, n_heads=2, n_layers=2, dropout=0.0).to(**f64).eval()
+randomize_(gpt, std=0.3)
+prompt = torch.randint(0, 13, (2, 4), device=test_device)
+
+# greedy decoding without a cache, the slow way
+expected = prompt
+for _ in range(12):
+    next_token = gpt(expected)[0][:, -1].argmax(-1, keepdim=True)
+    expected = torch.cat([expected, next_token], dim=1)
+assert_close(generate_cached(gpt, prompt, 12, top_k=1), expected, name="greedy tokens with the cache",
+             hint="feed the whole prompt first, then only the newest token, always with the same caches")
+
+# sampling: the same random draws give the same tokens with and without the cache
+torch.manual_seed(7)
+without_cache = generate(gpt, prompt, 10, temperature=1.5)
+torch.manual_seed(7)
+with_cache = generate_cached(gpt, prompt, 10, temperature=1.5)
+assert_close(with_cache, without_cache, name="sampled tokens with the cache")
+print("generate_cached: all visible tests passed")
+
+# %% tests="test_generate_cached_edge_cases" points=1
+# Hidden tests: a prompt of length one, a batch of several prompts, zero new tokens.
+### BEGIN HIDDEN TESTS
+torch.manual_seed(6)
+f64 = dict(dtype=torch.float64, device=test_device)
+gpt = GPT(vocab_size=9, block_size=10, d_model=8, n_heads=4, n_layers=3, dropout=0.0).to(**f64).eval()
+randomize_(gpt, std=0.3)
+for prompt in (torch.tensor([[3]], device=test_device), torch.randint(0, 9, (3, 2), device=test_device)):
+    expected = prompt
+    for _ in range(10 - prompt.size(1)):
+        expected = torch.cat([expected, gpt(expected)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert_close(generate_cached(gpt, prompt, 10 - prompt.size(1), top_k=1), expected,
+                 name=f"greedy generate_cached from a prompt of shape {tuple(prompt.shape)}")
+assert_close(generate_cached(gpt, prompt, 0), prompt, name="generate_cached of 0 new tokens")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# How much faster is it? We time both on the trained GPT, filling its context, and check once
+# more that they produce the same tokens (greedy decoding, so no randomness is involved).
+
+# %%
+def time_generation(generate_fn, prompt, n_tokens, repeats=3):
+    """Best-of-`repeats` wall time of one generation (seconds), and its tokens."""
+    best = math.inf
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        tokens = generate_fn(model, prompt, n_tokens, top_k=1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return best, tokens
+
+
+model.eval()
+n_new = config["block_size"] - gpt_prompt.size(1)
+seconds_plain, tokens_plain = time_generation(generate, gpt_prompt, n_new)
+seconds_cached, tokens_cached = time_generation(generate_cached, gpt_prompt, n_new)
+print(f"{n_new} new tokens: without cache {seconds_plain * 1e3:.0f} ms, with cache {seconds_cached * 1e3:.0f} ms, "
+      f"speed-up x{seconds_plain / seconds_cached:.1f}; same tokens: {torch.equal(tokens_plain, tokens_cached)}")
+
+# %% [markdown]
+# The gain grows with the context: without a cache, step $t$ processes $t$ tokens in every
+# layer; with it, one. On a tiny model and a short context, Python overhead eats part of the
+# gain; on a GPT-sized model with thousands of tokens the cache is what makes chat-style
+# generation affordable, at the price of memory (two tensors per layer, growing with the text).
+#
+# ## 7. An encoder-decoder: reversing digit strings
+#
+# The original transformer maps one sequence to another: an **encoder** reads the whole
+# source (self-attention without a causal mask, padding masked out), and a **decoder** writes the
+# target one token at a time. Each decoder block has three branches:
+#
+# 1. masked (causal) **self-attention** over the target tokens written so far;
+# 2. **cross-attention**: queries from the decoder, keys and values from the encoder's output
+#    (the "memory"), with the source padding masked out;
+# 3. the MLP.
+#
+# Write the forward pass of a pre-norm decoder block (each branch: `x + dropout(branch(ln(x)))`;
+# the memory is used as it is, not normalised).
+
+# %% solution="decoder_block"
+class DecoderBlock(nn.Module):
+    """Pre-norm decoder block: causal self-attention, cross-attention to the memory, MLP."""
+
+    def __init__(self, d_model, n_heads, dropout=0.0):
+        super().__init__()
+        self.ln1 = LayerNorm(d_model)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln2 = LayerNorm(d_model)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
+        self.ln3 = LayerNorm(d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        """x: (B, L_t, d_model) target side; memory: (B, L_s, d_model), the encoder's output.
+
+        self_mask: bool, broadcastable to (B, n_heads, L_t, L_t) (the causal mask);
+        memory_mask: bool, broadcastable to (B, n_heads, L_t, L_s) (the source padding).
+        Returns (B, L_t, d_model).
+        """
+        ### BEGIN SOLUTION
+        h = self.ln1(x)
+        x = x + self.dropout(self.self_attn(h, h, h, mask=self_mask))
+        h = self.ln2(x)
+        x = x + self.dropout(self.cross_attn(h, memory, memory, mask=memory_mask))
+        x = x + self.dropout(self.mlp(self.ln3(x)))
+        return x
+        ### END SOLUTION
+
+
+# %% tests="test_decoder_block" points=3
+def reference_decoder_block(d_model, n_heads, **f64):
+    """PyTorch's pre-norm decoder layer with random weights, and our DecoderBlock with the same weights."""
+    theirs = nn.TransformerDecoderLayer(d_model, n_heads, dim_feedforward=4 * d_model, dropout=0.0,
+                                        activation="gelu", batch_first=True, norm_first=True, **f64)
+    randomize_(theirs, std=0.3)
+    ours = DecoderBlock(d_model, n_heads).to(**f64)
+    copy_mha_weights(ours.self_attn, theirs.self_attn)
+    copy_mha_weights(ours.cross_attn, theirs.multihead_attn)
+    for mine, pytorch in ((ours.ln1, theirs.norm1), (ours.ln2, theirs.norm2), (ours.ln3, theirs.norm3),
+                          (ours.mlp[0], theirs.linear1), (ours.mlp[2], theirs.linear2)):
+        copy_params(mine, pytorch)
+    return ours.eval(), theirs.eval()
+
+
+torch.manual_seed(0)
+f64 = dict(dtype=torch.float64, device=test_device)
+ours, theirs = reference_decoder_block(16, 4, **f64)
+x, memory = torch.randn(2, 5, 16, **f64), torch.randn(2, 7, 16, **f64)
+causal = torch.tensor([[j <= i for j in range(5)] for i in range(5)], device=test_device)
+keep = torch.arange(7, device=test_device) < torch.tensor([[7], [4]], device=test_device)
+expected = theirs(x, memory, tgt_mask=~causal, memory_key_padding_mask=~keep)
+assert_close(ours(x, memory, self_mask=causal, memory_mask=keep[:, None, None, :]), expected,
+             name="DecoderBlock with causal and padding masks",
+             hint="self-attention on ln1(x), cross-attention with queries ln2(x) and keys/values = memory")
+assert_close(ours(x, memory), theirs(x, memory), name="DecoderBlock without masks")
+### BEGIN HIDDEN TESTS
+for batch, lt, ls, d_model, n_heads in [(1, 1, 3, 8, 2), (3, 4, 1, 6, 6), (2, 6, 5, 12, 3)]:
+    ours, theirs = reference_decoder_block(d_model, n_heads, **f64)
+    x, memory = torch.randn(batch, lt, d_model, **f64), torch.randn(batch, ls, d_model, **f64)
+    causal = torch.tensor([[j <= i for j in range(lt)] for i in range(lt)], device=test_device)
+    expected = theirs(x, memory, tgt_mask=~causal)
+    assert_close(ours(x, memory, self_mask=causal), expected,
+                 name=f"DecoderBlock, L_t={lt}, L_s={ls}, d_model={d_model}, {n_heads} heads")
+### END HIDDEN TESTS
+print("DecoderBlock: all visible tests passed")
+
+# %% [markdown]
+# ### The task and the model
+#
+# Source: a string of 1 to 10 digits; target: the same digits reversed, then an end token.
+# The decoder reads the target shifted right behind a start token (*teacher forcing*) and
+# predicts the next token at every position. To reverse, the decoder must find, for output
+# position $i$, the source position $n-1-i$: the job of cross-attention, which needs the
+# positions (sinusoidal encodings here) and the length $n$ (the padding mask tells it).
+
+# %%
+PAD, BOS, EOS = 0, 1, 2  # digit d is token d + 3
+SEQ_VOCAB = 13
+MAX_DIGITS = 10
+
+
+def make_reversal_batch(batch_size, generator=None):
+    """Random digit strings and their reversals: (src, src_lengths, tgt_in, tgt_out)."""
+    lengths = torch.randint(1, MAX_DIGITS + 1, (batch_size,), generator=generator)
+    digits = torch.randint(0, 10, (batch_size, MAX_DIGITS), generator=generator) + 3
+    keep = padding_mask(lengths, MAX_DIGITS)
+    src = digits.masked_fill(~keep, PAD)
+    tgt_out = torch.full((batch_size, MAX_DIGITS + 1), PAD)
+    for row, n in enumerate(lengths.tolist()):
+        tgt_out[row, :n] = src[row, :n].flip(0)
+        tgt_out[row, n] = EOS
+    tgt_in = torch.cat([torch.full((batch_size, 1), BOS), tgt_out[:, :-1]], dim=1)
+    tgt_in = tgt_in.masked_fill(tgt_in == EOS, PAD)
+    return src, lengths, tgt_in, tgt_out
+
+
+def show_tokens(ids):
+    return "".join("_" if t == PAD else "^" if t == BOS else "$" if t == EOS else str(t - 3) for t in ids)
+
+
+src, lengths, tgt_in, tgt_out = make_reversal_batch(3, torch.Generator().manual_seed(0))
+for row in range(3):
+    print(f"src {show_tokens(src[row].tolist()):>10}  decoder input {show_tokens(tgt_in[row].tolist()):>11}  "
+          f"target {show_tokens(tgt_out[row].tolist())}")
+
+
+class Seq2SeqTransformer(nn.Module):
+    """Encoder (Blocks without a causal mask) + decoder (DecoderBlocks), sinusoidal positions."""
+
+    def __init__(self, vocab_size, d_model=64, n_heads=4, n_layers=2, max_len=32, dropout=0.0):
+        super().__init__()
+        self.d_model = d_model
+        self.src_embedding = nn.Embedding(vocab_size, d_model)
+        self.tgt_embedding = nn.Embedding(vocab_size, d_model)
+        self.register_buffer("positions", sinusoidal_encoding(max_len, d_model), persistent=False)
+        self.encoder = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.encoder_norm = LayerNorm(d_model)
+        self.decoder = nn.ModuleList(DecoderBlock(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.decoder_norm = LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def embed(self, embedding, tokens):
+        # nn.Embedding starts at N(0, 1), the scale of the +-1 position encodings: neither drowns the other
+        return embedding(tokens) + self.positions[:tokens.size(1)]
+
+    def encode(self, src, src_keep):
+        x = self.embed(self.src_embedding, src)
+        for block in self.encoder:
+            x = block(x, mask=src_keep[:, None, None, :])
+        return self.encoder_norm(x)
+
+    def decode(self, tgt_in, memory, src_keep):
+        x = self.embed(self.tgt_embedding, tgt_in)
+        self_mask = causal_mask(tgt_in.size(1), device=tgt_in.device)
+        for block in self.decoder:
+            x = block(x, memory, self_mask=self_mask, memory_mask=src_keep[:, None, None, :])
+        return self.head(self.decoder_norm(x))
+
+    def forward(self, src, src_keep, tgt_in):
+        return self.decode(tgt_in, self.encode(src, src_keep), src_keep)
+
+
+@torch.no_grad()
+def greedy_decode(model, src, src_keep, max_len=MAX_DIGITS + 1):
+    """Generate target tokens one at a time, always taking the most likely one."""
+    memory = model.encode(src, src_keep)
+    tgt = torch.full((src.size(0), 1), BOS, device=src.device)
+    for _ in range(max_len):
+        next_token = model.decode(tgt, memory, src_keep)[:, -1].argmax(-1, keepdim=True)
+        tgt = torch.cat([tgt, next_token], dim=1)
+    return tgt[:, 1:]
+
+
+def exact_match(predicted, tgt_out):
+    """Fraction of sequences whose prediction equals the target up to and including EOS."""
+    correct = []
+    for pred, target in zip(predicted.tolist(), tgt_out.tolist()):
+        n = target.index(EOS) + 1
+        correct.append(pred[:n] == target[:n])
+    return sum(correct) / len(correct)
+
+
+# %% [markdown]
+# Training uses fresh random strings at every step (an endless data set, so no overfitting),
+# AdamW and your warm-up + cosine schedule; well under a minute on a CPU.
+
+# %%
+seq_config = dlcourse.budget(full=dict(steps=400, batch_size=128, test_size=1000),
+                             grading=dict(steps=5, batch_size=16, test_size=64))
+dlcourse.seed_everything(0)
+seq_model = Seq2SeqTransformer(SEQ_VOCAB).to(device)
+seq_optimizer = torch.optim.AdamW(seq_model.parameters(), lr=1e-3, weight_decay=0.01)
+seq_losses = []
+started = time.perf_counter()
+for step in tqdm(range(seq_config["steps"]), desc="training the encoder-decoder"):
+    for group in seq_optimizer.param_groups:
+        group["lr"] = lr_at(step, 2e-3, 1e-4, seq_config["steps"] // 10, seq_config["steps"])
+    src, lengths, tgt_in, tgt_out = (t.to(device) for t in make_reversal_batch(seq_config["batch_size"]))
+    logits = seq_model(src, padding_mask(lengths, MAX_DIGITS), tgt_in)
+    loss = F.cross_entropy(logits.reshape(-1, SEQ_VOCAB), tgt_out.reshape(-1), ignore_index=PAD)
+    seq_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(seq_model.parameters(), 1.0)
+    seq_optimizer.step()
+    seq_losses.append(loss.item())
+
+seq_model.eval()
+src, lengths, tgt_in, tgt_out = (t.to(device) for t in make_reversal_batch(seq_config["test_size"],
+                                                                           torch.Generator().manual_seed(123)))
+predicted = greedy_decode(seq_model, src, padding_mask(lengths, MAX_DIGITS))
+accuracy = exact_match(predicted, tgt_out)
+print(f"trained in {time.perf_counter() - started:.0f} s; exact-match accuracy on {len(src)} new strings: "
+      f"{accuracy:.1%} (target: at least 95%)")
+for row in range(5):
+    print(f"{show_tokens(src[row].tolist()):>10} -> {show_tokens(predicted[row].tolist())}")
+
+# %% [markdown]
+# The cross-attention of the last decoder layer for one example (head 0): output position $i$
+# looks at source position $n-1-i$, the anti-diagonal.
+
+# %%
+row = int(torch.argmax(lengths))
+with torch.no_grad():
+    n = int(lengths[row])
+    keep = padding_mask(lengths[row:row + 1], MAX_DIGITS)
+    seq_model(src[row:row + 1], keep, torch.cat([tgt_in[row:row + 1, :1], predicted[row:row + 1, :n]], dim=1))
+weights = seq_model.decoder[-1].cross_attn.last_attention[0, 0, :, :n].float().cpu()
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+axes[0].plot(seq_losses)
+axes[0].set(xlabel="step", ylabel="cross-entropy", yscale="log", title="encoder-decoder training")
+axes[1].imshow(weights, cmap="viridis")
+axes[1].set_xticks(range(n), show_tokens(src[row, :n].tolist()))
+axes[1].set_yticks(range(n + 1), ["^"] + list(show_tokens(predicted[row, :n].tolist())))
+axes[1].set(xlabel="source", ylabel="decoder input", title="cross-attention, last layer, head 0")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 8. Written questions
+#
+# Answer in a few sentences each, in the cells below. They are graded by hand.
+#
+# **Question 1.** Why are the attention scores divided by $\sqrt{d_k}$? What would go wrong
+# without it, and why does it get worse as $d_k$ grows? (Hint: the variance of a dot product of
+# two vectors with independent, zero-mean, unit-variance components.)
+
+# %% [markdown] answer="q_scaling" points=2
+# ### BEGIN SOLUTION
+# If the components of $q$ and $k$ are independent with mean 0 and variance 1, the score
+# $q \cdot k = \sum_{j=1}^{d_k} q_j k_j$ is a sum of $d_k$ terms of variance 1: its variance is
+# $d_k$, its standard deviation $\sqrt{d_k}$. Without scaling, the scores grow with the head size,
+# so the softmax **saturates**: nearly all the weight goes to the largest score (an almost one-hot
+# distribution). In that regime the softmax's gradient is nearly zero (its Jacobian
+# $\operatorname{diag}(p) - pp^\top$ vanishes when $p$ is one-hot), so the queries and keys barely
+# learn, and training is slow or unstable. Dividing by $\sqrt{d_k}$ brings the variance of the scores
+# back to 1 whatever $d_k$ is, so the softmax starts in its sensitive range and the same
+# learning dynamics hold for any head size.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Question 2.** What does the causal mask prevent in the GPT? What would happen to the training
+# loss and to the generated text if you trained the GPT without it?
+
+# %% [markdown] answer="q_causal_mask" points=2
+# ### BEGIN SOLUTION
+# The target at position $t$ is the input token at position $t+1$. The causal mask stops
+# position $t$ from attending to positions after $t$, so a prediction can only use the past:
+# exactly the information the model has when it generates, one token after another. Without the
+# mask, position $t$ could simply read token $t+1$ from the input and copy it: the training
+# loss would drop towards 0 very quickly, but the model would have learned to copy, not to
+# predict. At generation time the future token does not exist yet, so what the model relied on is
+# missing: its predictions (and the text) would be nonsense, and the training loss would say
+# nothing about real performance. The mask is also what keeps the keys and values of earlier
+# positions unchanged when a token is appended, which makes the KV cache of part 6 correct.
+# ### END SOLUTION
+
+# %% [markdown]
+# ## Summary
+#
+# You built attention with masks, multi-head attention, position encodings, layer norm and the
+# pre-norm block, and composed them into a GPT (with sampling and a KV cache) and an
+# encoder-decoder. The same pieces, scaled up, make today's language models; the main
+# differences are size, data, and engineering (fused attention kernels such as
+# `F.scaled_dot_product_attention`, which your tests used as the reference).
