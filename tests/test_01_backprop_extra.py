@@ -1,0 +1,90 @@
+"""01_backprop checks that `dlcourse check` does not make: fast, no notebook execution.
+
+- every mutant is a *small* edit of the current solution cell (a mutant that drifted
+  from the source after an edit would test an old solution, not a bug);
+- the solution's NumPy layers and engine pass their own gradient checks when run as
+  plain Python (the notebook source is valid Python with the markers as comments).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.course import load_course
+
+NAME = "01_backprop"
+MAX_CHANGED_LINES = 20
+
+
+@pytest.fixture(scope="module")
+def course():
+    return load_course(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture(scope="module")
+def solution_cells(course):
+    source = read_source(course.source_path(NAME))
+    return {
+        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
+        for c in source.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def test_every_solution_cell_has_two_mutants(course, solution_cells):
+    mutants = sorted(course.mutants_dir(NAME).glob("*.py"))
+    counts = {gid: 0 for gid in solution_cells}
+    for path in mutants:
+        counts[path.stem.split("--")[0]] += 1
+    assert all(n >= 2 for n in counts.values()), counts
+
+
+def test_mutants_are_small_edits_of_the_current_solution(course, solution_cells):
+    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
+        grade_id = path.stem.split("--")[0]
+        solution = solution_cells[grade_id].rstrip("\n").splitlines()
+        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
+        changed = [
+            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        assert changed, f"{path.name} is identical to the solution"
+        assert len(changed) <= max(MAX_CHANGED_LINES, len(solution) // 5), (
+            f"{path.name} differs from the current solution of {grade_id} in {len(changed)} lines; "
+            "regenerate it from the source"
+        )
+
+
+@pytest.fixture(scope="module")
+def namespace(course):
+    """The notebook's definitions up to the training part, run as plain Python."""
+    text = course.source_path(NAME).read_text(encoding="utf-8")
+    cut = text.index("# ## Part 4.")
+    scope: dict = {"__name__": "backprop_notebook"}
+    exec(compile(text[:cut], str(course.source_path(NAME)), "exec"), scope)
+    return scope
+
+
+def test_softmax_is_stable_for_huge_logits(namespace):
+    loss, dscores = namespace["softmax_cross_entropy"](np.array([[1e4, 0.0, -1e4]]), np.array([2]))
+    assert np.isfinite(loss) and np.isfinite(dscores).all()
+    assert loss == pytest.approx(2e4)
+
+
+def test_engine_matmul_and_broadcast_gradients(namespace):
+    Value = namespace["Value"]
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), rng.standard_normal(2)
+    vx, vw, vb = Value(x), Value(w), Value(b)
+    ((vx @ vw + vb).tanh() * vx.sum(axis=1, keepdims=True)).mean().backward()
+    import torch
+
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ((tx @ tw + tb).tanh() * tx.sum(axis=1, keepdims=True)).mean().backward()
+    for value, tensor in ((vx, tx), (vw, tw), (vb, tb)):
+        np.testing.assert_allclose(value.grad, tensor.grad.numpy(), rtol=1e-10, atol=1e-12)
