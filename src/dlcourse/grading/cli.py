@@ -40,10 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_grade(args: argparse.Namespace) -> int:
     from dlcourse.course import load_course
-    from dlcourse.grading.batch import BatchOptions, grade_batch
+    from dlcourse.grading.zygote import preload_for, zygote
 
     course = load_course()
     course.resolve([args.assignment])
+    # Start the kernel template now: its imports run while this process loads nbgrader and reads the batch.
+    zygote(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8"))).start()
+    from dlcourse.grading.batch import BatchOptions, grade_batch
+
     options = BatchOptions(
         workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
         memory_mb=args.memory or None, csv_path=args.csv, feedback_dir=args.feedback, db_url=args.db,

@@ -40,6 +40,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from dlcourse.authoring.source import strip_markers
+from dlcourse.grading.zygote import Zygote, zygote  # noqa: F401 (re-exported)
 
 STATUS_GRADED = "graded"
 STATUS_TIMED_OUT = "timed out"
@@ -176,86 +177,10 @@ STATUS_OUT_OF_MEMORY = "out of memory"
 STATUS_ORDER = [STATUS_GRADED, STATUS_OUT_OF_MEMORY, STATUS_TIMED_OUT, STATUS_CRASHED, STATUS_INVALID]
 INTERRUPT_GRACE_S = 5.0
 MAX_REPLY = 16 * 2**20
-UID_BASE = 1_200_000  # one fresh uid per submission: no passwd entry needed, nothing else runs as it
 
 
 def worse(a: str, b: str) -> str:
     return max(a, b, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
-
-
-class Zygote:
-    """The warm template process (see ``zygote``); forks one kernel per submission."""
-
-    def __init__(self, preload: list[str] | None = None):
-        self._lock = threading.Lock()
-        self._preload = preload
-        self._process: subprocess.Popen | None = None
-        self._socket: socket.socket | None = None
-        self._uids = itertools.count(UID_BASE + random.randrange(0, 10**6, 1000))
-
-    def _start(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        args = [sys.executable, "-m", "dlcourse.grading.zygote", str(theirs.fileno())]
-        if self._preload is not None:
-            args.append(",".join(self._preload))
-        env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-               "IPYTHONDIR": tempfile.mkdtemp(prefix="dlcourse-ipython-")}
-        self._process = subprocess.Popen(args, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, env=env, cwd="/")
-        theirs.close()
-        self._socket = ours
-        ours.settimeout(300)  # the imports take a few seconds, minutes on a very busy machine
-        try:
-            ready = ours.recv(4096)
-        except socket.timeout:
-            ready = b""
-        ours.settimeout(120)
-        if not ready:
-            raise RuntimeError("the grading template process failed to start (run with a working torch install)")
-
-    def spawn(self, config: dict) -> tuple[int, Connection]:
-        """A fresh kernel process confined as `config` says; its pid and the socket to it."""
-        with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._start()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                socket.send_fds(self._socket, [json.dumps(config).encode()], [theirs.fileno()])
-                reply = self._socket.recv(4096)
-            except OSError:  # a timeout included: start a new template next time
-                reply = b""
-            finally:
-                theirs.close()
-            if not reply:
-                self._process.kill()
-                self._process = None
-                raise RuntimeError("the grading template process died")
-            return json.loads(reply)["pid"], Connection(ours.detach())
-
-    def next_uid(self) -> int:
-        with self._lock:
-            return next(self._uids)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._socket is not None:
-                self._socket.close()
-            if self._process is not None:
-                self._process.kill()
-                self._process.wait()
-            self._process = self._socket = None
-
-
-_ZYGOTE: Zygote | None = None
-_ZYGOTE_LOCK = threading.Lock()
-
-
-def zygote() -> Zygote:
-    global _ZYGOTE
-    with _ZYGOTE_LOCK:
-        if _ZYGOTE is None:
-            _ZYGOTE = Zygote()
-        return _ZYGOTE
 
 
 def default_hide() -> list[str]:

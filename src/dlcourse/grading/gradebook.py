@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+import warnings
 from datetime import datetime, timezone
 
 from nbformat import NotebookNode
@@ -33,7 +34,9 @@ def _retry(action):
     """Run `action` again while another process holds the SQLite write lock."""
     for attempt in range(RETRIES):
         try:
-            return action()
+            with warnings.catch_warnings():  # nbgrader's own SQLAlchemy usage warns; nothing to act on
+                warnings.simplefilter("ignore")
+                return action()
         except OperationalError as error:
             if "locked" not in str(error) and "busy" not in str(error) or attempt == RETRIES - 1:
                 raise

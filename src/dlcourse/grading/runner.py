@@ -229,6 +229,11 @@ class Guard:
 
         self.transformer = TransformerManager()
         self.test_bindings: dict[str, object] = {}
+        import dlcourse
+
+        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(dlcourse.__file__))}
+        self.library_roots = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) + \
+            tuple(r.rstrip("/") + "/" for r in roots)
         torch = sys.modules.get("torch")
         self.as_subclass = torch.Tensor.as_subclass if torch else None
         self.tensor_type = torch.Tensor if torch else None
@@ -247,13 +252,21 @@ class Guard:
             for key, value in self.module_dicts[name].items():
                 if key in IGNORED_NAMES or not _guarded(value):
                     continue
-                if current.get(key, _MISSING) is not value:
+                now = current.get(key, _MISSING)
+                if now is not value:
+                    if self.library_replacement(now, value):
+                        self.module_dicts[name][key] = now  # torch wrapping its own function (lazy imports)
+                        continue
                     current[key] = value
                     changed.append(f"{name}.{key}")
         for qualified, (cls, saved) in self.classes.items():
             current = vars(cls)
             for key, value in saved.items():
-                if _guarded(value) and current.get(key, _MISSING) is not value:
+                now = current.get(key, _MISSING)
+                if _guarded(value) and now is not value:
+                    if self.library_replacement(now, value):
+                        saved[key] = now
+                        continue
                     try:
                         type.__setattr__(cls, key, value)
                         changed.append(f"{qualified}.{key}")
@@ -297,6 +310,32 @@ class Guard:
                 c._pop_torch_dispatch_stack()
                 changed.append("torch dispatch mode")
         return changed
+
+    def library_replacement(self, new, old) -> bool:
+        """A function the libraries themselves put in place of one of theirs (torch._dynamo wraps
+        torch.manual_seed when it is imported): same name, and every function it wraps is library code."""
+        if new is _MISSING or getattr(new, "__name__", None) != getattr(old, "__name__", None):
+            return False
+        pending, seen = [new], 0
+        while pending and seen < 20:
+            value = pending.pop()
+            seen += 1
+            function = getattr(value, "__func__", value)
+            code = getattr(function, "__code__", None)
+            if code is None or not self.isinstance(code.co_filename, str) or \
+                    not code.co_filename.startswith(self.library_roots):
+                return False
+            wrapped = getattr(function, "__wrapped__", None)
+            if wrapped is not None:
+                pending.append(wrapped)
+            for cell in getattr(function, "__closure__", None) or ():
+                try:
+                    content = cell.cell_contents
+                except ValueError:
+                    continue
+                if self.isinstance(content, (types.FunctionType, types.MethodType)):
+                    pending.append(content)
+        return not pending
 
     def rebound_names(self, ns: dict) -> list[str]:
         """Names that held a protected module or an object a test bound, now bound to something else."""
