@@ -28,15 +28,16 @@ from sqlalchemy.exc import OperationalError
 from dlcourse.grading.engine import GradeResult
 
 RETRIES = 30
+# nbgrader's own SQLAlchemy usage warns on every new submission; nothing for us to act on.
+warnings.filterwarnings("ignore", message=r"Object of type <Submitted", module=r"nbgrader")
+warnings.filterwarnings("ignore", message=r"Object of type <Submitted")
 
 
 def _retry(action):
     """Run `action` again while another process holds the SQLite write lock."""
     for attempt in range(RETRIES):
         try:
-            with warnings.catch_warnings():  # nbgrader's own SQLAlchemy usage warns; nothing to act on
-                warnings.simplefilter("ignore")
-                return action()
+            return action()
         except OperationalError as error:
             if "locked" not in str(error) and "busy" not in str(error) or attempt == RETRIES - 1:
                 raise

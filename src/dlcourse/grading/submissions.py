@@ -94,6 +94,8 @@ def _from_folder(root: Path, assignment: str) -> list[Submission]:
 
 def _from_unzipped(root: Path, assignment: str) -> list[Submission]:
     entries = [p for p in root.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+    if any(p.is_dir() and (p / assignment).is_dir() for p in entries):
+        return _from_folder(root, assignment)  # nbgrader's <student>/<assignment>/ tree
     if len(entries) == 1 and entries[0].is_dir() and not MOODLE.match(entries[0].name):
         return _from_unzipped(entries[0], assignment)  # a zip of one folder
     moodle = [d for d in entries if d.is_dir() and MOODLE.match(d.name)]
