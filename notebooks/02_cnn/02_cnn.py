@@ -864,7 +864,7 @@ assert not unused, f"these parameters get no gradient (defined but not used in f
 print(f"LeNet5 looks right: {n_params:,} parameters")
 
 # %% [markdown]
-# Train it with Adam. `dlcourse.train.fit` is the usual loop (forward, loss, `zero_grad`,
+# Train it with Adam and a one-cycle learning-rate schedule. `dlcourse.train.fit` is the usual loop (forward, loss, `zero_grad`,
 # `backward`, `step`, with a progress bar); `dlcourse.budget` runs a few steps only when the
 # notebook is graded. On full MNIST three epochs reach about 99% test accuracy; on the small
 # offline subset (4,000 training images) we make more passes and expect about 97-98%.
@@ -874,11 +874,14 @@ dlcourse.seed_everything(0)
 mnist_loader = DataLoader(mnist_train, batch_size=64, shuffle=True)
 mnist_test_loader = DataLoader(mnist_test, batch_size=500)
 lenet = LeNet5().to(device)
-optimizer = torch.optim.Adam(lenet.parameters(), lr=2e-3)
 lenet_epochs = dlcourse.budget(full=3 if len(mnist_train) > 10_000 else 12, grading=1)
+optimizer = torch.optim.Adam(lenet.parameters(), lr=3e-3)
+# One-cycle schedule: warm up, then anneal the learning rate to ~0, which settles the last epochs.
+schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=lenet_epochs * len(mnist_loader))
 started = time.perf_counter()
 lenet_history = fit(lenet, mnist_loader, optimizer, nn.CrossEntropyLoss(), epochs=lenet_epochs, device=device,
-                    val_loader=mnist_test_loader, max_steps=dlcourse.budget(full=None, grading=5))
+                    val_loader=mnist_test_loader, max_steps=dlcourse.budget(full=None, grading=5),
+                    scheduler=schedule, scheduler_interval="step")
 _, lenet_accuracy = evaluate(lenet, mnist_test_loader, nn.CrossEntropyLoss(), device)
 print(f"LeNet-5: {lenet_accuracy:.2%} test accuracy after {lenet_epochs} epochs in {time.perf_counter() - started:.0f} s")
 plot_history(lenet_history)
@@ -944,8 +947,9 @@ def augment(images, shift=4):
     return torch.where(flip, crops.flip(3), crops)
 
 
-show_images((augment(cifar_train_x[:8].repeat(2, 1, 1, 1)) * channel_std.to(device) + channel_mean.to(device))
-            .clamp(0, 1).cpu(), nrow=8)
+originals = cifar_train_x[:8]
+shown = torch.cat([originals, augment(originals)]) * channel_std.to(device) + channel_mean.to(device)
+show_images(shown.clamp(0, 1).cpu(), titles=["original"] * 8 + ["augmented"] * 8, nrow=8)
 
 # %% [markdown]
 # **Speed.** Two settings make the same network train much faster on a modern GPU:
@@ -1023,7 +1027,7 @@ resnet = CifarResNet(width=64 if on_gpu else 16)
 print(f"{sum(p.numel() for p in resnet.parameters()):,} parameters, precision "
       f"{precision_name(autocast_dtype(device))}, channels-last")
 started = time.perf_counter()
-resnet_history = train_cifar(resnet, epochs=dlcourse.budget(full=12 if on_gpu else 4, grading=1),
+resnet_history = train_cifar(resnet, epochs=dlcourse.budget(full=12 if on_gpu else 2, grading=1),
                              batch_size=512 if on_gpu else 128, lr=0.4 if on_gpu else 0.2,
                              max_steps=dlcourse.budget(full=None, grading=2))
 resnet_seconds = time.perf_counter() - started
@@ -1149,10 +1153,12 @@ show_images(torch.cat([digits.cpu(), (maps / maps.amax(dim=(1, 2), keepdim=True)
 # is **airbench** (Keller Jordan, 2024: "94% on CIFAR-10 in 3.29 seconds on a single GPU",
 # [arXiv:2404.00498](https://arxiv.org/abs/2404.00498), code at
 # [github.com/KellerJordan/cifar10-airbench](https://github.com/KellerJordan/cifar10-airbench)):
-# about 3 seconds on one A100. Its tricks build on the network above: a smaller,
-# wider-early network, whitening the first layer with the data's patch statistics, a lookahead
-# optimizer state, label smoothing, test-time augmentation with flips, and `torch.compile`.
-# Read the paper, then try some of them on `train_cifar`.
+# about 3 seconds on one A100 (the repository's newest script, with the Muon optimizer, takes
+# about 2.6 s). It starts from a network much like the one above and adds: a first layer
+# initialized to whiten the data's 2x2 patches, identity initialization of later convolutions,
+# Lookahead, scaled batch-norm biases, a derandomized "alternating" flip augmentation,
+# multi-crop test-time augmentation and `torch.compile`. Read the paper, then try some of them
+# on `train_cifar`.
 #
 # Rules of the game: real CIFAR-10 (the synthetic set does not count), time from the first
 # training step to the end of the last one (data loading excluded), report the **mean test

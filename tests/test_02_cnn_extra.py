@@ -1,0 +1,85 @@
+"""02_cnn checks that `dlcourse check` does not make: fast, no notebook execution.
+
+- every mutant is a *small* edit of the current solution cell (a mutant that drifted
+  from the source after an edit would test an old solution, not a bug);
+- the shared CIFAR network (dlcourse.models.cnn) has the shapes the notebook describes,
+  and picks the precision the notebook promises;
+- the benchmark runs end to end on a CPU with tiny sizes and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import difflib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.course import load_course
+from dlcourse.models.cnn import CifarResNet, autocast_dtype, precision_name
+
+NAME = "02_cnn"
+MAX_CHANGED_LINES = 6
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def course():
+    return load_course(ROOT)
+
+
+@pytest.fixture(scope="module")
+def solution_cells(course):
+    source = read_source(course.source_path(NAME))
+    return {
+        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
+        for c in source.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+def test_every_solution_cell_has_two_mutants(course, solution_cells):
+    mutants = sorted(course.mutants_dir(NAME).glob("*.py"))
+    for grade_id in solution_cells:
+        assert sum(m.name.startswith(grade_id + "--") for m in mutants) >= 2, grade_id
+
+
+def test_mutants_are_small_edits_of_the_solution(course, solution_cells):
+    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
+        grade_id = path.stem.split("--")[0]
+        solution = solution_cells[grade_id].rstrip("\n").splitlines()
+        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
+        assert mutant != solution, f"{path.name} is identical to the solution"
+        changed = [
+            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        assert len(changed) <= 2 * MAX_CHANGED_LINES, f"{path.name} drifted from the solution: {changed}"
+
+
+@pytest.mark.parametrize("width, params", [(16, 412_944), (64, 6_573_120)])
+def test_cifar_resnet_shapes(width, params):
+    model = CifarResNet(width=width)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_precision_on_cpu_is_fp32():
+    assert autocast_dtype("cpu") is None
+    assert precision_name(autocast_dtype("cpu")) == "fp32"
+    assert precision_name(torch.float16) == "fp16"
+    assert precision_name(torch.bfloat16) == "bf16"
+
+
+def test_benchmark_runs_on_cpu():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_cnn.py"), "--device", "cpu", "--width", "4",
+         "--batch-size", "8", "--steps", "1", "--warmup", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "baseline: eager fp32" in result.stdout
+    assert "ratio notebook / baseline:" in result.stdout
