@@ -1,0 +1,15 @@
+def detach_hidden(hidden):
+    """The same state, cut from its computation graph.
+
+    Args:
+        hidden: None, a tensor, or a tuple of tensors (an LSTM's (h, c)).
+
+    Returns:
+        None, a tensor, or a tuple of the same length: the same values, no grad_fn,
+        requires_grad False.
+    """
+    if hidden is None:
+        return None
+    if isinstance(hidden, torch.Tensor):
+        return torch.zeros_like(hidden)
+    return tuple(torch.zeros_like(h) for h in hidden)
