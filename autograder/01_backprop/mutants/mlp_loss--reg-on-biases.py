@@ -8,8 +8,9 @@ def mlp_loss(params, X, y=None, reg=0.0):
     shaped like params[name].
     """
     num_layers = len(params) // 2
-    caches = []  # one (affine_cache, relu_cache or None) per layer
+    caches = []  # one (affine_cache, relu_cache or None) per layer, in order
     out = X
+    # Forward pass: leave the scores in `out` and fill `caches`.
     for layer in range(1, num_layers + 1):
         out, affine_cache = affine_forward(out, params[f"W{layer}"], params[f"b{layer}"])
         relu_cache = None
@@ -21,6 +22,7 @@ def mlp_loss(params, X, y=None, reg=0.0):
         return scores
 
     grads = {}
+    # Loss (weight decay included) and backward pass: set `loss` and fill `grads`.
     loss, dout = softmax_cross_entropy(scores, y)
     for layer in range(num_layers, 0, -1):
         affine_cache, relu_cache = caches[layer - 1]
