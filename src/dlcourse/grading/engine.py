@@ -306,11 +306,8 @@ def grade_notebook(
     pid = None
     kernel_started = time.perf_counter()
     try:
-        pid, conn = template.spawn(config)
+        pid, conn, hello = _start_kernel(template, config)
         with conn:
-            if not conn.poll(60):
-                raise EOFError("the kernel did not start")
-            hello = json.loads(conn.recv_bytes(MAX_REPLY))
             result.isolation = hello.get("isolation", {})
             result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
             _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout, interrupt_grace)
@@ -349,6 +346,25 @@ def grade_notebook(
     result.cells = list(scores.values())
     result.seconds = time.perf_counter() - started
     return result, nb
+
+
+def _start_kernel(template, config: dict, attempts: int = 2):
+    """A confined kernel that said hello: (pid, connection, hello). A kernel or template that fails to
+    start (before any student code ran) is retried once with a fresh template."""
+    for attempt in range(attempts):
+        pid = None
+        try:
+            pid, conn = template.spawn(config)
+            if not conn.poll(120):
+                conn.close()
+                raise EOFError("the kernel did not start within 120 s")
+            return pid, conn, json.loads(conn.recv_bytes(MAX_REPLY))
+        except (EOFError, OSError, RuntimeError, ValueError):
+            if pid is not None:
+                _kill(pid, config.get("uid"))
+            if attempt == attempts - 1:
+                raise
+            template.close()
 
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
