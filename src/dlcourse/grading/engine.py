@@ -350,7 +350,7 @@ def grade_notebook(
 
 def _start_kernel(template, config: dict, attempts: int = 2):
     """A confined kernel that said hello: (pid, connection, hello). A kernel or template that fails to
-    start (before any student code ran) is retried once with a fresh template."""
+    start (before any student code ran) is retried once."""
     for attempt in range(attempts):
         pid = None
         try:
@@ -364,7 +364,7 @@ def _start_kernel(template, config: dict, attempts: int = 2):
                 _kill(pid, config.get("uid"))
             if attempt == attempts - 1:
                 raise
-            template.close()
+            time.sleep(1)  # (a dead template is restarted by spawn; live kernels keep theirs)
 
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
