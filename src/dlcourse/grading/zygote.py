@@ -152,7 +152,8 @@ def zygote(preload: list[str] | None = None) -> Zygote:
 def main(fd: int, preload: list[str]) -> None:
     from dlcourse.grading import runner
 
-    sandbox_prctl()
+    # No PR_SET_PDEATHSIG here: it fires when the *thread* that started us exits (a worker thread of a
+    # pool), not the grader. The grader's death closes the control socket instead, and we exit on EOF.
     runner.prepare(preload)
     control = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
@@ -177,13 +178,6 @@ def main(fd: int, preload: list[str]) -> None:
             os.close(child_fd)
         control.send(json.dumps({"pid": pid}).encode())
     sys.exit(0)
-
-
-def sandbox_prctl() -> None:
-    """Die with the grader: a killed batch leaves no template behind."""
-    from dlcourse.grading.sandbox import PR_SET_PDEATHSIG, _prctl
-
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 if __name__ == "__main__":
