@@ -110,8 +110,10 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
 
     workers = workers or os.cpu_count() or 1
     log(f"{name}: grading {len(runs)} notebooks ({len(mutants)} mutants) with {workers} workers ...")
+    # One BLAS/torch thread per core each: more would make the kernels fight over the cores.
+    threads = max(1, (os.cpu_count() or 1) // workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda run: grade_notebook(run[1], source)[0], runs))
+        results = list(pool.map(lambda run: grade_notebook(run[1], source, threads=threads)[0], runs))
 
     report.solution, report.blank = results[0], results[1]
     report.mutants = list(zip(mutants, results[2:]))
