@@ -204,3 +204,31 @@ def test_summary_table_lists_what_to_review():
     rows = [batch.Row("alice", "a", 2, 2, {}, "graded"), batch.Row("bob", "a", 0, 2, {}, "crashed", ["x"], message="died")]
     text = summary_table(rows, 4.0)
     assert "2 submission(s): 1 crashed, 1 graded" in text and "review bob: crashed: died [x]" in text
+
+
+def test_nbgrader_config_points_at_the_same_gradebook():
+    from traitlets.config import Config
+
+    path = Path(__file__).resolve().parents[1] / "autograder" / "nbgrader_config.py"
+    config = Config()
+    exec(compile(path.read_text(), str(path), "exec"), {"get_config": lambda: config, "__file__": str(path)})
+    assert config.CourseDirectory.root == str(path.parent)
+    assert config.CourseDirectory.db_url == f"sqlite:///{path.parent / 'gradebook.db'}"
+    course = type("C", (), {"root": path.parent.parent})
+    assert batch.default_db_url(course) == config.CourseDirectory.db_url
+
+
+@pytest.mark.slow
+def test_nbgrader_export_reads_what_dlcourse_grade_wrote(demo_course, tmp_path):
+    folder = make_batch(demo_course, tmp_path / "batch")
+    grade_batch(demo_course, "99_demo", folder, BatchOptions(progress=False), log=quiet)
+    nbgrader_dir = demo_course.root / "autograder"
+    config = (Path(__file__).resolve().parents[1] / "autograder" / "nbgrader_config.py").read_text()
+    (nbgrader_dir / "nbgrader_config.py").write_text(config)
+    nbgrader = str(Path(sys.executable).with_name("nbgrader"))
+    done = subprocess.run([nbgrader, "export", "--to", str(tmp_path / "export.csv")], cwd=nbgrader_dir,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / "export.csv") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert float(rows["alice"]["raw_score"]) == 2 and float(rows["bob"]["raw_score"]) == 0
