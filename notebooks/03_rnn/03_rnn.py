@@ -106,28 +106,32 @@ def rnn_step_forward(x, h_prev, Wx, Wh, b):
 # two biases that are simply added; the helpers below copy our weights in.
 
 # %%
+def torch_parameters(module):
+    """(weight_ih, weight_hh, bias_ih, bias_hh) of a cell, or of layer 0 of an nn.RNN/nn.LSTM."""
+    suffix = "_l0" if isinstance(module, (nn.RNN, nn.LSTM)) else ""
+    return [getattr(module, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def with_our_weights(module, Wx, Wh, b):
+    """`module` set to compute our layer: weights transposed, b in bias_ih, bias_hh zero."""
+    module.to(device=Wx.device, dtype=Wx.dtype)
+    weight_ih, weight_hh, bias_ih, bias_hh = torch_parameters(module)
+    with torch.no_grad():
+        weight_ih.copy_(Wx.T)
+        weight_hh.copy_(Wh.T)
+        bias_ih.copy_(b)
+        bias_hh.zero_()
+    return module
+
+
 def torch_rnn_cell_with_weights(Wx, Wh, b):
     """An nn.RNNCell (tanh) computing exactly tanh(x @ Wx + h @ Wh + b)."""
-    D, H = Wx.shape
-    cell = nn.RNNCell(D, H, nonlinearity="tanh").to(device=Wx.device, dtype=Wx.dtype)
-    with torch.no_grad():
-        cell.weight_ih.copy_(Wx.T)
-        cell.weight_hh.copy_(Wh.T)
-        cell.bias_ih.copy_(b)
-        cell.bias_hh.zero_()
-    return cell
+    return with_our_weights(nn.RNNCell(*Wx.shape, nonlinearity="tanh"), Wx, Wh, b)
 
 
 def torch_rnn_with_weights(Wx, Wh, b):
     """A one-layer nn.RNN (tanh, batch_first) computing our recurrence."""
-    D, H = Wx.shape
-    rnn = nn.RNN(D, H, nonlinearity="tanh", batch_first=True).to(device=Wx.device, dtype=Wx.dtype)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(Wx.T)
-        rnn.weight_hh_l0.copy_(Wh.T)
-        rnn.bias_ih_l0.copy_(b)
-        rnn.bias_hh_l0.zero_()
-    return rnn
+    return with_our_weights(nn.RNN(*Wx.shape, nonlinearity="tanh", batch_first=True), Wx, Wh, b)
 
 
 def random_rnn_params(D, H, dtype=torch.float64, scale=0.5):
@@ -368,7 +372,7 @@ assert_close(dWh, rnn.weight_hh_l0.grad.T, name="dWh vs nn.RNN", hint="the weigh
 assert_close(db, rnn.bias_ih_l0.grad, name="db vs nn.RNN")
 print("rnn_backward matches the numerical gradients and nn.RNN.")
 ### BEGIN HIDDEN TESTS
-def _rnn_reference_grads(x, h0, Wx, Wh, b, dout, dlast=None):
+def _rnn_reference_grads(x, h0, Wx, Wh, b, dout):
     x_ref = x.clone().requires_grad_(True)
     h0_ref = h0.clone().requires_grad_(True)
     rnn = torch_rnn_with_weights(Wx, Wh, b)
@@ -636,25 +640,13 @@ def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b):
 def torch_lstm_cell_with_weights(Wx, Wh, b):
     """An nn.LSTMCell computing our LSTM step with the given weights."""
     D, H4 = Wx.shape
-    cell = nn.LSTMCell(D, H4 // 4).to(device=Wx.device, dtype=Wx.dtype)
-    with torch.no_grad():
-        cell.weight_ih.copy_(Wx.T)
-        cell.weight_hh.copy_(Wh.T)
-        cell.bias_ih.copy_(b)
-        cell.bias_hh.zero_()
-    return cell
+    return with_our_weights(nn.LSTMCell(D, H4 // 4), Wx, Wh, b)
 
 
 def torch_lstm_with_weights(Wx, Wh, b):
     """A one-layer nn.LSTM (batch_first) computing our LSTM with the given weights."""
     D, H4 = Wx.shape
-    lstm = nn.LSTM(D, H4 // 4, batch_first=True).to(device=Wx.device, dtype=Wx.dtype)
-    with torch.no_grad():
-        lstm.weight_ih_l0.copy_(Wx.T)
-        lstm.weight_hh_l0.copy_(Wh.T)
-        lstm.bias_ih_l0.copy_(b)
-        lstm.bias_hh_l0.zero_()
-    return lstm
+    return with_our_weights(nn.LSTM(D, H4 // 4, batch_first=True), Wx, Wh, b)
 
 
 def random_lstm_params(D, H, dtype=torch.float64):
@@ -665,13 +657,10 @@ def random_lstm_params(D, H, dtype=torch.float64):
     ]
 
 
-def assert_lstm_cell_grads(cell, params, label=""):
-    """Compare the .grad of our inputs and weights with those of the nn.LSTMCell/nn.LSTM copy."""
-    names = ["weight_ih", "weight_hh", "bias_ih"]
-    if isinstance(cell, nn.LSTM):
-        names = [n + "_l0" for n in names]
-    refs = [getattr(cell, n).grad for n in names]
-    for name, mine, ref in zip(["dWx", "dWh", "db"], params, [refs[0].T, refs[1].T, refs[2]]):
+def assert_lstm_cell_grads(module, params, label=""):
+    """Compare the .grad of our (Wx, Wh, b) with those of the nn.LSTMCell/nn.LSTM copy."""
+    weight_ih, weight_hh, bias_ih, _ = torch_parameters(module)
+    for name, mine, ref in zip(["dWx", "dWh", "db"], params, [weight_ih.grad.T, weight_hh.grad.T, bias_ih.grad]):
         assert_close(mine.grad, ref, name=f"{name} {label}")
 
 
