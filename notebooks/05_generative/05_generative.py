@@ -1048,7 +1048,7 @@ for step in (0, 999):  # the first and last steps, a batch of one, exact
     expected = alpha_bars[step].sqrt() * x0 + (1 - alpha_bars[step]).sqrt() * noise
     assert_close(xt, expected, name=f"x_t at index {step} (batch of one)")
 x0 = torch.randn(4, 3, dtype=torch.float32)
-noise = torch.randn_like(x0)
+noise = torch.randn(4, 3, dtype=torch.float32)
 t = torch.tensor([0, 1, 998, 999])
 xt = q_sample(x0, t, noise, alpha_bars.float())
 expected = alpha_bars.float()[t, None].sqrt() * x0 + (1 - alpha_bars.float()[t, None]).sqrt() * noise
