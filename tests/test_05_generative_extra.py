@@ -1,0 +1,116 @@
+"""05_generative checks that `dlcourse check` does not make: fast, no notebook execution.
+
+- every mutant is a small edit of the current solution cell (a mutant that drifted from
+  the source after an edit would test an old solution, not a bug);
+- the solution's diffusion pieces fit together: with the exact noise predictor of a
+  one-point data set, ancestral DDPM sampling and DDIM both end exactly on that point,
+  for the linear and the cosine schedule (a mistake in any of the schedule, q_sample or
+  the reverse step would leave them elsewhere);
+- the VAE's KL and negative ELBO agree with torch.distributions on random inputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.course import load_course
+
+NAME = "05_generative"
+MAX_CHANGED_LINES = 12
+
+
+@pytest.fixture(scope="module")
+def course():
+    return load_course(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture(scope="module")
+def source(course):
+    return read_source(course.source_path(NAME))
+
+
+@pytest.fixture(scope="module")
+def solution_cells(source):
+    return {
+        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
+        for c in source.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
+
+
+@pytest.fixture(scope="module")
+def solution(source, solution_cells):
+    """The solution functions plus the provided samplers, run as plain Python."""
+    namespace = {"torch": torch, "nn": nn, "F": F, "math": math}
+    for code in solution_cells.values():
+        exec(compile(code, f"<{NAME} solution>", "exec"), namespace)
+    for cell in source.cells:
+        if cell.cell_type == "code" and ("def ddpm_sample" in cell.source or "def ddim_sample" in cell.source):
+            provided = cell.source.split("\n\n\ndlcourse.seed_everything")[0]
+            exec(compile(provided, f"<{NAME} sampler>", "exec"), namespace)
+    return namespace
+
+
+def test_every_solution_cell_has_two_mutants(course, solution_cells):
+    counts = {gid: 0 for gid in solution_cells}
+    for path in course.mutants_dir(NAME).glob("*.py"):
+        counts[path.stem.split("--")[0]] += 1
+    assert all(n >= 2 for n in counts.values()), counts
+
+
+def test_mutants_are_small_edits_of_the_current_solution(course, solution_cells):
+    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
+        solution = solution_cells[path.stem.split("--")[0]].rstrip("\n").splitlines()
+        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
+        changed = [
+            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        assert 0 < len(changed) <= MAX_CHANGED_LINES, f"{path.name}: {len(changed)} changed lines"
+
+
+class PointOracle(nn.Module):
+    """The exact noise predictor when all the data sits at one point."""
+
+    def __init__(self, point, alpha_bars):
+        super().__init__()
+        self.point, self.alpha_bars = point, alpha_bars
+
+    def forward(self, xt, t):
+        alpha_bar = self.alpha_bars[t].view(-1, *[1] * (xt.dim() - 1))
+        return (xt - alpha_bar.sqrt() * self.point) / (1 - alpha_bar).sqrt()
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_samplers_land_on_a_one_point_data_set(solution, schedule):
+    torch.manual_seed(0)
+    betas = solution["linear_betas"](100, 1e-3, 0.2) if schedule == "linear" else solution["cosine_betas"](100)
+    alpha_bars = solution["alpha_bars_from_betas"](betas)
+    point = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    oracle = PointOracle(point, alpha_bars)
+    samples, _ = solution["ddpm_sample"](oracle, (64, 2), betas, alpha_bars)
+    torch.testing.assert_close(samples, point.expand(64, 2), rtol=1e-6, atol=1e-6)
+    samples = solution["ddim_sample"](oracle, (64, 2), alpha_bars, num_steps=10)
+    torch.testing.assert_close(samples, point.expand(64, 2), rtol=1e-6, atol=1e-6)
+
+
+def test_kl_and_negative_elbo_against_torch_distributions(solution):
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(16, 8, dtype=torch.float64), 3 * torch.randn(16, 8, dtype=torch.float64)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(solution["kl_to_standard_normal"](mu, logvar), kl)
+    x = torch.rand(16, 1, 28, 28, dtype=torch.float64)
+    logits = torch.randn_like(x)
+    log_likelihood = torch.distributions.Bernoulli(logits=logits, validate_args=False).log_prob(x).flatten(1).sum(1)
+    loss, reconstruction, kl_mean = solution["negative_elbo"](x, logits, mu, logvar)
+    torch.testing.assert_close(reconstruction, -log_likelihood.mean())
+    torch.testing.assert_close(loss, (kl - log_likelihood).mean())
