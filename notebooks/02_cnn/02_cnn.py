@@ -986,6 +986,7 @@ def train_cifar(model, epochs, batch_size=512, lr=0.4, weight_decay=5e-4, max_st
                 evaluate_each_epoch=True):
     """Train on cifar_train_x/y with augmentation, channels-last and mixed precision where supported."""
     amp_dtype = autocast_dtype(device)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN times its algorithms once, then uses the fastest
     model = model.to(device, memory_format=torch.channels_last)
     steps_per_epoch = max(1, len(cifar_train_x) // batch_size)
     total_steps = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
