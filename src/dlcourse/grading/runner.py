@@ -523,6 +523,12 @@ def serve(fd: int, config: dict) -> None:
         torch = sys.modules.get("torch")
         if threads and torch is not None:
             torch.set_num_threads(threads)
+        if threads:
+            # numpy's BLAS was loaded in the template with a thread per core; with several
+            # kernels at once that oversubscribes the cores many times over.
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(threads)
     except Exception:
         pass
     runner = RUNNER or Runner()

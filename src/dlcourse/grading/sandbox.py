@@ -14,7 +14,8 @@ depends on what the OS allows, and it reports exactly which steps held:
   uid (one per submission), without supplementary groups and with
   ``no_new_privs``, so it cannot write anywhere but its working copy and its
   private ``/tmp``, nor signal or inspect other submissions' processes.
-- ``limits``: address space (memory), file size, number of processes, no core dumps.
+- ``limits``: address space (memory; the data segment on an NVIDIA GPU machine, where CUDA
+  reserves a huge address space), file size, number of processes, no core dumps.
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def _vm_size() -> int:
+def _vm_size(field: str = "VmSize") -> int:
+    """This process's current address space (VmSize) or data segment (VmData), in bytes."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmSize:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -147,7 +149,13 @@ def enter(config: dict) -> dict:
         resource.RLIMIT_NPROC: config.get("nproc", 4096),
     }
     if config.get("memory_mb"):
-        limits[resource.RLIMIT_AS] = _vm_size() + config["memory_mb"] * 2**20
+        if _has_nvidia_gpu():
+            # CUDA reserves terabytes of address space at initialisation, so an address-space
+            # limit makes every CUDA call fail with "out of memory"; the data-segment limit
+            # counts only writable private memory, which is what a memory bomb allocates.
+            limits[resource.RLIMIT_DATA] = _vm_size("VmData") + config["memory_mb"] * 2**20
+        else:
+            limits[resource.RLIMIT_AS] = _vm_size() + config["memory_mb"] * 2**20
     for kind, value in limits.items():
         try:
             resource.setrlimit(kind, (value, value))
@@ -172,9 +180,15 @@ def enter(config: dict) -> dict:
     return report
 
 
+def _has_nvidia_gpu() -> bool:
+    """An NVIDIA driver is loaded (checked without initialising CUDA in the template)."""
+    return os.path.exists("/dev/nvidiactl")
+
+
 def resource_name(kind: int) -> str:
     names = {resource.RLIMIT_CORE: "core", resource.RLIMIT_FSIZE: "file size",
-             resource.RLIMIT_NPROC: "processes", resource.RLIMIT_AS: "memory"}
+             resource.RLIMIT_NPROC: "processes", resource.RLIMIT_AS: "memory",
+             resource.RLIMIT_DATA: "memory (data segment)"}
     return names.get(kind, str(kind))
 
 
