@@ -58,7 +58,7 @@ def test_core_dependencies_are_ranges_not_pins():
         )
 
 
-@pytest.mark.parametrize("colab_version", ["2.1.0", "2.5.1", "2.8.0", "2.9.0"])
+@pytest.mark.parametrize("colab_version", ["2.3.0", "2.5.1", "2.8.0", "2.9.0"])
 def test_colab_torch_versions_satisfy_the_range(colab_version):
     spec = pyproject_requirements()["torch"]
     assert Version(colab_version) in Requirement(f"torch{spec}").specifier

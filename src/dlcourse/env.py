@@ -119,3 +119,19 @@ def budget(full: T, grading: T) -> T:
     the full run, so a notebook grades in seconds on a CPU.
     """
     return grading if is_grading() else full
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``: None means plain float32.
+
+    bfloat16 on GPUs with native bf16 (compute capability 8.0+: A100, L4, H100, RTX 30xx+);
+    float16 on older GPUs (T4, V100), which then need a gradient scaler; float32 on CPU
+    and MPS. ``torch.cuda.is_bf16_supported()`` alone is not enough: by default it also
+    says yes on a T4, where bf16 is only emulated and slow.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, _ = torch.cuda.get_device_capability(index)
+    return torch.bfloat16 if major >= 8 else torch.float16

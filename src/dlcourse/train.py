@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from dlcourse.env import get_device, is_grading
+from dlcourse.env import autocast_dtype, get_device, is_grading
 
 __all__ = ["fit", "evaluate", "train_one_epoch"]
 
@@ -73,9 +73,9 @@ def _count_correct(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[int, i
 
 
 def _autocast(device: torch.device, amp: bool):
-    """Mixed precision where the GPU supports it: bfloat16 if available, else float16; else off."""
-    if amp and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    """Mixed precision where the GPU supports it: bfloat16 with native support, else float16; else off."""
+    dtype = autocast_dtype(device) if amp else None
+    if dtype is not None:
         return torch.autocast(device_type="cuda", dtype=dtype), dtype
     return torch.autocast(device_type=device.type, enabled=False), None
 
