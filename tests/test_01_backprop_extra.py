@@ -1,14 +1,11 @@
-"""01_backprop checks that `dlcourse check` does not make: fast, no notebook execution.
+"""01_backprop checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
 
-- every mutant is a *small* edit of the current solution cell (a mutant that drifted
-  from the source after an edit would test an old solution, not a bug);
 - the solution's NumPy layers and engine pass their own gradient checks when run as
   plain Python (the notebook source is valid Python with the markers as comments).
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,6 @@ from dlcourse.authoring.source import read_source, strip_markers
 from dlcourse.course import load_course
 
 NAME = "01_backprop"
-MAX_CHANGED_LINES = 20
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +30,6 @@ def solution_cells(course):
         for c in source.cells
         if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
     }
-
-
-def test_every_solution_cell_has_two_mutants(course, solution_cells):
-    mutants = sorted(course.mutants_dir(NAME).glob("*.py"))
-    counts = {gid: 0 for gid in solution_cells}
-    for path in mutants:
-        counts[path.stem.split("--")[0]] += 1
-    assert all(n >= 2 for n in counts.values()), counts
-
-
-def test_mutants_are_small_edits_of_the_current_solution(course, solution_cells):
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        grade_id = path.stem.split("--")[0]
-        solution = solution_cells[grade_id].rstrip("\n").splitlines()
-        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
-        changed = [
-            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))
-        ]
-        assert changed, f"{path.name} is identical to the solution"
-        assert len(changed) <= max(MAX_CHANGED_LINES, len(solution) // 5), (
-            f"{path.name} differs from the current solution of {grade_id} in {len(changed)} lines; "
-            "regenerate it from the source"
-        )
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
-"""02_cnn checks that `dlcourse check` does not make: fast, no notebook execution.
+"""02_cnn checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
 
-- every mutant is a *small* edit of the current solution cell (a mutant that drifted
-  from the source after an edit would test an old solution, not a bug);
 - the shared CIFAR network (dlcourse.models.cnn) has the shapes the notebook describes,
   and picks the precision the notebook promises;
 - the benchmark runs end to end on a CPU with tiny sizes and prints the ratio.
@@ -9,7 +7,6 @@
 
 from __future__ import annotations
 
-import difflib
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +19,6 @@ from dlcourse.course import load_course
 from dlcourse.models.cnn import CifarResNet, autocast_dtype, precision_name
 
 NAME = "02_cnn"
-MAX_CHANGED_LINES = 6
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,25 +35,6 @@ def solution_cells(course):
         for c in source.cells
         if c.metadata.get("nbgrader", {}).get("solution")
     }
-
-
-def test_every_solution_cell_has_two_mutants(course, solution_cells):
-    mutants = sorted(course.mutants_dir(NAME).glob("*.py"))
-    for grade_id in solution_cells:
-        assert sum(m.name.startswith(grade_id + "--") for m in mutants) >= 2, grade_id
-
-
-def test_mutants_are_small_edits_of_the_solution(course, solution_cells):
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        grade_id = path.stem.split("--")[0]
-        solution = solution_cells[grade_id].rstrip("\n").splitlines()
-        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
-        assert mutant != solution, f"{path.name} is identical to the solution"
-        changed = [
-            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))
-        ]
-        assert len(changed) <= 2 * MAX_CHANGED_LINES, f"{path.name} drifted from the solution: {changed}"
 
 
 @pytest.mark.parametrize("width, params", [(16, 412_944), (64, 6_573_120)])

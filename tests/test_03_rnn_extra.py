@@ -1,14 +1,11 @@
-"""03_rnn checks that `dlcourse check` does not make: fast, no notebook execution.
+"""03_rnn checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
 
-- every mutant is a *small* edit of the current solution cell (a mutant that drifted
-  from the source after an edit would test an old solution, not a bug);
 - the solution cells, run as plain Python, agree with PyTorch's own modules
   (nn.RNN, nn.LSTM) and build the truncated-BPTT layout the notebook describes.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,6 @@ from dlcourse.authoring.source import read_source, strip_markers
 from dlcourse.course import load_course
 
 NAME = "03_rnn"
-MAX_CHANGED_LINES = 12
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +40,6 @@ def solution(solution_cells):
     for code in solution_cells.values():
         exec(code, namespace)
     return namespace
-
-
-def test_every_solution_cell_has_two_mutants(course, solution_cells):
-    counts = {gid: 0 for gid in solution_cells}
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        counts[path.stem.split("--")[0]] += 1
-    assert all(n >= 2 for n in counts.values()), counts
-
-
-def test_mutants_are_small_edits_of_the_current_solution(course, solution_cells):
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        grade_id = path.stem.split("--")[0]
-        solution_lines = solution_cells[grade_id].rstrip("\n").splitlines()
-        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
-        changed = [
-            line for line in difflib.unified_diff(solution_lines, mutant, lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))
-        ]
-        assert changed, f"{path.name} is identical to the solution"
-        assert len(changed) <= MAX_CHANGED_LINES, (
-            f"{path.name} differs from the current solution of {grade_id} in {len(changed)} lines; "
-            "regenerate it from the source"
-        )
-        compile("\n".join(mutant), str(path), "exec")
 
 
 def test_rnn_by_hand_matches_nn_rnn(solution):

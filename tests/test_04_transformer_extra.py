@@ -1,7 +1,5 @@
-"""04_transformer checks that `dlcourse check` does not make: fast, no notebook execution.
+"""04_transformer checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
 
-- every mutant is a *small* edit of the current solution cell (a mutant that drifted
-  from the source after an edit would test an old solution, not a bug);
 - the solution's modules, run as plain Python, agree with PyTorch beyond what the
   notebook's tests cover: gradients of multi-head attention, float32 generation with
   and without the KV cache, attention in bfloat16 with a fully masked row.
@@ -9,7 +7,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,6 @@ from dlcourse.authoring.source import read_source, strip_markers  # noqa: E402
 from dlcourse.course import load_course  # noqa: E402
 
 NAME = "04_transformer"
-MAX_CHANGED_LINES = 12
 
 
 @pytest.fixture(scope="module")
@@ -40,30 +36,6 @@ def solution_cells(source):
         for c in source.cells
         if c.metadata.get("nbgrader", {}).get("solution") and not c.metadata.nbgrader.get("grade")
     }
-
-
-def test_every_solution_cell_has_two_mutants(course, solution_cells):
-    counts = {gid: 0 for gid in solution_cells}
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        counts[path.stem.split("--")[0]] += 1
-    assert all(n >= 2 for n in counts.values()), counts
-
-
-def test_mutants_are_small_edits_of_the_current_solution(course, solution_cells):
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        grade_id = path.stem.split("--")[0]
-        solution = solution_cells[grade_id].rstrip("\n").splitlines()
-        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
-        changed = [
-            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))
-        ]
-        assert changed, f"{path.name} is identical to the solution"
-        assert len(changed) <= MAX_CHANGED_LINES, (
-            f"{path.name} differs from the current solution of {grade_id} in {len(changed)} lines; "
-            "regenerate it from the source"
-        )
-        compile("\n".join(mutant), str(path), "exec")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
-"""05_generative checks that `dlcourse check` does not make: fast, no notebook execution.
+"""05_generative checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
 
-- every mutant is a small edit of the current solution cell (a mutant that drifted from
-  the source after an edit would test an old solution, not a bug);
 - the solution's diffusion pieces fit together: with the exact noise predictor of a
   one-point data set, ancestral DDPM sampling and DDIM both end exactly on that point,
   for the linear and the cosine schedule (a mistake in any of the schedule, q_sample or
@@ -11,7 +9,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 
@@ -24,7 +21,6 @@ from dlcourse.authoring.source import read_source, strip_markers
 from dlcourse.course import load_course
 
 NAME = "05_generative"
-MAX_CHANGED_LINES = 12
 
 
 @pytest.fixture(scope="module")
@@ -57,24 +53,6 @@ def solution(source, solution_cells):
             provided = cell.source.split("\n\n\ndlcourse.seed_everything")[0]
             exec(compile(provided, f"<{NAME} sampler>", "exec"), namespace)
     return namespace
-
-
-def test_every_solution_cell_has_two_mutants(course, solution_cells):
-    counts = {gid: 0 for gid in solution_cells}
-    for path in course.mutants_dir(NAME).glob("*.py"):
-        counts[path.stem.split("--")[0]] += 1
-    assert all(n >= 2 for n in counts.values()), counts
-
-
-def test_mutants_are_small_edits_of_the_current_solution(course, solution_cells):
-    for path in sorted(course.mutants_dir(NAME).glob("*.py")):
-        solution = solution_cells[path.stem.split("--")[0]].rstrip("\n").splitlines()
-        mutant = path.read_text(encoding="utf-8").rstrip("\n").splitlines()
-        changed = [
-            line for line in difflib.unified_diff(solution, mutant, lineterm="", n=0)
-            if line[:1] in "+-" and not line.startswith(("+++", "---"))
-        ]
-        assert 0 < len(changed) <= MAX_CHANGED_LINES, f"{path.name}: {len(changed)} changed lines"
 
 
 class PointOracle(nn.Module):
