@@ -193,14 +193,13 @@ def strip_markers(source: str, keep_hidden: bool) -> str:
     return "\n".join(out).rstrip("\n")
 
 
+def cell_role(nbgrader_metadata: dict) -> str | None:
+    """'tests', 'answer' or 'solution' from a cell's nbgrader metadata; None for a plain cell."""
+    if nbgrader_metadata.get("grade"):
+        return "answer" if nbgrader_metadata.get("solution") else "tests"
+    return "solution" if nbgrader_metadata.get("solution") else None
+
+
 def graded_cells(nb: NotebookNode, role: str) -> list[NotebookNode]:
     """The cells of a source notebook with one role (solution, tests or answer)."""
-    def has_role(cell: NotebookNode) -> bool:
-        meta = cell.metadata.get("nbgrader", {})
-        if role == "tests":
-            return bool(meta.get("grade")) and not meta.get("solution")
-        if role == "answer":
-            return bool(meta.get("grade")) and bool(meta.get("solution"))
-        return bool(meta.get("solution")) and not meta.get("grade")
-
-    return [c for c in nb.cells if has_role(c)]
+    return [c for c in nb.cells if cell_role(c.metadata.get("nbgrader", {})) == role]

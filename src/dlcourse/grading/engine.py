@@ -39,7 +39,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.authoring.source import strip_markers
+from dlcourse.authoring.source import cell_role, strip_markers
 from dlcourse.grading.zygote import Zygote, zygote  # noqa: F401 (re-exported)
 
 STATUS_GRADED = "graded"
@@ -94,13 +94,11 @@ def _nbgrader(cell: NotebookNode) -> dict:
 
 
 def _is_test(cell: NotebookNode) -> bool:
-    meta = _nbgrader(cell)
-    return bool(meta.get("grade")) and not meta.get("solution")
+    return cell_role(_nbgrader(cell)) == "tests"
 
 
 def _is_answer(cell: NotebookNode) -> bool:
-    meta = _nbgrader(cell)
-    return bool(meta.get("grade")) and bool(meta.get("solution"))
+    return cell_role(_nbgrader(cell)) == "answer"
 
 
 def _normalized(text: str) -> str:
