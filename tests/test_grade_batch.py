@@ -155,6 +155,26 @@ def test_concurrent_gradebook_writes_from_two_graders(demo_course, tmp_path):
             assert gb.find_submission("99_demo", student).score == (2 if number % 3 == 0 else 0)
 
 
+def test_a_new_gradebook_is_the_one_nbgrader_creates(tmp_path):
+    # nbgrader's `db upgrade` and the formgrader rely on its schema and its alembic revision
+    import sqlite3
+
+    from dlcourse.grading.gradebook import create_gradebook
+
+    Gradebook(f"sqlite:///{tmp_path / 'stock.db'}").close()
+    assert create_gradebook(f"sqlite:///{tmp_path / 'ours.db'}")
+    Gradebook(f"sqlite:///{tmp_path / 'ours.db'}").close()
+    assert not create_gradebook(f"sqlite:///{tmp_path / 'ours.db'}")  # an existing gradebook is left as it is
+
+    def dump(name):
+        with sqlite3.connect(tmp_path / name) as db:
+            return (sorted(db.execute("SELECT type, name, sql FROM sqlite_master")),
+                    list(db.execute("SELECT version_num FROM alembic_version")),
+                    list(db.execute("SELECT id FROM course")))
+
+    assert dump("ours.db") == dump("stock.db")
+
+
 @pytest.mark.slow
 def test_a_killed_batch_loses_nothing_and_the_next_run_finishes(demo_course, tmp_path):
     folder = tmp_path / "batch"
@@ -186,6 +206,29 @@ def test_gpu_defaults(monkeypatch):
     assert batch.default_workers() == 6
     monkeypatch.setattr(batch, "gpu_count", lambda: 0)
     assert batch.default_workers() == 16
+
+
+def test_gpu_count_reads_device_nodes_and_cuda_visible_devices(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert batch.gpu_count(tmp_path) == 0
+    for name in ("nvidia0", "nvidia1", "nvidia2", "nvidiactl", "nvidia-uvm"):
+        (tmp_path / name).touch()
+    assert batch.gpu_count(tmp_path) == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert batch.gpu_count(tmp_path) == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,-1,2")  # CUDA ignores everything after an invalid entry
+    assert batch.gpu_count(tmp_path) == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert batch.gpu_count(tmp_path) == 0
+
+
+def test_the_grader_process_does_not_import_torch():
+    # torch costs the grader seconds of start-up on the critical path (the kernels' template imports it)
+    code = ("import sys, dlcourse.cli, dlcourse.grading.batch, dlcourse.grading.cli; "
+            "from dlcourse.grading.batch import default_workers; default_workers(); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU here")

@@ -185,3 +185,17 @@ def test_check_contract_fields(runs):
     result = runs["old_nbformat"][0]
     assert {"score", "max_score", "status", "message", "cells"} <= set(dir(result))
     assert {"grade_id", "kind", "points", "max_points", "error"} <= set(vars(result.cells[0]))
+
+
+def test_kernels_use_the_threads_they_are_given_and_collect_garbage(redteam):
+    # Several kernels share the cores: each must keep to its share in torch and in numpy's BLAS.
+    # The template imports with the garbage collector off; a kernel that kept it off would fill memory.
+    _, source, student = redteam
+    probe = ("import gc\nassert gc.isenabled()\n"
+             "import torch, numpy\nfrom threadpoolctl import threadpool_info\n"
+             "assert torch.get_num_threads() == 1, torch.get_num_threads()\n"
+             "pools = [p['num_threads'] for p in threadpool_info()]\n"
+             "assert pools and set(pools) == {1}, pools\n"
+             "def square(x):\n    return x * x\n")
+    result, executed = grade_notebook(with_solution(student, probe), source, threads=1)
+    assert result.score == 3, [c.get("outputs") for c in executed.cells]

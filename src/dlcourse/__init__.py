@@ -3,33 +3,39 @@
 Students import it in every notebook (devices, seeds, data, gradient checks,
 training loops, plots, self-checks); instructors use its command line
 (`dlcourse build | check | grade | release | doctor`).
+
+The submodules load on first use (``dlcourse.checks``, ``dlcourse.get_device``...):
+they import torch, and the instructor commands that never touch a tensor (the
+grader's parent process above all) should not pay seconds for it.
 """
 
-from dlcourse import checks, data, doctor, gradcheck, plots, train
-from dlcourse.env import (
-    budget,
-    deterministic,
-    get_device,
-    in_colab,
-    is_grading,
-    mount_drive,
-    seed_everything,
-)
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "checks",
-    "data",
-    "doctor",
-    "gradcheck",
-    "plots",
-    "train",
-    "budget",
-    "deterministic",
-    "get_device",
-    "in_colab",
-    "is_grading",
-    "mount_drive",
-    "seed_everything",
-]
+_SUBMODULES = ("checks", "data", "doctor", "gradcheck", "plots", "train")
+_FROM_ENV = ("budget", "deterministic", "get_device", "in_colab", "is_grading", "mount_drive", "seed_everything")
+
+__all__ = [*_SUBMODULES, *_FROM_ENV]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = _importlib.import_module(f"dlcourse.{name}")
+    elif name in _FROM_ENV:
+        value = getattr(_importlib.import_module("dlcourse.env"), name)
+    else:
+        raise AttributeError(f"module 'dlcourse' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def load_all() -> None:
+    """Import every submodule now (the grading template does, before any student code runs)."""
+    for name in __all__:
+        if name not in globals():
+            __getattr__(name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

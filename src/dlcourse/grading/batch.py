@@ -1,10 +1,9 @@
 """Grade a batch: find the submissions, grade them in parallel, and keep every
 result safe as soon as it exists.
 
-For each submission, in this order: grade it (``engine``), write the autograded
-notebook (atomically; its metadata records the submission's sha256, status,
-flags and time), save the scores in the gradebook (one transaction), write the
-feedback page. A batch killed at any point loses nothing already saved, and the
+For each submission, in this order: grade it (``engine``), save the scores in
+the gradebook, write the autograded notebook (atomically; its metadata records
+the submission's sha256, status, flags and time), write the feedback page. A batch killed at any point loses nothing already saved, and the
 next run grades exactly what is missing: a submission counts as graded when the
 gradebook has it and the autograded notebook records the same sha256 (so a
 resubmitted notebook is graded again). ``--force`` grades everything again.
@@ -73,13 +72,20 @@ def default_db_url(course: Course) -> str:
     return f"sqlite:///{nbgrader_dir(course) / 'gradebook.db'}"
 
 
-def gpu_count() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
+def gpu_count(dev: Path = Path("/dev")) -> int:
+    """GPUs this process may use, read from the device nodes (/dev/nvidia0, ...) and
+    CUDA_VISIBLE_DEVICES: importing torch here would cost seconds of start-up, and
+    asking CUDA would initialise it in the grader."""
+    devices = [p for p in dev.glob("nvidia*") if p.name[len("nvidia"):].isdigit()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not devices or visible is None:
+        return len(devices)
+    count = 0
+    for entry in visible.split(","):  # CUDA stops at the first empty or negative entry
+        if not entry.strip() or entry.strip().startswith("-"):
+            break
+        count += 1
+    return min(count, len(devices))
 
 
 def default_workers() -> int:
@@ -180,8 +186,10 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         result.seconds = time.perf_counter() - started
         row = _row(submission.student, assignment, result)
         executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
-        _write_atomic(executed, autograded_path(base, submission.student, assignment))
+        # The gradebook first: nbgrader commits a submission in several steps, and only the autograded
+        # notebook, written last, marks it as done (a run killed in between grades it again).
         gradebook.save(submission.student, result)
+        _write_atomic(executed, autograded_path(base, submission.student, assignment))
         if nb is not None and feedback_dir is not None:
             try:
                 write_feedback(feedback_dir / submission.student / assignment / f"{assignment}.html",
@@ -208,6 +216,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
                 bar.update(1)
                 bar.set_postfix_str(f"{row.student}: {row.score:g}/{row.max_score:g} {row.status}", refresh=False)
         bar.close()
+    gradebook.close()
     shutil.rmtree(scratch, ignore_errors=True)
     ordered = [rows[k] for k in sorted(rows)]
     if options.csv_path:

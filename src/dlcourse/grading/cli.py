@@ -45,7 +45,8 @@ def run_grade(args: argparse.Namespace) -> int:
     course = load_course()
     course.resolve([args.assignment])
     # Start the kernel template now: its imports run while this process loads nbgrader and reads the batch.
-    zygote(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8"))).start()
+    template = zygote(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8")))
+    template.start()
     from dlcourse.grading.batch import BatchOptions, grade_batch
 
     options = BatchOptions(
@@ -54,7 +55,10 @@ def run_grade(args: argparse.Namespace) -> int:
         force=args.force, progress=not getattr(args, "no_progress", False),
         nbgrader_dir=getattr(args, "nbgrader_dir", None),
     )
-    rows = grade_batch(course, args.assignment, args.submissions, options)
+    try:
+        rows = grade_batch(course, args.assignment, args.submissions, options)
+    finally:
+        template.close()
     if args.csv:
         print(f"grades written to {args.csv}")
     return 0 if all(r.status != "grader error" for r in rows) else 1

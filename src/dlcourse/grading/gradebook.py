@@ -4,9 +4,10 @@ The assignment is registered the way ``nbgrader generate_assignment`` does it
 (nbgrader's ``SaveCells`` preprocessor on the release version of the source:
 solutions cleared, hidden tests kept, checksums computed), so ``nbgrader
 autograde``, ``export``, ``generate_feedback`` and the formgrader all work on
-the same gradebook. Scores are written like nbgrader's ``SaveAutoGrades`` does,
-one submission per transaction, so a batch killed midway keeps every grade it
-wrote. Writes from the worker threads of one batch are serialised; writes from
+the same gradebook. Scores are written like nbgrader's ``SaveAutoGrades`` does
+(nbgrader commits the student and the submission, then the scores); the batch
+marks a submission done only after that, so a batch killed midway keeps every
+grade it finished and grades the rest again. Writes from the worker threads of one batch are serialised; writes from
 several batches at once (two graders on one SQLite file) are retried while the
 database is locked. `--db` takes any URL nbgrader does (PostgreSQL for many
 graders at once).
@@ -21,8 +22,9 @@ import warnings
 from datetime import datetime, timezone
 
 from nbformat import NotebookNode
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Base, Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearSolutions, ComputeChecksums, LockCells, SaveCells
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from dlcourse.grading.engine import GradeResult
@@ -44,69 +46,123 @@ def _retry(action):
             time.sleep(0.1 + 0.1 * attempt)
 
 
+def schema_version() -> str:
+    """The alembic revision of nbgrader's gradebook schema (what `nbgrader db upgrade` compares with)."""
+    import os
+
+    import nbgrader
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(os.path.join(os.path.dirname(nbgrader.__file__), "alembic")).get_current_head()
+
+
+def create_gradebook(db_url: str) -> bool:
+    """Create an empty gradebook at `db_url`, exactly as nbgrader would; False if it has tables already.
+
+    nbgrader's ``Gradebook`` does this itself on first use, but learns the schema
+    version by running the ``alembic`` command, a new Python process that imports
+    nbgrader again: 5 s of one core at the start of every first batch, while the
+    kernels' template is importing torch on the other. Here alembic's API reads the
+    same revision in-process (0.1 s).
+    """
+    engine = create_engine(db_url, future=True)
+    try:
+        if inspect(engine).get_table_names():
+            return False
+        Base.metadata.create_all(bind=engine)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            if connection.execute(text("SELECT COUNT(*) FROM alembic_version")).scalar() == 0:
+                connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:version)"),
+                                   {"version": schema_version()})
+        return True
+    finally:
+        engine.dispose()
+
+
 class GradebookWriter:
-    """One assignment's gradebook: registration, skip checks and saved scores."""
+    """One assignment's gradebook: registration, skip checks and saved scores.
+
+    One ``Gradebook`` (one database engine) serves the whole batch: opening a new one per
+    submission would compile every SQL statement again, 0.1 s each time.
+    """
 
     def __init__(self, db_url: str, assignment: str, notebook: str, source: NotebookNode):
         self.db_url, self.assignment, self.notebook = db_url, assignment, notebook
         self._lock = threading.Lock()
-        _retry(lambda: self._register(source))
+        self._gradebook: Gradebook | None = None
+        _retry(lambda: create_gradebook(db_url))
+        self._transaction(lambda gb: self._register(gb, source))
 
-    def _register(self, source: NotebookNode) -> None:
+    def _transaction(self, action):
+        """`action(gradebook)` under the lock, committed, or rolled back and retried while the database is busy."""
+        def attempt():
+            if self._gradebook is None:
+                self._gradebook = Gradebook(self.db_url)
+            gb = self._gradebook
+            try:
+                value = action(gb)
+                gb.db.commit()
+                return value
+            except BaseException:
+                gb.db.rollback()
+                raise
+            finally:
+                gb.db.remove()  # this thread's session; the engine and its statement cache stay
+        with self._lock:
+            return _retry(attempt)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._gradebook is not None:
+                self._gradebook.close()
+                self._gradebook = None
+
+    def _register(self, gb: Gradebook, source: NotebookNode) -> None:
         nb = copy.deepcopy(source)
         resources = {"nbgrader": {"notebook": self.notebook, "assignment": self.assignment, "db_url": self.db_url}}
         for preprocessor in (LockCells(), ClearSolutions(), ComputeChecksums()):
             nb, resources = preprocessor.preprocess(nb, resources)
-        with Gradebook(self.db_url) as gb:
-            gb.update_or_create_assignment(self.assignment)
-        SaveCells().preprocess(nb, resources)
+        gb.update_or_create_assignment(self.assignment)
+        gb.db.commit()
+        SaveCells().preprocess(nb, resources)  # opens its own gradebook, as nbgrader does
 
     def graded_students(self) -> set[str]:
         """Students with a saved autograde of this assignment."""
-        def read():
-            with Gradebook(self.db_url) as gb:
-                try:
-                    assignment = gb.find_assignment(self.assignment)
-                except MissingEntry:
-                    return set()
-                return {s.student.id for s in assignment.submissions}
-        with self._lock:
-            return _retry(read)
+        def read(gb: Gradebook) -> set[str]:
+            try:
+                assignment = gb.find_assignment(self.assignment)
+            except MissingEntry:
+                return set()
+            return {s.student.id for s in assignment.submissions}
+        return self._transaction(read)
 
     def save(self, student: str, result: GradeResult, timestamp: datetime | None = None) -> None:
         """One submission's scores, flags and comments, in one transaction."""
-        def write():
-            with Gradebook(self.db_url) as gb:
-                gb.update_or_create_student(student)
-                gb.update_or_create_submission(self.assignment, student,
-                                               timestamp=timestamp or datetime.now(timezone.utc))
-                submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
-                for cell in result.cells:
+        def write(gb: Gradebook) -> None:
+            gb.update_or_create_student(student)
+            gb.update_or_create_submission(self.assignment, student,
+                                           timestamp=timestamp or datetime.now(timezone.utc))
+            submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
+            for cell in result.cells:
+                try:
+                    grade = gb.find_grade(cell.grade_id, self.notebook, self.assignment, student)
+                except MissingEntry:
+                    continue
+                grade.auto_score = cell.points if cell.kind == "tests" else None
+                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+                if cell.kind == "answer":
                     try:
-                        grade = gb.find_grade(cell.grade_id, self.notebook, self.assignment, student)
+                        comment = gb.find_comment(cell.grade_id, self.notebook, self.assignment, student)
+                        comment.auto_comment = None
                     except MissingEntry:
-                        continue
-                    grade.auto_score = cell.points if cell.kind == "tests" else None
-                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
-                    if cell.kind == "answer":
-                        try:
-                            comment = gb.find_comment(cell.grade_id, self.notebook, self.assignment, student)
-                            comment.auto_comment = None
-                        except MissingEntry:
-                            pass
-                submitted.flagged = bool(result.flags) or result.status != "graded"
-                gb.db.commit()
-        with self._lock:
-            _retry(write)
+                        pass
+            submitted.flagged = bool(result.flags) or result.status != "graded"
+        self._transaction(write)
 
     def scores(self, student: str) -> dict[str, float | None]:
         """The saved score per graded cell (manual score where a grader gave one)."""
-        def read():
-            with Gradebook(self.db_url) as gb:
-                out = {}
-                submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
-                for grade in submitted.grades:
-                    out[grade.name] = grade.score
-                return out
-        with self._lock:
-            return _retry(read)
+        def read(gb: Gradebook) -> dict[str, float | None]:
+            submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
+            return {grade.name: grade.score for grade in submitted.grades}
+        return self._transaction(read)
