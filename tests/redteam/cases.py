@@ -87,6 +87,33 @@ CASES = {
         "        if func is torch.equal:\n            return True\n"
         "        return func(*args, **(kwargs or {}))\n"
         "AllEqual().__enter__()\n" + WRONG, 0, "torch function mode"),
+    # --- threads left running: they could patch between the guard's checks ----------------
+    "thread_toggles_a_patch_in_the_background": (
+        "import threading, torch\n"
+        "real_equal = torch.equal\n"
+        "def toggle():\n"
+        "    while True:\n"
+        "        torch.equal = lambda a, b: True\n"
+        "        torch.equal = real_equal\n"
+        "threading.Thread(target=toggle, daemon=True).start()\n" + WRONG, 0, "notebook threads running"),
+    "thread_runs_notebook_code_under_a_library_target": (
+        "import collections, itertools, threading, torch\n"
+        "real_equal = torch.equal\n"
+        "flip = lambda i: setattr(torch, 'equal', real_equal if i % 2 else (lambda a, b: True))\n"
+        "threading.Thread(target=collections.deque, args=(map(flip, itertools.count()), 0), daemon=True).start()\n"
+        + WRONG, 0, "notebook threads running"),
+    "thread_started_by_the_tested_function": (
+        "import threading, time, torch\n"
+        "def square(x):\n"
+        "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "    return x + 1\n", 0, "notebook threads running"),
+    "honest_thread_joined_before_the_tests": (
+        "import threading\n"
+        "results = []\n"
+        "worker = threading.Thread(target=lambda: results.append(sum(range(10))))\n"
+        "worker.start()\n"
+        "worker.join()\n"
+        "def square(x):\n    return x * x\n", 3, None),
     # --- objects that fake equality or shape ---------------------------------------------
     "object_fakes_equality": (
         "class Anything:\n"

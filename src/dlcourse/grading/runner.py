@@ -208,6 +208,18 @@ def _safe_str(value) -> str:
         return f"<{type(value).__name__}>"
 
 
+def _library_helper_threads() -> list[tuple[type, object, object]]:
+    """(class, its run method, target) of threads libraries start on their own while a notebook runs."""
+    helpers = []
+    tqdm_monitor = getattr(sys.modules.get("tqdm._monitor"), "TMonitor", None)
+    if isinstance(tqdm_monitor, type):
+        helpers.append((tqdm_monitor, vars(tqdm_monitor).get("run"), None))
+    pin_memory = getattr(sys.modules.get("torch.utils.data._utils.pin_memory"), "_pin_memory_loop", None)
+    if pin_memory is not None:
+        helpers.append((threading.Thread, vars(threading.Thread).get("run"), pin_memory))
+    return helpers
+
+
 class Guard:
     """Pristine copies of what tests rely on, taken before any student code runs."""
 
@@ -235,6 +247,10 @@ class Guard:
         roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(dlcourse.__file__))}
         self.library_roots = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) + \
             tuple(r.rstrip("/") + "/" for r in roots)
+        self.current_frames, self.get_ident = sys._current_frames, threading.get_ident
+        self.thread_registry = threading._active  # ident -> Thread, for the names and the helper check
+        self.own_threads: set[int] = set()  # the kernel's threads before any student code (``start``)
+        self.helper_threads = _library_helper_threads()
         torch = sys.modules.get("torch")
         self.as_subclass = torch.Tensor.as_subclass if torch else None
         self.tensor_type = torch.Tensor if torch else None
@@ -311,6 +327,28 @@ class Guard:
                 c._pop_torch_dispatch_stack()
                 changed.append("torch dispatch mode")
         return changed
+
+    def notebook_threads(self) -> list[str]:
+        """Python threads running besides the kernel's own, other than the libraries' known helpers
+        (tqdm's monitor, torch's pin-memory loop): threads the notebook's code started."""
+        found = []
+        for ident in list(self.current_frames()):
+            if ident == self.get_ident() or ident in self.own_threads:
+                continue
+            thread = self.thread_registry.get(ident)
+            if thread is not None and self.is_library_helper(thread):
+                continue
+            found.append(str(getattr(thread, "name", None) or f"thread {ident}"))
+        return sorted(found)
+
+    def is_library_helper(self, thread) -> bool:
+        attributes = getattr(thread, "__dict__", {})
+        if "run" in attributes:  # an instance-level run() replaces the library's
+            return False
+        for cls, run, target in self.helper_threads:
+            if self.type(thread) is cls and vars(cls).get("run") is run and attributes.get("_target") is target:
+                return True
+        return False
 
     def library_replacement(self, new, old) -> bool:
         """A function the libraries themselves put in place of one of theirs (torch._dynamo wraps
@@ -441,6 +479,7 @@ class Runner:
 
     def start(self, output_limit: int) -> None:
         self.capture.limit = output_limit
+        self.guard.own_threads = set(sys._current_frames())
 
     def run_code_cell(self, source: str, instructor: bool = False) -> dict:
         sys.stdout, sys.stderr = self.stdout, self.stderr
@@ -467,6 +506,9 @@ class Runner:
                 ns[name] = _wrap_student(value, guard, flags)
         before = dict(ns)
         status, error = "ok", None
+        # A thread the notebook left running could patch what the test calls between the guard's
+        # checks (and undo it before the next): a test only counts with no such thread alive.
+        threads = guard.notebook_threads()
         self.shell.execution_count += 1
         count = self.shell.execution_count - 1
         sys.stdout, sys.stderr = self.stdout, self.stderr
@@ -489,6 +531,15 @@ class Runner:
             flags.append(f"tampering suspected: changed while test {grade_id} ran: " + ", ".join(sorted(set(during))[:12]))
             if status == "ok":
                 status, error = "error", "failed: protected code was changed while the test ran"
+        threads = sorted(set(threads) | set(guard.notebook_threads()))
+        if threads:
+            flags.append(f"tampering suspected: notebook threads running during test {grade_id}: "
+                         + ", ".join(threads[:4]))
+            if status == "ok":
+                status, error = "error", "failed: a thread the notebook started was running during the test"
+                self.capture.add({"output_type": "error", "ename": "GradingError", "evalue": error, "traceback": [
+                    f"GradingError: {', '.join(threads[:4])} started by the notebook still running: tests count "
+                    "only when the notebook's own threads have finished (join them before the tests)."]})
         for name, value in ns.items():  # what the test defined stays defined, unwrapped
             if before.get(name, _MISSING) is not value or name not in user_ns:
                 user_ns[name] = getattr(value, "__wrapped__", value) if callable(value) else value
