@@ -7,10 +7,13 @@ reads it from the executed notebook.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
-from pathlib import Path
+import secrets
 import socket
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +46,10 @@ with tempfile.TemporaryDirectory() as private:
     report["tmp"] = sorted(os.listdir("/tmp"))
 report["cwd_name"] = os.path.basename(os.getcwd())
 report["hidden_in_copy"] = ("hidden " + "scalar") in open("99_redteam.ipynb").read()
+report["pid"] = os.getpid()
+report["processes"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+import subprocess
+subprocess.Popen(["sleep", "300", PATHS["marker"]], start_new_session=True)  # a daemon left behind
 print("REPORT" + json.dumps(report))
 '''
 
@@ -71,6 +78,7 @@ def probe(tmp_path_factory):
         "write": {"course": str(root / "planted.txt"), "package": str(
             __import__("dlcourse").__file__ + ".planted"), "etc": "/etc/planted"},
         "port": server.getsockname()[1],
+        "marker": f"{secrets.token_hex(8)}",
     }
     nb = insert_after(with_solution(student, CORRECT), "square", f"PATHS = {json.dumps(paths)}\n" + PROBE)
     try:
@@ -124,3 +132,65 @@ def test_runs_as_its_own_unprivileged_user(probe):
 def test_the_notebook_in_the_copy_has_no_hidden_tests(probe):
     """The copy holds the notebook as handed in, never the restored one with hidden tests."""
     assert probe[1]["hidden_in_copy"] is False
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def test_the_kernel_sees_only_its_own_processes(probe):
+    result, report, _, _ = probe
+    assert result.isolation["pids"] is True
+    assert report["pid"] == 1 and report["processes"] == [1]  # not the grader, not other submissions
+
+
+def test_nothing_a_submission_starts_outlives_its_grading(probe):
+    _, _, _, paths = probe
+    assert _processes_with(paths["marker"]) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the test becomes an unprivileged user; that needs root")
+def test_without_root_the_hidden_folders_stay_hidden():
+    """The path a grader without root takes: a user namespace, in which the kernel would hold every
+    capability; it must not be able to unmount the covers (here: the private /tmp over everyone's)."""
+    from dlcourse.grading import sandbox
+
+    outside = Path(tempfile.mkdtemp(prefix="dlcourse-secret-"))
+    (outside / "answers.txt").write_text("42")
+    workdir = Path(tempfile.mkdtemp(prefix="dlcourse-work-"))
+    for folder in (outside, workdir):
+        os.chmod(folder, 0o777)
+    os.chmod(outside / "answers.txt", 0o644)
+    libc = ctypes.CDLL(None, use_errno=True)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child becomes "nobody", then confines itself as a kernel of a non-root grader would
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: setuid cleared it, a grader started as nobody has it
+            report = sandbox.enter({"workdir": str(workdir), "hide": [], "expose": [], "isolate": True})
+            seen = {"report": report, "uid": os.getuid(), "pid": os.getpid(),
+                    "unmount_tmp": libc.umount2(b"/tmp", 2), "unmount_proc": libc.umount2(b"/proc", 2)}
+            seen["secret_visible"] = (outside / "answers.txt").exists()
+            os.write(write, json.dumps(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    seen = json.loads(text)
+    assert seen["uid"] == 65534 and seen["report"]["namespaces"] and seen["report"]["pids"], seen
+    assert seen["pid"] == 1 and seen["report"]["errors"] == [], seen
+    assert seen["unmount_tmp"] == -1 and seen["unmount_proc"] == -1, seen
+    assert seen["secret_visible"] is False, seen

@@ -5,6 +5,11 @@ depends on what the OS allows, and it reports exactly which steps held:
 
 - ``namespaces``: a private mount, network, IPC and UTS namespace (root, or a
   user namespace otherwise). No network at all (only a downed loopback).
+- ``pids``: a private PID namespace with its own ``/proc``: the kernel is process 1
+  of it and sees no other process (not the grader, not other submissions); every
+  process it leaves behind dies with it. Only a child can enter a new PID
+  namespace, so the process forks once more; the parent stays outside, passes on
+  interrupts and exits with it.
 - ``hidden``: the course repository's parent folder, the submissions, the
   gradebook, the output folders, home and temp folders are covered by empty
   tmpfs mounts; the Python installation and the public package are mounted back
@@ -16,6 +21,8 @@ depends on what the OS allows, and it reports exactly which steps held:
   private ``/tmp``, nor signal or inspect other submissions' processes.
 - ``limits``: address space (memory; the data segment on an NVIDIA GPU machine, where CUDA
   reserves a huge address space), file size, number of processes, no core dumps.
+- capabilities: none left, so a kernel cannot unmount what hides the folders (without
+  root, its user namespace would otherwise give it every capability inside it).
 """
 
 from __future__ import annotations
@@ -32,14 +39,17 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWPID = 0x20000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 PR_SET_NO_NEW_PRIVS = 38
 O_PATH = getattr(os, "O_PATH", 0o10000000)
 
@@ -113,24 +123,81 @@ def _hide_and_expose(hide: list[str], expose: list[str], workdir: str, tmp_mb: i
     return done
 
 
+def _unshare_namespaces(is_root: bool) -> bool:
+    """Private namespaces for this process (a user namespace too when not root); True if a PID
+    namespace is among them (where the kernel refuses one, the others still hold)."""
+    base = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | (0 if is_root else CLONE_NEWUSER)
+    real_uid, real_gid = os.getuid(), os.getgid()
+    try:
+        _unshare(base | CLONE_NEWPID)
+        with_pids = True
+    except OSError:
+        _unshare(base)
+        with_pids = False
+    if not is_root:
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{real_uid} {real_uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{real_gid} {real_gid} 1")
+    return with_pids
+
+
+def _fork_into_pid_namespace() -> None:
+    """Fork: the child returns, as process 1 of the new PID namespace; this process stays outside
+    and never returns. It holds no file of the grader's (so the grader sees the child's end at once),
+    passes on the grader's interrupts, and exits with the child."""
+    child = os.fork()
+    if child == 0:
+        return
+    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+    def forward(signum, _frame):
+        try:
+            os.kill(child, signum)
+        except OSError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    status = 0
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF if status else 0)
+
+
+def _drop_capabilities() -> None:
+    """No capabilities left: without root, the user namespace gave this process every capability
+    inside it, enough to unmount the covers over the hidden folders (or the private /proc)."""
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    nothing = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: 2 x 32 bits each
+    _check(_libc.capset(header, nothing), "capset")
+
+
+def _mount_own_proc() -> None:
+    """A /proc that shows only this PID namespace's processes."""
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def enter(config: dict) -> dict:
-    """Confine this process as `config` asks; returns what held (for the flags and the docs)."""
-    report: dict = {"namespaces": False, "network": True, "hidden": [], "user": None, "limits": [], "errors": []}
+    """Confine this process as `config` asks; returns what held (for the flags and the docs).
+
+    With a PID namespace, the caller's process stays behind as a supervisor and only its child
+    returns from here (see ``_fork_into_pid_namespace``)."""
+    report: dict = {"namespaces": False, "network": True, "pids": False, "hidden": [], "user": None,
+                    "limits": [], "errors": []}
     workdir = config["workdir"]
     os.setsid()
     is_root = os.geteuid() == 0
     uid = config.get("uid")
     if config.get("isolate", True):
+        with_pids = False
         try:
-            flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-            if not is_root:
-                real_uid, real_gid = os.getuid(), os.getgid()
-                _unshare(flags | CLONE_NEWUSER)
-                Path("/proc/self/setgroups").write_text("deny")
-                Path("/proc/self/uid_map").write_text(f"{real_uid} {real_uid} 1")
-                Path("/proc/self/gid_map").write_text(f"{real_gid} {real_gid} 1")
-            else:
-                _unshare(flags)
+            with_pids = _unshare_namespaces(is_root)
             report["namespaces"] = True
             report["network"] = False
         except OSError as error:
@@ -142,6 +209,13 @@ def enter(config: dict) -> dict:
                 )
             except OSError as error:
                 report["errors"].append(f"hiding folders: {error}")
+        if with_pids:
+            _fork_into_pid_namespace()
+            try:
+                _mount_own_proc()
+                report["pids"] = True
+            except OSError as error:
+                report["errors"].append(f"own /proc: {error}")
     # Limits: memory counts the address space the template already maps (torch, numpy).
     limits = {
         resource.RLIMIT_CORE: 0,
@@ -174,6 +248,10 @@ def enter(config: dict) -> dict:
             report["user"] = uid
         except OSError as error:
             report["errors"].append(f"separate user: {error}")
+    try:
+        _drop_capabilities()
+    except OSError as error:
+        report["errors"].append(f"dropping capabilities: {error}")
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
     os.chdir(workdir)
