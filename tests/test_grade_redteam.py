@@ -74,3 +74,5 @@ def test_redteam_case_gets_the_score_it_must(redteam_results, case):
     assert result.score == score, details
     if flag:
         assert any(flag in f for f in result.flags), details
+    if case.startswith("honest_"):  # an honest notebook is never sent to a TA for review
+        assert result.flags == [] and result.status == "graded", details

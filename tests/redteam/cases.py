@@ -103,9 +103,12 @@ CASES = {
         "threading.Thread(target=collections.deque, args=(map(flip, itertools.count()), 0), daemon=True).start()\n"
         + WRONG, 0, "notebook threads running"),
     "thread_started_by_the_tested_function": (
-        "import threading, time, torch\n"
+        "import threading, torch\n"
         "def square(x):\n"
-        "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n"
+        "    def keep_patching():\n"
+        "        while True:\n"
+        "            torch.equal = lambda a, b: True\n"
+        "    threading.Thread(target=keep_patching, daemon=True).start()\n"
         "    return x + 1\n", 0, "notebook threads running"),
     "honest_thread_joined_before_the_tests": (
         "import threading\n"
@@ -113,6 +116,16 @@ CASES = {
         "worker = threading.Thread(target=lambda: results.append(sum(range(10))))\n"
         "worker.start()\n"
         "worker.join()\n"
+        "def square(x):\n    return x * x\n", 3, None),
+    "honest_torch_compile": (  # dynamo wraps nn.Module.__init__ on first use: not a patch to revert or flag
+        "import torch\n"
+        "compiled = torch.compile(lambda x: x * x, backend='eager')\n"
+        "assert torch.equal(compiled(torch.arange(3.0)), torch.tensor([0.0, 1.0, 4.0]))\n"
+        "def square(x):\n    return x * x\n", 3, None),
+    "honest_idle_library_threads": (  # what torch.compile leaves behind: a pool's workers, waiting
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "pool = ThreadPoolExecutor(2)\n"
+        "assert pool.submit(sum, [1, 2]).result() == 3\n"
         "def square(x):\n    return x * x\n", 3, None),
     # --- objects that fake equality or shape ---------------------------------------------
     "object_fakes_equality": (

@@ -208,18 +208,6 @@ def _safe_str(value) -> str:
         return f"<{type(value).__name__}>"
 
 
-def _library_helper_threads() -> list[tuple[type, object, object]]:
-    """(class, its run method, target) of threads libraries start on their own while a notebook runs."""
-    helpers = []
-    tqdm_monitor = getattr(sys.modules.get("tqdm._monitor"), "TMonitor", None)
-    if isinstance(tqdm_monitor, type):
-        helpers.append((tqdm_monitor, vars(tqdm_monitor).get("run"), None))
-    pin_memory = getattr(sys.modules.get("torch.utils.data._utils.pin_memory"), "_pin_memory_loop", None)
-    if pin_memory is not None:
-        helpers.append((threading.Thread, vars(threading.Thread).get("run"), pin_memory))
-    return helpers
-
-
 class Guard:
     """Pristine copies of what tests rely on, taken before any student code runs."""
 
@@ -248,9 +236,8 @@ class Guard:
         self.library_roots = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) + \
             tuple(r.rstrip("/") + "/" for r in roots)
         self.current_frames, self.get_ident = sys._current_frames, threading.get_ident
-        self.thread_registry = threading._active  # ident -> Thread, for the names and the helper check
+        self.thread_registry = threading._active  # ident -> Thread, for the names
         self.own_threads: set[int] = set()  # the kernel's threads before any student code (``start``)
-        self.helper_threads = _library_helper_threads()
         torch = sys.modules.get("torch")
         self.as_subclass = torch.Tensor.as_subclass if torch else None
         self.tensor_type = torch.Tensor if torch else None
@@ -329,26 +316,31 @@ class Guard:
         return changed
 
     def notebook_threads(self) -> list[str]:
-        """Python threads running besides the kernel's own, other than the libraries' known helpers
-        (tqdm's monitor, torch's pin-memory loop): threads the notebook's code started."""
+        """Python threads, besides the kernel's own, with notebook code on their stack right now.
+
+        A thread can only have stopped inside Python code it was running, or in a call that waits;
+        so a thread that patches in a loop shows its loop, while library threads that wait (tqdm's
+        monitor, an idle torch.compile or ThreadPoolExecutor worker) show library code only.
+        """
         found = []
-        for ident in list(self.current_frames()):
+        for ident, frame in list(self.current_frames().items()):
             if ident == self.get_ident() or ident in self.own_threads:
                 continue
-            thread = self.thread_registry.get(ident)
-            if thread is not None and self.is_library_helper(thread):
-                continue
-            found.append(str(getattr(thread, "name", None) or f"thread {ident}"))
+            if self.runs_notebook_code(frame):
+                thread = self.thread_registry.get(ident)
+                found.append(str(getattr(thread, "name", None) or f"thread {ident}"))
         return sorted(found)
 
-    def is_library_helper(self, thread) -> bool:
-        attributes = getattr(thread, "__dict__", {})
-        if "run" in attributes:  # an instance-level run() replaces the library's
-            return False
-        for cls, run, target in self.helper_threads:
-            if self.type(thread) is cls and vars(cls).get("run") is run and attributes.get("_target") is target:
+    def runs_notebook_code(self, frame) -> bool:
+        for _ in range(500):
+            if frame is None:
+                return False
+            filename = frame.f_code.co_filename
+            if not self.isinstance(filename, str) or not (filename.startswith(self.library_roots)
+                                                          or filename.startswith("<frozen ")):
                 return True
-        return False
+            frame = frame.f_back
+        return True
 
     def library_replacement(self, new, old) -> bool:
         """A function the libraries themselves put in place of one of theirs (torch._dynamo wraps
@@ -507,7 +499,7 @@ class Runner:
         before = dict(ns)
         status, error = "ok", None
         # A thread the notebook left running could patch what the test calls between the guard's
-        # checks (and undo it before the next): a test only counts with no such thread alive.
+        # checks (and undo it before the next): a test only counts with no such thread running.
         threads = guard.notebook_threads()
         self.shell.execution_count += 1
         count = self.shell.execution_count - 1
@@ -538,7 +530,7 @@ class Runner:
             if status == "ok":
                 status, error = "error", "failed: a thread the notebook started was running during the test"
                 self.capture.add({"output_type": "error", "ename": "GradingError", "evalue": error, "traceback": [
-                    f"GradingError: {', '.join(threads[:4])} started by the notebook still running: tests count "
+                    f"GradingError: {', '.join(threads[:4])} still running notebook code: tests count "
                     "only when the notebook's own threads have finished (join them before the tests)."]})
         for name, value in ns.items():  # what the test defined stays defined, unwrapped
             if before.get(name, _MISSING) is not value or name not in user_ns:
@@ -565,6 +557,14 @@ def prepare(preload: list[str]) -> None:
     gc.disable()
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     _preload(preload)
+    try:
+        # torch.compile wraps nn.Module.__init__ and __setstate__ on first use; done here, the guard's
+        # pristine copies hold the wrapped ones, so a notebook that compiles a model is not flagged.
+        from torch._dynamo.mutation_guard import install_generation_tagging_init
+
+        install_generation_tagging_init()
+    except Exception:  # an older torch, or none
+        pass
     RUNNER = Runner()
     try:
         from threadpoolctl import ThreadpoolController
