@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.authoring.source import read_source, solution_texts
 from dlcourse.course import load_course
 
 NAME = "01_backprop"
@@ -24,12 +24,7 @@ def course():
 
 @pytest.fixture(scope="module")
 def solution_cells(course):
-    source = read_source(course.source_path(NAME))
-    return {
-        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
-        for c in source.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
+    return solution_texts(read_source(course.source_path(NAME)))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.authoring.source import read_source, solution_texts
 from dlcourse.course import load_course
 from dlcourse.models.cnn import CifarResNet, autocast_dtype, precision_name
 
@@ -29,12 +29,7 @@ def course():
 
 @pytest.fixture(scope="module")
 def solution_cells(course):
-    source = read_source(course.source_path(NAME))
-    return {
-        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
-        for c in source.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
+    return solution_texts(read_source(course.source_path(NAME)))
 
 
 @pytest.mark.parametrize("width, params", [(16, 412_944), (64, 6_573_120)])

@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dlcourse.authoring.source import read_source, strip_markers  # noqa: E402
+from dlcourse.authoring.source import read_source, solution_texts  # noqa: E402
 from dlcourse.course import load_course  # noqa: E402
 
 NAME = "04_transformer"
@@ -31,11 +31,7 @@ def source(course):
 
 @pytest.fixture(scope="module")
 def solution_cells(source):
-    return {
-        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
-        for c in source.cells
-        if c.metadata.get("nbgrader", {}).get("solution") and not c.metadata.nbgrader.get("grade")
-    }
+    return solution_texts(source)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.authoring.source import read_source, solution_texts
 from dlcourse.course import load_course
 
 NAME = "05_generative"
@@ -35,11 +35,7 @@ def source(course):
 
 @pytest.fixture(scope="module")
 def solution_cells(source):
-    return {
-        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
-        for c in source.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    }
+    return solution_texts(source)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.authoring.check import find_mutants
-from dlcourse.authoring.source import graded_cells, read_source, strip_markers
+from dlcourse.authoring.source import read_source, solution_texts
 from dlcourse.course import load_course
 
 COURSE = load_course(Path(__file__).resolve().parents[1])
@@ -26,10 +26,7 @@ def changed_lines(solution: str, mutant: str) -> list[str]:
 @pytest.mark.parametrize("name", COURSE.assignments())
 def test_mutants_are_small_edits_of_the_current_solution(name):
     source = read_source(COURSE.source_path(name))
-    solutions = {
-        cell.metadata.nbgrader["grade_id"]: strip_markers(cell.source, keep_hidden=False)
-        for cell in graded_cells(source, "solution")
-    }
+    solutions = solution_texts(source)
     for mutant in find_mutants(COURSE, name, source):
         solution = solutions[mutant.grade_id].rstrip("\n")
         code = mutant.path.read_text(encoding="utf-8").rstrip("\n")

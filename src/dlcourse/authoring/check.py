@@ -20,7 +20,7 @@ from nbformat import NotebookNode
 
 from dlcourse.authoring.build import stale_files, student_notebook
 from dlcourse.authoring.leaks import Leak, scan_notebook
-from dlcourse.authoring.source import SourceError, graded_cells, read_source, strip_markers
+from dlcourse.authoring.source import SourceError, graded_cells, read_source, solution_texts
 from dlcourse.course import Course
 from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
 
@@ -78,11 +78,7 @@ def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[s
     """The student notebook filled in with the source's solutions (a perfect student),
     with some solution cells replaced (a mutant)."""
     nb = copy.deepcopy(student)
-    answers = {
-        c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
-        for c in source.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
+    answers = solution_texts(source, roles=("solution", "answer"))
     answers.update(replace or {})
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")

@@ -203,3 +203,10 @@ def cell_role(nbgrader_metadata: dict) -> str | None:
 def graded_cells(nb: NotebookNode, role: str) -> list[NotebookNode]:
     """The cells of a source notebook with one role (solution, tests or answer)."""
     return [c for c in nb.cells if cell_role(c.metadata.get("nbgrader", {})) == role]
+
+
+def solution_texts(nb: NotebookNode, roles: tuple[str, ...] = ("solution",)) -> dict[str, str]:
+    """grade id -> what a perfect student writes there (markers and hidden tests gone), for the
+    cells of a source notebook with one of `roles` ("solution", and "answer" for written answers)."""
+    return {cell.metadata.nbgrader["grade_id"]: strip_markers(cell.source, keep_hidden=False)
+            for role in roles for cell in graded_cells(nb, role)}

@@ -19,18 +19,13 @@ student code).
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
