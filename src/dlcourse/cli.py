@@ -32,7 +32,6 @@ def _build(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from dlcourse.authoring.check import check_assignment, format_table
-
     from dlcourse.grading.zygote import zygote
 
     course = load_course()

@@ -3,8 +3,9 @@ result safe as soon as it exists.
 
 For each submission, in this order: grade it (``engine``), save the scores in
 the gradebook, write the autograded notebook (atomically; its metadata records
-the submission's sha256, status, flags and time), write the feedback page. A batch killed at any point loses nothing already saved, and the
-next run grades exactly what is missing: a submission counts as graded when the
+the submission's sha256, status, flags and time), write the feedback page. A
+batch killed at any point loses nothing already saved, and the next run grades
+exactly what is missing: a submission counts as graded when the
 gradebook has it and the autograded notebook records the same sha256 (so a
 resubmitted notebook is graded again). ``--force`` grades everything again.
 """

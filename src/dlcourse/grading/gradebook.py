@@ -7,8 +7,8 @@ autograde``, ``export``, ``generate_feedback`` and the formgrader all work on
 the same gradebook. Scores are written like nbgrader's ``SaveAutoGrades`` does
 (nbgrader commits the student and the submission, then the scores); the batch
 marks a submission done only after that, so a batch killed midway keeps every
-grade it finished and grades the rest again. Writes from the worker threads of one batch are serialised; writes from
-several batches at once (two graders on one SQLite file) are retried while the
+grade it finished and grades the rest again. Writes from the worker threads of
+one batch are serialised; writes from several batches at once (two graders on one SQLite file) are retried while the
 database is locked. `--db` takes any URL nbgrader does (PostgreSQL for many
 graders at once).
 """
@@ -16,6 +16,7 @@ graders at once).
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 import warnings
@@ -48,8 +49,6 @@ def _retry(action):
 
 def schema_version() -> str:
     """The alembic revision of nbgrader's gradebook schema (what `nbgrader db upgrade` compares with)."""
-    import os
-
     import nbgrader
     from alembic.script import ScriptDirectory
 
@@ -123,8 +122,7 @@ class GradebookWriter:
         resources = {"nbgrader": {"notebook": self.notebook, "assignment": self.assignment, "db_url": self.db_url}}
         for preprocessor in (LockCells(), ClearSolutions(), ComputeChecksums()):
             nb, resources = preprocessor.preprocess(nb, resources)
-        gb.update_or_create_assignment(self.assignment)
-        gb.db.commit()
+        gb.update_or_create_assignment(self.assignment)  # committed by nbgrader: SaveCells must see it
         SaveCells().preprocess(nb, resources)  # opens its own gradebook, as nbgrader does
 
     def graded_students(self) -> set[str]:
@@ -138,7 +136,7 @@ class GradebookWriter:
         return self._transaction(read)
 
     def save(self, student: str, result: GradeResult, timestamp: datetime | None = None) -> None:
-        """One submission's scores, flags and comments, in one transaction."""
+        """One submission's scores, flags and comments (the scores in the last commit)."""
         def write(gb: Gradebook) -> None:
             gb.update_or_create_student(student)
             gb.update_or_create_submission(self.assignment, student,

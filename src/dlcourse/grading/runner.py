@@ -598,12 +598,9 @@ def serve(fd: int, config: dict) -> None:
         if threads:
             # numpy's BLAS was loaded in the template with a thread per core; with several
             # kernels at once that oversubscribes the cores many times over.
-            if THREADPOOLS is not None:
-                THREADPOOLS.limit(limits=threads)
-            else:
-                from threadpoolctl import threadpool_limits
+            from threadpoolctl import ThreadpoolController
 
-                threadpool_limits(threads)
+            (THREADPOOLS or ThreadpoolController()).limit(limits=threads)
     except Exception:
         pass
     runner = RUNNER or Runner()
