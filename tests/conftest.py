@@ -37,10 +37,15 @@ DEMO_SOURCE = textwrap.dedent('''\
     # ### END SOLUTION
     ''')
 
-DEMO_MUTANTS = {
-    "double--adds-two.py": "def double(x):\n    return x + 2\n",
-    "double--negatives-wrong.py": "def double(x):\n    return abs(2 * x)\n",
-}
+DEMO_MUTANTS = textwrap.dedent('''\
+    [[double.adds-two]]
+    find = "2 * x"
+    replace = "x + 2"
+
+    [[double.negatives-wrong]]
+    find = "return 2 * x"
+    replace = "return abs(2 * x)"
+    ''')
 
 
 def make_course(root: Path, source: str = DEMO_SOURCE, name: str = "99_demo") -> Course:
@@ -50,11 +55,10 @@ def make_course(root: Path, source: str = DEMO_SOURCE, name: str = "99_demo") ->
     folder = root / "notebooks" / name
     folder.mkdir(parents=True)
     (folder / f"{name}.py").write_text(source, encoding="utf-8")
-    mutants = root / "autograder" / name / "mutants"
-    mutants.mkdir(parents=True)
-    for file_name, code in DEMO_MUTANTS.items():
-        (mutants / file_name).write_text(code, encoding="utf-8")
-    return load_course(root)
+    course = load_course(root)
+    course.mutants_path(name).parent.mkdir(parents=True)
+    course.mutants_path(name).write_text(DEMO_MUTANTS, encoding="utf-8")
+    return course
 
 
 @pytest.fixture

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
+import pytest
 
 from dlcourse.authoring.build import build
 from dlcourse.authoring.check import check_assignment, format_table
 from dlcourse.authoring.leaks import scan_notebook
-from dlcourse.authoring.source import read_source
+from dlcourse.authoring.mutants import Edit, Mutant, MutantError
+from dlcourse.authoring.source import SourceError, read_source
 
 
 def quiet(*_):
@@ -27,18 +31,57 @@ def test_a_correct_assignment_passes(demo_course):
 
 def test_an_uncaught_mutant_fails_the_check(demo_course):
     build(demo_course, "99_demo", execute_solution=False)
-    (demo_course.mutants_dir("99_demo") / "double--same-as-solution.py").write_text("def double(x):\n    return x * 2\n")
+    with demo_course.mutants_path("99_demo").open("a") as spec:
+        spec.write('\n[[double.same-as-solution]]\nfind = "2 * x"\nreplace = "x * 2"\n')
     report = check_assignment(demo_course, "99_demo", log=quiet)
     assert not report.ok
-    assert any("double--same-as-solution.py not caught" in p for p in report.problems)
+    assert any("mutant double.same-as-solution not caught" in p for p in report.problems)
     assert "FAIL" in format_table([report])
 
 
 def test_a_function_with_one_mutant_fails_the_check(demo_course):
     build(demo_course, "99_demo", execute_solution=False)
-    (demo_course.mutants_dir("99_demo") / "double--adds-two.py").unlink()
+    spec = demo_course.mutants_path("99_demo")
+    spec.write_text(spec.read_text().split("[[double.negatives-wrong]]")[0])
     report = check_assignment(demo_course, "99_demo", log=quiet)
     assert any("fewer than 2 mutants: double" in p for p in report.problems)
+
+
+def test_a_mutant_whose_edit_no_longer_matches_fails_the_check_with_its_name(demo_course):
+    source = demo_course.source_path("99_demo")
+    source.write_text(source.read_text().replace("return 2 * x", "return x + x"))
+    build(demo_course, "99_demo", execute_solution=False)
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert not report.ok and len(report.mutants) == 0
+    stale = [p for p in report.problems if p.startswith("mutant double.")]
+    assert stale == [
+        "mutant double.adds-two: edit 1 looks for '2 * x' 1 time(s) in the solution of double, found 0; "
+        "update it in mutants.toml",
+        "mutant double.negatives-wrong: edit 1 looks for 'return 2 * x' 1 time(s) in the solution of double, "
+        "found 0; update it in mutants.toml",
+    ]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('[[triple.wrong]]\nfind = "x"\nreplace = "y"\n', "names no solution cell; solution ids: double"),
+    ('[[double.wrong]]\nfind = "x"\n', "has find = \"...\", replace = \"...\" and optionally count = N"),
+    ('[[double.wrong]]\nfind = "x"\nreplace = "y"\ncount = 0\n', "count = 0 must be a positive whole number"),
+    ('[double]\nwrong = 1\n', "must be written [[double.wrong]] (one table per edit)"),
+    ('[[double.wrong]\n', "not valid TOML"),
+])
+def test_a_malformed_mutant_spec_is_a_one_line_error(demo_course, spec, message):
+    demo_course.mutants_path("99_demo").write_text(spec)
+    with pytest.raises(SourceError, match=re.escape(message)):
+        check_assignment(demo_course, "99_demo", log=quiet)
+
+
+def test_a_mutant_is_applied_edit_by_edit_each_matching_its_count():
+    mutant = Mutant("f", "shifted", (Edit("x + 1", "x + 2", count=2), Edit("y = y", "y = -y")))
+    assert mutant.apply("y = x + 1\nz = x + 1\ny = y") == "y = x + 2\nz = x + 2\ny = -y"
+    with pytest.raises(MutantError, match=r"mutant f.shifted: edit 1 looks for 'x \+ 1' 2 time\(s\) .* found 1"):
+        mutant.apply("y = x + 1\ny = y")
+    with pytest.raises(MutantError, match="not valid Python"):
+        Mutant("f", "broken", (Edit("y = y", "y = (y"),)).apply("y = y")
 
 
 def test_a_solution_that_fails_its_tests_fails_the_check(demo_course):

@@ -73,8 +73,8 @@ def probe(tmp_path_factory):
     server = socket.create_server(("127.0.0.1", 0))
     paths = {
         "read": {"source": str(course.source_path("99_redteam")), "gradebook": str(gradebook),
-                 "other_student": str(other), "home": home_secret, "mutants_dir_file": str(
-                     next(course.mutants_dir("99_redteam").iterdir())), "shadow": "/etc/shadow"},
+                 "other_student": str(other), "home": home_secret,
+                 "mutants": str(course.mutants_path("99_redteam")), "shadow": "/etc/shadow"},
         "write": {"course": str(root / "planted.txt"), "package": str(
             __import__("dlcourse").__file__ + ".planted"), "etc": "/etc/planted"},
         "port": server.getsockname()[1],

@@ -65,8 +65,8 @@ class Course:
     def solution_path(self, name: str) -> Path:
         return self.root / "solutions" / name / f"{name}.ipynb"
 
-    def mutants_dir(self, name: str) -> Path:
-        return self.root / "autograder" / name / "mutants"
+    def mutants_path(self, name: str) -> Path:
+        return self.root / "autograder" / name / "mutants.toml"
 
     def colab_url(self, path: str) -> str:
         return f"https://colab.research.google.com/github/{self.repository}/blob/{self.ref}/{path}"

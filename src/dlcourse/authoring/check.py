@@ -2,8 +2,8 @@
 
 For each assignment, through the grading engine every submission goes through:
 the solution must score full marks, the blank student notebook must score 0
-without crashing the grader, and every mutant (a known-wrong solution cell in
-autograder/NN_name/mutants/) must lose points. The leak scan must find no
+without crashing the grader, and every mutant (a known-wrong edit of a solution cell in
+autograder/NN_name/mutants.toml) must lose points. The leak scan must find no
 solution or hidden-test line in the generated files, and they must not be stale.
 """
 
@@ -14,25 +14,15 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nbformat import NotebookNode
 
 from dlcourse.authoring.build import stale_files, student_notebook
 from dlcourse.authoring.leaks import Leak, scan_notebook
-from dlcourse.authoring.source import SourceError, graded_cells, read_source, solution_texts
+from dlcourse.authoring.mutants import Mutant, MutantError, read_mutants
+from dlcourse.authoring.source import graded_cells, read_source, solution_texts
 from dlcourse.course import Course
 from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
-
-MUTANT_SEPARATOR = "--"
-
-
-@dataclass
-class Mutant:
-    path: Path
-    grade_id: str
-    name: str
-
 
 @dataclass
 class CheckReport:
@@ -57,21 +47,8 @@ class CheckReport:
 
 
 def find_mutants(course: Course, name: str, source: NotebookNode) -> list[Mutant]:
-    """The mutants of an assignment; a file naming an unknown solution id is an error."""
-    folder = course.mutants_dir(name)
-    if not folder.is_dir():
-        return []
-    solution_ids = {c.metadata.nbgrader["grade_id"] for c in graded_cells(source, "solution")}
-    mutants = []
-    for path in sorted(folder.glob("*.py")):
-        grade_id, _, what = path.stem.partition(MUTANT_SEPARATOR)
-        if grade_id not in solution_ids or not what:
-            raise SourceError(
-                f"{path}: a mutant file is named '<solution id>{MUTANT_SEPARATOR}<what is wrong>.py' "
-                f"and the id must be a solution cell of {name}; solution ids: {', '.join(sorted(solution_ids))}"
-            )
-        mutants.append(Mutant(path=path, grade_id=grade_id, name=what))
-    return mutants
+    """The mutants of an assignment; one naming an unknown solution id is an error."""
+    return read_mutants(course.mutants_path(name), set(solution_texts(source)))
 
 
 def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[str, str] | None = None) -> NotebookNode:
@@ -100,9 +77,16 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
         ("solution", solved_notebook(student, source)),
         ("blank", student),
     ]
+    solutions = solution_texts(source)
+    applied = []
     for mutant in mutants:
-        code = mutant.path.read_text(encoding="utf-8").rstrip("\n")
-        runs.append((f"mutant {mutant.path.name}", solved_notebook(student, source, {mutant.grade_id: code})))
+        try:
+            code = mutant.apply(solutions[mutant.grade_id])
+        except MutantError as error:
+            report.problems.append(str(error))
+            continue
+        applied.append(mutant)
+        runs.append((f"mutant {mutant.label}", solved_notebook(student, source, {mutant.grade_id: code})))
 
     workers = workers or os.cpu_count() or 1
     log(f"{name}: grading {len(runs)} notebooks ({len(mutants)} mutants) with {workers} workers ...")
@@ -112,7 +96,7 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
         results = list(pool.map(lambda run: grade_notebook(run[1], source, threads=threads)[0], runs))
 
     report.solution, report.blank = results[0], results[1]
-    report.mutants = list(zip(mutants, results[2:]))
+    report.mutants = list(zip(applied, results[2:]))
 
     sol = report.solution
     if sol.status != STATUS_GRADED or sol.score != sol.max_score:
@@ -128,9 +112,8 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
         report.problems.append(f"blank notebook scores {blank.score:g}, not 0; passing: {', '.join(passing)}")
     for mutant, result in report.mutants:
         if result.score >= result.max_score:
-            report.problems.append(f"mutant {mutant.path.name} not caught: it scores full marks")
-    solution_ids = {c.metadata.nbgrader["grade_id"] for c in graded_cells(source, "solution")}
-    uncovered = sorted(gid for gid in solution_ids if sum(m.grade_id == gid for m in mutants) < 2)
+            report.problems.append(f"mutant {mutant.label} not caught: it scores full marks")
+    uncovered = sorted(gid for gid in solutions if sum(m.grade_id == gid for m in mutants) < 2)
     if uncovered:
         report.problems.append(f"solution cells with fewer than 2 mutants: {', '.join(uncovered)}")
 

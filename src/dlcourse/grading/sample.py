@@ -1,6 +1,6 @@
 """A sample batch of submissions of one assignment, for demos and benchmarks:
 the solution, the blank student notebook, partly right ones (each mutant in
-autograder/NN_name/mutants/ swapped in), and, unless asked not to, a broken
+autograder/NN_name/mutants.toml applied), and, unless asked not to, a broken
 file and a notebook whose metadata an editor stripped.
 
     python -m dlcourse.grading.sample 00_setup /tmp/sample && dlcourse grade 00_setup /tmp/sample
@@ -17,7 +17,7 @@ import nbformat
 
 from dlcourse.authoring.build import student_notebook
 from dlcourse.authoring.check import find_mutants, solved_notebook
-from dlcourse.authoring.source import read_source
+from dlcourse.authoring.source import read_source, solution_texts
 from dlcourse.course import Course, load_course
 
 
@@ -26,7 +26,8 @@ def sample_notebooks(course: Course, assignment: str, count: int | None = None, 
     source = read_source(course.source_path(assignment))
     student = student_notebook(course, assignment, source)
     solution = solved_notebook(student, source)
-    mutants = [(m.name, solved_notebook(student, source, {m.grade_id: m.path.read_text().rstrip("\n")}))
+    solutions = solution_texts(source)
+    mutants = [(m.name, solved_notebook(student, source, {m.grade_id: m.apply(solutions[m.grade_id])}))
                for m in find_mutants(course, assignment, source)]
     kinds = [("solution", solution), ("blank", student)] + [(f"mutant-{n}", nb) for n, nb in mutants]
     out: dict[str, object] = {}
