@@ -8,7 +8,7 @@ import pytest
 
 from dlcourse.authoring.build import build, stale_files, student_notebook
 from dlcourse.authoring.source import SourceError, read_source
-from dlcourse.cli import main
+from dlcourse.cli import EXIT_COURSE_ERROR, main
 from tests.conftest import DEMO_SOURCE, make_course
 
 
@@ -115,7 +115,7 @@ def test_broken_sources_are_refused_naming_file_and_cell(tmp_path, broken, messa
 def test_unknown_assignment_lists_the_known_ones(demo_course, monkeypatch, capsys):
     monkeypatch.chdir(demo_course.root)
     monkeypatch.delenv("DLCOURSE_ROOT", raising=False)
-    assert main(["check", "42_nothing"]) == 2
+    assert main(["check", "42_nothing"]) == EXIT_COURSE_ERROR
     err = capsys.readouterr().err
     assert "unknown assignment(s): 42_nothing" in err and "Known assignments: 99_demo" in err
 
@@ -124,7 +124,7 @@ def test_build_of_a_broken_source_exits_with_the_message(tmp_path, monkeypatch, 
     course = make_course(tmp_path, source=DEMO_SOURCE.replace('tests="test_double" points=2', 'tests="test_double"'))
     monkeypatch.chdir(course.root)
     monkeypatch.delenv("DLCOURSE_ROOT", raising=False)
-    assert main(["build", "99_demo", "--no-execute"]) == 2
+    assert main(["build", "99_demo", "--no-execute"]) == EXIT_COURSE_ERROR
     assert "graded cell 'test_double' has no points" in capsys.readouterr().err
 
 

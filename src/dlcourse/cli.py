@@ -1,4 +1,8 @@
-"""The `dlcourse` command: doctor (students), build / check / grade / release (instructors and TAs)."""
+"""The `dlcourse` command: doctor (students); build, check, sample, grade, release (instructors and TAs).
+
+Exit status: 0 done, 1 a check or a grade failed, 2 usage error (argparse), 3 course error: a
+missing file, an unknown assignment or a bad config, reported in one line that says what to fix.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,25 @@ import gc
 import sys
 from pathlib import Path
 
+from dlcourse import __version__
 from dlcourse.course import CourseError, load_course
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COURSE_ERROR = 0, 1, 2, 3
+EXAMPLES = """\
+exit status: 0 done, 1 a check or a grade failed, 2 usage error, 3 course error
+  (a missing file, an unknown assignment, a bad config; one line says what to fix)
+
+example:
+  dlcourse build 01_backprop && dlcourse check 01_backprop
+  dlcourse grade 01_backprop submissions.zip --csv grades.csv
+"""
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from dlcourse import doctor
 
     doctor.print_report()
-    return 0
+    return EXIT_OK
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -27,7 +42,7 @@ def _build(args: argparse.Namespace) -> int:
               f"{result['solution'].relative_to(course.root)}")
     for path in write_colab_index(course):
         print(f"wrote {path.relative_to(course.root)}")
-    return 0
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -40,7 +55,17 @@ def _check(args: argparse.Namespace) -> int:
     finally:
         zygote().close()  # the kernels' template: no need to wait for it to notice we are gone
     print(format_table(reports))
-    return 0 if all(r.ok for r in reports) else 1
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from dlcourse.grading.sample import write_sample_batch
+
+    course = load_course()
+    [name] = course.resolve([args.assignment])
+    paths = write_sample_batch(course, name, args.folder, args.count, broken=not args.no_broken)
+    print(f"wrote {len(paths)} submissions of {name} to {args.folder}")
+    return EXIT_OK
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -50,7 +75,7 @@ def _release(args: argparse.Namespace) -> int:
     for name in course.resolve(args.assignments):
         target = release_solution(course, name, Path(args.to) / name)
         print(f"{name}: solution released to {target}")
-    return 0
+    return EXIT_OK
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -59,30 +84,62 @@ def _grade(args: argparse.Namespace) -> int:
     return run_grade(args)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def shared_options() -> dict[str, argparse.ArgumentParser]:
+    """Options several commands take, defined once: argparse parents by name."""
+    assignments = argparse.ArgumentParser(add_help=False)
+    assignments.add_argument("assignments", nargs="*", help="e.g. 00_setup (default: all)")
+    workers = argparse.ArgumentParser(add_help=False)
+    workers.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                         help="notebooks graded at once (default: every core; with GPUs, 3 per GPU)")
+    return {"assignments": assignments, "workers": workers}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlcourse", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="dlcourse", description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dlcourse {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = shared_options()
 
     doctor = commands.add_parser("doctor", help="print the environment report (versions, GPU, data cache)")
     doctor.set_defaults(run=_doctor)
 
-    build = commands.add_parser("build", help="build student and solution notebooks from notebooks/")
-    build.add_argument("assignments", nargs="*", help="e.g. 00_setup (default: all)")
+    build = commands.add_parser("build", parents=[shared["assignments"]],
+                                help="build student and solution notebooks from notebooks/")
     build.add_argument("--no-execute", action="store_true",
                        help="do not run the solution (writes it without outputs)")
     build.set_defaults(run=_build)
 
-    check = commands.add_parser("check", help="grade solution, blank and mutants; scan for leaks")
-    check.add_argument("assignments", nargs="*", help="e.g. 00_setup (default: all)")
-    check.add_argument("--workers", type=int, default=None, help="notebooks graded at once (default: cores)")
+    check = commands.add_parser("check", parents=[shared["assignments"], shared["workers"]],
+                                help="grade solution, blank and mutants; scan for leaks")
     check.set_defaults(run=_check)
 
-    release = commands.add_parser("release", help="copy executed solutions to a folder to publish (TAs)")
-    release.add_argument("assignments", nargs="+")
+    sample = commands.add_parser("sample", help="write a sample batch of submissions (demos, benchmarks)")
+    sample.add_argument("assignment", help="e.g. 00_setup")
+    sample.add_argument("folder", type=Path)
+    sample.add_argument("--count", type=positive_int, default=None, metavar="N",
+                        help="number of valid submissions (default: one of each)")
+    sample.add_argument("--no-broken", action="store_true", help="leave out the broken and stripped notebooks")
+    sample.set_defaults(run=_sample)
+
+    release = commands.add_parser("release", parents=[shared["assignments"]],
+                                  help="copy executed solutions to a folder to publish (TAs)")
     release.add_argument("--to", default="release/solutions", help="destination folder")
     release.set_defaults(run=_release)
 
-    grade = commands.add_parser("grade", help="autograde a batch of submissions into nbgrader's gradebook")
+    grade = commands.add_parser("grade", parents=[shared["workers"]],
+                                help="autograde a batch of submissions into nbgrader's gradebook")
     from dlcourse.grading.cli import add_arguments
 
     add_arguments(grade)
@@ -95,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except CourseError as error:
-        print(f"dlcourse {args.command}: {error}", file=sys.stderr)
-        return 2
+        message = str(error)
+    except OSError as error:  # a file or folder the command needs: missing, unreadable, not writable
+        message = f"{error.filename}: {error.strerror}" if error.filename and error.strerror else str(error)
+    print(f"dlcourse {args.command}: {message}", file=sys.stderr)
+    return EXIT_COURSE_ERROR
 
 
 def command() -> None:

@@ -94,8 +94,11 @@ def find_root(start: Path | None = None) -> Path:
 
 def load_course(root: Path | None = None) -> Course:
     root = root or find_root()
-    with open(root / "pyproject.toml", "rb") as f:
-        config = tomllib.load(f).get("tool", {}).get("dlcourse", {})
+    try:
+        with open(root / "pyproject.toml", "rb") as f:
+            config = tomllib.load(f).get("tool", {}).get("dlcourse", {})
+    except tomllib.TOMLDecodeError as error:
+        raise CourseError(f"{root / 'pyproject.toml'}: not valid TOML ({error})") from None
     try:
         return Course(root=root, repository=config["repository"], ref=config["ref"])
     except KeyError as missing:

@@ -22,6 +22,7 @@ from dlcourse.authoring.leaks import Leak, scan_notebook
 from dlcourse.authoring.mutants import Mutant, MutantError, read_mutants
 from dlcourse.authoring.source import graded_cells, read_source, solution_texts
 from dlcourse.course import Course
+from dlcourse.grading.batch import default_workers
 from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
 
 @dataclass
@@ -88,7 +89,7 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
         applied.append(mutant)
         runs.append((f"mutant {mutant.label}", solved_notebook(student, source, {mutant.grade_id: code})))
 
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers()
     log(f"{name}: grading {len(runs)} notebooks ({len(mutants)} mutants) with {workers} workers ...")
     # One BLAS/torch thread per core each: more would make the kernels fight over the cores.
     threads = max(1, (os.cpu_count() or 1) // workers)

@@ -137,8 +137,7 @@ def _record(path: Path) -> dict | None:
 def grade_batch(course: Course, assignment: str, submissions: Path, options: BatchOptions,
                 log=print) -> list[Row]:
     """Grade every submission of `assignment` under `submissions`; returns one row per student."""
-    if not course.source_path(assignment).exists():
-        raise CourseError(f"unknown assignment {assignment!r}: no {course.source_path(assignment)}")
+    course.resolve([assignment])
     source = read_source(course.source_path(assignment))
     scratch = Path(tempfile.mkdtemp(prefix="dlcourse-batch-"))
     try:

@@ -20,8 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submissions", type=Path,
                         help="a folder of <student>.ipynb, nbgrader's submitted/<student>/<assignment>/ tree, "
                              "or an LMS zip")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="submissions graded at once (default: the number of cores; with GPUs, 3 per GPU)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
     parser.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
     parser.add_argument("--memory", type=int, default=4096, metavar="MB",

@@ -3,12 +3,11 @@ the solution, the blank student notebook, partly right ones (each mutant in
 autograder/NN_name/mutants.toml applied), and, unless asked not to, a broken
 file and a notebook whose metadata an editor stripped.
 
-    python -m dlcourse.grading.sample 00_setup /tmp/sample && dlcourse grade 00_setup /tmp/sample
+    dlcourse sample 00_setup /tmp/sample && dlcourse grade 00_setup /tmp/sample
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 from pathlib import Path
@@ -18,7 +17,7 @@ import nbformat
 from dlcourse.authoring.build import student_notebook
 from dlcourse.authoring.check import find_mutants, solved_notebook
 from dlcourse.authoring.source import read_source, solution_texts
-from dlcourse.course import Course, load_course
+from dlcourse.course import Course
 
 
 def sample_notebooks(course: Course, assignment: str, count: int | None = None, broken: bool = True) -> dict:
@@ -57,18 +56,3 @@ def write_sample_batch(course: Course, assignment: str, folder: Path, count: int
         paths.append(path)
     return paths
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("assignment")
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--count", type=int, default=None, help="number of valid submissions (default: one of each)")
-    parser.add_argument("--no-broken", action="store_true", help="leave out the broken and stripped notebooks")
-    args = parser.parse_args(argv)
-    paths = write_sample_batch(load_course(), args.assignment, args.folder, args.count, not args.no_broken)
-    print(f"wrote {len(paths)} submissions of {args.assignment} to {args.folder}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
