@@ -62,6 +62,7 @@ class BatchOptions:
     progress: bool = True
     isolate: bool = True
     nbgrader_dir: Path | None = None  # default: the course's autograder/
+    scheduler: str | None = None  # a Dask scheduler address: grade on that cluster (grading.cluster)
 
 
 def nbgrader_dir(course: Course) -> Path:
@@ -157,6 +158,14 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
     workers = options.workers or default_workers()
     gpus = gpu_count()
     threads = max(1, (os.cpu_count() or 1) // workers)
+    cluster = None
+    if options.scheduler:
+        from dlcourse.grading.cluster import ClusterGrader
+
+        cluster = ClusterGrader(options.scheduler, assignment, source, {
+            "cell_timeout": options.cell_timeout, "timeout": options.timeout, "memory_mb": options.memory_mb,
+            "isolate": options.isolate, "threads": None, "slots": 1})
+        workers = cluster.slots()
 
     graded = set() if options.force else gradebook.graded_students()
     rows: dict[str, Row] = {}
@@ -177,6 +186,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         if nb is None:
             result, executed = _invalid(source, reason), nbformat.v4.new_notebook(
                 cells=[nbformat.v4.new_markdown_cell(f"**Not graded:** {reason}")])
+        elif cluster is not None:
+            result, executed = cluster.grade(nb, {**files, **submission.files})
         else:
             env = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else None
             result, executed = grade_notebook(
@@ -210,6 +221,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
                 try:
                     row = future.result()
                 except Exception as error:  # one submission never stops the batch
+                    if cluster is not None and type(error).__name__ == "ClusterError":  # the cluster stops it
+                        raise CourseError(str(error)) from None
                     row = Row(submission.student, assignment, 0.0, 0.0, {}, "grader error", [],
                               message=f"{type(error).__name__}: {error}")
                 rows[row.student] = row
@@ -217,6 +230,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
                 bar.set_postfix_str(f"{row.student}: {row.score:g}/{row.max_score:g} {row.status}", refresh=False)
         bar.close()
     gradebook.close()
+    if cluster is not None:
+        cluster.close()
     shutil.rmtree(scratch, ignore_errors=True)
     ordered = [rows[k] for k in sorted(rows)]
     if options.csv_path:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nbgrader-dir", type=Path, default=None, metavar="DIR",
                         help="nbgrader course folder for autograded/ and the default gradebook (default autograder/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="grade on this Dask cluster, e.g. tcp://HOST:8786 (default $DLCOURSE_SCHEDULER; "
+                             "none: the local pool); needs the cluster extra")
 
 
 def run_grade(args: argparse.Namespace) -> int:
@@ -52,6 +56,7 @@ def run_grade(args: argparse.Namespace) -> int:
         memory_mb=args.memory or None, csv_path=args.csv, feedback_dir=args.feedback, db_url=args.db,
         force=args.force, progress=not getattr(args, "no_progress", False),
         nbgrader_dir=getattr(args, "nbgrader_dir", None),
+        scheduler=getattr(args, "scheduler", None) or os.environ.get("DLCOURSE_SCHEDULER") or None,
     )
     try:
         rows = grade_batch(course, args.assignment, args.submissions, options)

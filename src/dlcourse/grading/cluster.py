@@ -1,0 +1,139 @@
+"""Grading on a Dask cluster: the client side (runs in the `dlcourse grade` process) and the task
+(`grade_on_worker`, runs in a `dask worker` process).
+
+The task carries everything it needs as data: the submission and the source notebook as JSON, the
+assignment's files as bytes with their sha256, the client's dlcourse version and the source's sha256.
+The worker grades with the same engine as the local path (`engine.grade_notebook`: template fork,
+sandbox, guard, limits) and returns the result and the executed notebook as JSON-safe data; it writes
+nothing the client keeps. Only the client writes the gradebook, autograded notebooks and feedback.
+
+A worker whose dlcourse version or assignment release differs from the client's refuses the task with
+a message naming the worker. A worker killed mid-task: the scheduler gives the task to another worker.
+A submission that crashes its kernel is a normal result ("crashed"), never an exception, so it is not
+retried.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.course import CourseError
+from dlcourse.grading.engine import CellScore, GradeResult
+
+SCHEDULER_ENV = "DLCOURSE_SCHEDULER"
+
+
+class ClusterError(CourseError):
+    """The cluster cannot grade (scheduler unreachable or gone, worker refused): one-line message."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def notebook_data(nb) -> dict:
+    """A notebook as plain JSON data (what travels to the worker)."""
+    return json.loads(nbformat.writes(nb))
+
+
+def notebook_from_data(data: dict) -> nbformat.NotebookNode:
+    return nbformat.reads(json.dumps(data), as_version=4)
+
+
+def source_sha256(data: dict) -> str:
+    """The release's identity: the sha256 of the source notebook's JSON data."""
+    return _sha256(json.dumps(data, sort_keys=True).encode())
+
+
+def result_to_data(result: GradeResult) -> dict:
+    return dataclasses.asdict(result)
+
+
+def result_from_data(data: dict) -> GradeResult:
+    return GradeResult(**{**data, "cells": [CellScore(**c) for c in data["cells"]]})
+
+
+def grade_on_worker(task: dict) -> dict:
+    """Runs on a Dask worker: check versions and file hashes, grade, return JSON-safe data."""
+    import dlcourse
+    from dlcourse.grading.engine import grade_notebook
+
+    try:
+        from distributed import get_worker
+
+        where = get_worker().address
+    except Exception:  # called outside a worker (tests, local use)
+        where = "this process"
+    if task["dlcourse_version"] != dlcourse.__version__:
+        raise ClusterError(f"worker {where} runs dlcourse {dlcourse.__version__}, the client "
+                           f"{task['dlcourse_version']}: install the same version on every worker")
+    if source_sha256(task["source"]) != task["source_sha256"]:
+        raise ClusterError(f"worker {where} received a different release of {task['assignment']}")
+    with tempfile.TemporaryDirectory(prefix="dlcourse-task-") as folder:
+        files = {}
+        for name, (digest, data) in task["files"].items():
+            if _sha256(data) != digest:
+                raise ClusterError(f"worker {where}: file {name} of {task['assignment']} does not match its hash")
+            path = Path(folder) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            files[name] = path
+        options = task["options"]
+        result, executed = grade_notebook(
+            notebook_from_data(task["submission"]), notebook_from_data(task["source"]), files=files,
+            threads=options.get("threads") or max(1, (os.cpu_count() or 1) // max(1, options.get("slots", 1))),
+            cell_timeout=options["cell_timeout"], timeout=options["timeout"], memory_mb=options["memory_mb"],
+            isolate=options["isolate"], notebook_name=f"{task['assignment']}.ipynb")
+    return {"result": result_to_data(result), "executed": notebook_data(executed), "worker": where}
+
+
+class ClusterGrader:
+    """The client: connects to a scheduler, ships one grading task per submission, waits for the data."""
+
+    def __init__(self, scheduler: str, assignment: str, source, options: dict, connect_timeout: float = 10):
+        from distributed import Client
+
+        try:
+            self.client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+        self.scheduler = scheduler
+        self.assignment = assignment
+        self.source = source
+        self.options = options
+        self.source_data = notebook_data(source)
+        self.sha = source_sha256(self.source_data)
+
+    def slots(self) -> int:
+        """Gradings the cluster runs at once: one per worker thread (a worker offers one per core)."""
+        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+
+    def grade(self, submission, files: dict[str, Path]) -> tuple[GradeResult, nbformat.NotebookNode]:
+        import dlcourse
+
+        task = {"assignment": self.assignment, "dlcourse_version": dlcourse.__version__,
+                "source": self.source_data, "source_sha256": self.sha, "submission": notebook_data(submission), "options": self.options,
+                "files": {name: (_sha256(data), data) for name, data in
+                          ((n, Path(p).read_bytes()) for n, p in files.items())}}
+        future = self.client.submit(grade_on_worker, task, pure=False)
+        try:
+            data = future.result()
+        except ClusterError:
+            raise
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(f"the Dask scheduler at {self.scheduler} is gone ({error}); run the same command "
+                               f"again to grade what is missing") from None
+        return result_from_data(data["result"]), notebook_from_data(data["executed"])
+
+    def close(self) -> None:
+        try:
+            self.client.close(timeout=5)
+        except Exception:
+            pass

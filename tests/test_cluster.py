@@ -1,0 +1,115 @@
+"""`dlcourse grade --scheduler`: grading on a real Dask cluster (a `dask scheduler` and `dask worker`
+processes started here), compared with the local pool."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dlcourse.course import CourseError
+from dlcourse.grading.batch import BatchOptions, grade_batch
+from tests.test_grade_batch import make_batch, quiet
+
+BIN = Path(sys.executable).parent
+
+
+def _dask():
+    if shutil.which("dask", path=str(BIN)) is None:
+        pytest.fail("the `dask` command is missing: pip install -e '.[cluster]'")
+    return str(BIN / "dask")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two single-thread workers, each its own process; yields the scheduler address."""
+    dask = _dask()
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "DLCOURSE_OFFLINE": "1"}
+    processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                   "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for _ in range(2):
+        processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny",
+                                           "--no-dashboard", "--local-directory", str(tmp_path / "dask")],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    from distributed import Client
+
+    with Client(address, timeout=60, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
+    yield address, processes
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_cluster_grades_like_the_local_pool_and_only_the_client_writes(demo_course, tmp_path, cluster):
+    address, _ = cluster
+    batch = make_batch(demo_course, tmp_path / "in")
+    local = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        workers=2, progress=False, nbgrader_dir=tmp_path / "local", csv_path=tmp_path / "local.csv"), log=quiet)
+    remote = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        progress=False, nbgrader_dir=tmp_path / "remote", scheduler=address,
+        csv_path=tmp_path / "remote.csv"), log=quiet)
+    assert [(r.student, r.score, r.status, r.cells, r.message) for r in remote] == \
+        [(r.student, r.score, r.status, r.cells, r.message) for r in local]
+    assert (tmp_path / "remote" / "gradebook.db").exists()
+    assert (tmp_path / "remote" / "autograded" / "alice" / "99_demo" / "99_demo.ipynb").exists()
+    # The rerun grades nothing: every submission is in the gradebook once.
+    again = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        progress=False, nbgrader_dir=tmp_path / "remote", scheduler=address), log=quiet)
+    assert all(r.skipped for r in again)
+
+
+def test_the_task_returns_json_safe_data_and_a_version_mismatch_names_the_worker(demo_course, cluster):
+    from distributed import Client
+
+    from dlcourse.authoring.source import read_source
+    from dlcourse.grading.cluster import ClusterError, ClusterGrader, grade_on_worker
+    from tests.test_grade_batch import solved
+
+    address, _ = cluster
+    source = read_source(demo_course.source_path("99_demo"))
+    grader = ClusterGrader(address, "99_demo", source, {"cell_timeout": 60, "timeout": 120, "memory_mb": None,
+                                                        "isolate": True, "threads": 1})
+    try:
+        result, _ = grader.grade(solved(demo_course), {})
+        assert result.status == "graded" and result.score == result.max_score
+    finally:
+        grader.close()
+    with Client(address, timeout=30, set_as_default=False) as client:
+        import dlcourse, nbformat
+
+        task = {"assignment": "99_demo", "dlcourse_version": dlcourse.__version__,
+                "source": grader.source_data, "source_sha256": grader.sha,
+                "submission": json.loads(nbformat.writes(solved(demo_course))), "files": {},
+                "options": grader.options}
+        data = client.submit(grade_on_worker, task, pure=False).result()
+        assert json.loads(json.dumps(data)) == data
+        workers = set(client.scheduler_info()["workers"])
+        with pytest.raises(ClusterError) as refused:
+            client.submit(grade_on_worker, {**task, "dlcourse_version": "0.0.0-other"}, pure=False).result()
+        assert "0.0.0-other" in str(refused.value) and any(w in str(refused.value) for w in workers)
+        with pytest.raises(ClusterError, match="worker tcp://.* received a different release of 99_demo"):
+            client.submit(grade_on_worker, {**task, "source_sha256": "0" * 64}, pure=False).result()
+
+
+def test_no_scheduler_is_one_clear_message(demo_course, tmp_path):
+    _dask()
+    batch = make_batch(demo_course, tmp_path / "in")
+    with pytest.raises(CourseError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:"):
+        grade_batch(demo_course, "99_demo", batch, BatchOptions(
+            progress=False, nbgrader_dir=tmp_path / "nb", scheduler=f"tcp://127.0.0.1:{_free_port()}"),
+            log=quiet)
