@@ -113,3 +113,42 @@ def test_no_scheduler_is_one_clear_message(demo_course, tmp_path):
         grade_batch(demo_course, "99_demo", batch, BatchOptions(
             progress=False, nbgrader_dir=tmp_path / "nb", scheduler=f"tcp://127.0.0.1:{_free_port()}"),
             log=quiet)
+
+
+def test_a_worker_killed_mid_submission_is_regraded_elsewhere_each_submission_once(demo_course, tmp_path, cluster):
+    import signal
+    import threading
+
+    import nbformat
+    from distributed import Client
+
+    from dlcourse.grading.gradebook import GradebookWriter
+    from tests.test_grade_batch import CORRECT, solved
+
+    address, _ = cluster
+    batch = tmp_path / "slow"
+    batch.mkdir()
+    slow = "import time\ntime.sleep(4)\n" + CORRECT
+    for student in ("ann", "ben"):
+        nbformat.write(solved(demo_course, slow), str(batch / f"{student}.ipynb"))
+    rows = []
+    thread = threading.Thread(target=lambda: rows.extend(grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        progress=False, nbgrader_dir=tmp_path / "nb", scheduler=address), log=quiet)))
+    thread.start()
+    with Client(address, timeout=30, set_as_default=False) as client:
+        deadline = time.monotonic() + 60
+        while not any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        busy = next(w for w, tasks in client.processing().items() if tasks)
+        time.sleep(1)  # the kernel is running the submission
+        os.kill(client.run(os.getpid, workers=[busy])[busy], signal.SIGKILL)
+    thread.join(180)
+    assert [(r.student, r.status, r.score) for r in rows] == [("ann", "graded", 2.0), ("ben", "graded", 2.0)]
+    from dlcourse.authoring.source import read_source
+
+    writer = GradebookWriter(f"sqlite:///{tmp_path / 'nb' / 'gradebook.db'}", "99_demo", "99_demo",
+                             read_source(demo_course.source_path("99_demo")))
+    try:
+        assert writer.graded_students() == {"ann", "ben"}
+    finally:
+        writer.close()
