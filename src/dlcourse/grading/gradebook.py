@@ -15,6 +15,7 @@ graders at once).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
@@ -64,19 +65,40 @@ def create_gradebook(db_url: str) -> bool:
     kernels' template is importing torch on the other. Here alembic's API reads the
     same revision in-process (0.1 s).
     """
-    engine = create_engine(db_url, future=True)
-    try:
-        if inspect(engine).get_table_names():
-            return False
-        Base.metadata.create_all(bind=engine)
-        with engine.begin() as connection:
-            connection.execute(text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL)"))
-            if connection.execute(text("SELECT COUNT(*) FROM alembic_version")).scalar() == 0:
-                connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:version)"),
-                                   {"version": schema_version()})
-        return True
-    finally:
-        engine.dispose()
+    with _creation_lock(db_url):
+        engine = create_engine(db_url, future=True)
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":  # one creator at a time; the others wait, then see tables
+                    connection.execute(text("SELECT pg_advisory_xact_lock(7346251)"))
+                if inspect(connection).get_table_names():
+                    return False
+                Base.metadata.create_all(bind=connection)
+                connection.execute(text("CREATE TABLE IF NOT EXISTS alembic_version "
+                                        "(version_num VARCHAR(32) NOT NULL)"))
+                if connection.execute(text("SELECT COUNT(*) FROM alembic_version")).scalar() == 0:
+                    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:version)"),
+                                       {"version": schema_version()})
+            return True
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def _creation_lock(db_url: str):
+    """For a SQLite file, an exclusive flock on the file itself while the gradebook is created (graders
+    starting together would otherwise both create tables); other databases lock in their transaction."""
+    if not db_url.startswith("sqlite:///") or db_url == "sqlite:///:memory:":
+        yield
+        return
+    import fcntl
+
+    with open(db_url[len("sqlite:///"):], "ab") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class GradebookWriter:

@@ -1,0 +1,68 @@
+"""The gradebook on a real PostgreSQL server (Debian's postgresql, started here in a temp folder as the
+`postgres` user) and on SQLite: safe creation by several graders at once."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not binaries:
+        pytest.fail("PostgreSQL is missing: apt-get install postgresql (.ci/setup does it)")
+    bindir = Path(binaries[-1]).parent
+    folder = Path(tempfile.mkdtemp(prefix="dlcourse-pg-"))  # outside pytest's root-only folder
+    data = folder / "data"
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    initdb = subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                            capture_output=True, text=True)
+    if initdb.returncode:
+        pytest.fail(f"initdb failed: {initdb.stderr.strip()}")
+    port = _free_port()
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "start",
+                    "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+CREATE = "import sys; from dlcourse.grading.gradebook import create_gradebook; print(create_gradebook(sys.argv[1]))"
+
+
+def _create_four_at_once(url: str) -> list[str]:
+    processes = [subprocess.Popen([sys.executable, "-c", CREATE, url], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    assert all(p.returncode == 0 for p in processes), [err.strip().splitlines()[-1:] for _, err in outputs]
+    return sorted(out.strip() for out, _ in outputs)
+
+
+def test_four_graders_create_one_postgresql_gradebook_at_once(postgres_url):
+    assert _create_four_at_once(postgres_url) == ["False", "False", "False", "True"]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(postgres_url) as gb:
+        assert gb.assignments == []
+
+
+def test_four_graders_create_one_sqlite_gradebook_at_once(tmp_path):
+    assert _create_four_at_once(f"sqlite:///{tmp_path / 'gradebook.db'}") == ["False", "False", "False", "True"]
