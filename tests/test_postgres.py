@@ -66,3 +66,45 @@ def test_four_graders_create_one_postgresql_gradebook_at_once(postgres_url):
 
 def test_four_graders_create_one_sqlite_gradebook_at_once(tmp_path):
     assert _create_four_at_once(f"sqlite:///{tmp_path / 'gradebook.db'}") == ["False", "False", "False", "True"]
+
+
+def test_two_grade_batches_at_once_on_one_postgresql_gradebook_lose_and_duplicate_nothing(
+        demo_course, tmp_path, postgres_url):
+    import threading
+
+    import nbformat
+    from nbgrader.api import Gradebook
+
+    from dlcourse.grading.batch import BatchOptions, grade_batch
+    from tests.test_grade_batch import quiet, solved
+
+    url = postgres_url.rsplit("/", 1)[0] + "/two_batches"
+    subprocess.run([sys.executable, "-c", "import sys, psycopg; c = psycopg.connect(sys.argv[1], autocommit=True); "
+                    "c.execute('CREATE DATABASE two_batches')", url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"],
+                   check=True)
+    halves = []
+    for half, students in enumerate((("ann", "ben"), ("cat", "dan"))):
+        folder = tmp_path / f"half{half}"
+        folder.mkdir()
+        for student in students:
+            nbformat.write(solved(demo_course), str(folder / f"{student}.ipynb"))
+        halves.append(folder)
+    errors = []
+
+    def grade(folder):
+        try:
+            grade_batch(demo_course, "99_demo", folder, BatchOptions(
+                workers=1, progress=False, nbgrader_dir=tmp_path / "nb", db_url=url), log=quiet)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=grade, args=(folder,)) for folder in halves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
+    with Gradebook(url) as gb:
+        submissions = gb.assignment_submissions("99_demo")
+        assert sorted(s.student.id for s in submissions) == ["ann", "ben", "cat", "dan"]
+        assert [round(s.score, 2) for s in submissions] == [2.0] * 4

@@ -28,6 +28,7 @@ from nbgrader.api import Base, Gradebook, MissingEntry
 from nbgrader.preprocessors import ClearSolutions, ComputeChecksums, LockCells, SaveCells
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from dlcourse.grading.engine import GradeResult
 
@@ -85,6 +86,27 @@ def create_gradebook(db_url: str) -> bool:
 
 
 @contextlib.contextmanager
+def _registration_lock(db_url: str):
+    """On PostgreSQL, one grader at a time registers the assignment (nbgrader's registration, in several
+    commits and connections, fails when two graders do it at once); SQLite serialises its writers itself."""
+    if not db_url.startswith("postgresql"):
+        yield
+        return
+    engine = create_engine(db_url, future=True, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(7346252)"))
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(7346252)"))
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
 def _creation_lock(db_url: str):
     """For a SQLite file, an exclusive flock on the file itself while the gradebook is created (graders
     starting together would otherwise both create tables); other databases lock in their transaction."""
@@ -112,8 +134,9 @@ class GradebookWriter:
         self.db_url, self.assignment, self.notebook = db_url, assignment, notebook
         self._lock = threading.Lock()
         self._gradebook: Gradebook | None = None
-        _retry(lambda: create_gradebook(db_url))
-        self._transaction(lambda gb: self._register(gb, source))
+        with _registration_lock(db_url):
+            _retry(lambda: create_gradebook(db_url))
+            self._transaction(lambda gb: self._register(gb, source))
 
     def _transaction(self, action):
         """`action(gradebook)` under the lock, committed, or rolled back and retried while the database is busy."""
