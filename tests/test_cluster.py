@@ -152,3 +152,21 @@ def test_a_worker_killed_mid_submission_is_regraded_elsewhere_each_submission_on
         assert writer.graded_students() == {"ann", "ben"}
     finally:
         writer.close()
+
+
+def test_a_kernel_crash_on_a_worker_is_graded_as_locally_and_not_retried(demo_course, tmp_path, cluster):
+    import nbformat
+
+    from tests.test_grade_batch import CORRECT, solved
+
+    address, _ = cluster
+    batch = tmp_path / "crash"
+    batch.mkdir()
+    nbformat.write(solved(demo_course, "import os\nos._exit(3)\n" + CORRECT), str(batch / "eve.ipynb"))
+    local = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        workers=1, progress=False, nbgrader_dir=tmp_path / "local"), log=quiet)
+    started = time.monotonic()
+    remote = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        progress=False, nbgrader_dir=tmp_path / "remote", scheduler=address), log=quiet)
+    assert [(r.status, r.score, r.cells) for r in remote] == [(r.status, r.score, r.cells) for r in local]
+    assert remote[0].status != "grader error" and time.monotonic() - started < 60
