@@ -33,6 +33,8 @@ from sqlalchemy.pool import NullPool
 from dlcourse.grading.engine import GradeResult
 
 RETRIES = 30
+# PostgreSQL advisory lock keys (one namespace per purpose; any fixed numbers no other tool uses)
+CREATION_LOCK, REGISTRATION_LOCK, WRITE_LOCK = 7346251, 7346252, 7346253
 # nbgrader's own SQLAlchemy usage warns on every new submission; nothing for us to act on.
 warnings.filterwarnings("ignore", message=r"Object of type <Submitted", module=r"nbgrader")
 warnings.filterwarnings("ignore", message=r"Object of type <Submitted")
@@ -71,7 +73,7 @@ def create_gradebook(db_url: str) -> bool:
         try:
             with engine.begin() as connection:
                 if connection.dialect.name == "postgresql":  # one creator at a time; the others wait, then see tables
-                    connection.execute(text("SELECT pg_advisory_xact_lock(7346251)"))
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATION_LOCK})
                 if inspect(connection).get_table_names():
                     return False
                 Base.metadata.create_all(bind=connection)
@@ -86,21 +88,21 @@ def create_gradebook(db_url: str) -> bool:
 
 
 @contextlib.contextmanager
-def _registration_lock(db_url: str):
-    """On PostgreSQL, one grader at a time registers the assignment (nbgrader's registration, in several
-    commits and connections, fails when two graders do it at once); SQLite serialises its writers itself."""
+def _postgres_lock(db_url: str, key: int):
+    """On PostgreSQL, hold the advisory lock `key` (on a connection of its own, so that nbgrader's commits
+    inside do not release it); elsewhere nothing: SQLite serialises its writers itself."""
     if not db_url.startswith("postgresql"):
         yield
         return
     engine = create_engine(db_url, future=True, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(7346252)"))
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             connection.commit()
             try:
                 yield
             finally:
-                connection.execute(text("SELECT pg_advisory_unlock(7346252)"))
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 connection.commit()
     finally:
         engine.dispose()
@@ -134,7 +136,9 @@ class GradebookWriter:
         self.db_url, self.assignment, self.notebook = db_url, assignment, notebook
         self._lock = threading.Lock()
         self._gradebook: Gradebook | None = None
-        with _registration_lock(db_url):
+        # One grader at a time registers the assignment: nbgrader's registration, in several commits, fails
+        # when two graders do it at once.
+        with _postgres_lock(db_url, REGISTRATION_LOCK):
             _retry(lambda: create_gradebook(db_url))
             self._transaction(lambda gb: self._register(gb, source))
 
@@ -201,11 +205,5 @@ class GradebookWriter:
                     except MissingEntry:
                         pass
             submitted.flagged = bool(result.flags) or result.status != "graded"
-        self._transaction(write)
-
-    def scores(self, student: str) -> dict[str, float | None]:
-        """The saved score per graded cell (manual score where a grader gave one)."""
-        def read(gb: Gradebook) -> dict[str, float | None]:
-            submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
-            return {grade.name: grade.score for grade in submitted.grades}
-        return self._transaction(read)
+        with _postgres_lock(self.db_url, WRITE_LOCK):
+            self._transaction(write)
