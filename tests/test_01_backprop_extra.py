@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlcourse.authoring.source import read_source, solution_texts
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import solution_texts
 from dlcourse.course import load_course
 
 NAME = "01_backprop"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcourse.authoring.source import read_source, solution_texts
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import solution_texts
 from dlcourse.course import load_course
 from dlcourse.models.cnn import CifarResNet, autocast_dtype, precision_name
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcourse.authoring.source import read_source, solution_texts
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import solution_texts
 from dlcourse.course import load_course
 
 NAME = "03_rnn"

@@ -13,7 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dlcourse.authoring.source import read_source, solution_texts  # noqa: E402
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import solution_texts  # noqa: E402
 from dlcourse.course import load_course  # noqa: E402
 
 NAME = "04_transformer"

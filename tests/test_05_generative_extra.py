@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dlcourse.authoring.source import read_source, solution_texts
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import solution_texts
 from dlcourse.course import load_course
 
 NAME = "05_generative"

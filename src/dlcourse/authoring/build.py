@@ -22,7 +22,8 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
-from dlcourse.authoring.source import read_source, strip_markers
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import strip_markers
 from dlcourse.course import Course
 
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.

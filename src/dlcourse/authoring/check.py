@@ -20,7 +20,8 @@ from nbformat import NotebookNode
 from dlcourse.authoring.build import stale_files, student_notebook
 from dlcourse.authoring.leaks import Leak, scan_notebook
 from dlcourse.authoring.mutants import Mutant, MutantError, read_mutants
-from dlcourse.authoring.source import graded_cells, read_source, solution_texts
+from dlcourse.authoring.source import read_source
+from dlcourse.cells import grade_id, score_columns, solution_texts
 from dlcourse.course import Course
 from dlcourse.grading.batch import default_workers
 from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
@@ -59,9 +60,8 @@ def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[s
     answers = solution_texts(source, roles=("solution", "answer"))
     answers.update(replace or {})
     for cell in nb.cells:
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if grade_id in answers and cell.metadata.nbgrader.get("solution"):
-            cell.source = answers[grade_id]
+        if grade_id(cell) in answers and cell.metadata.nbgrader.get("solution"):
+            cell.source = answers[grade_id(cell)]
     return nb
 
 
@@ -71,8 +71,8 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     source = read_source(course.source_path(name))
     student = student_notebook(course, name, source)
     mutants = find_mutants(course, name, source)
-    report.points = sum(c.metadata.nbgrader["points"] for c in graded_cells(source, "tests"))
-    report.manual_points = sum(c.metadata.nbgrader["points"] for c in graded_cells(source, "answer"))
+    report.points = sum(c.max_points for c in score_columns(source) if c.kind == "tests")
+    report.manual_points = sum(c.max_points for c in score_columns(source) if c.kind == "answer")
 
     runs: list[tuple[str, NotebookNode]] = [
         ("solution", solved_notebook(student, source)),

@@ -15,13 +15,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.authoring.source import (
-    BEGIN_HIDDEN,
-    BEGIN_SOLUTION,
-    END_HIDDEN,
-    END_SOLUTION,
-    split_blocks,
-)
+from dlcourse.authoring.source import split_blocks
+from dlcourse.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION
 
 MIN_SECRET_CHARS = 16
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)

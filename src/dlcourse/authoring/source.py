@@ -17,13 +17,9 @@ import jupytext
 import nbformat
 from nbformat import NotebookNode
 
+from dlcourse.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, ROLES
 from dlcourse.course import CourseError
 
-BEGIN_SOLUTION = "### BEGIN SOLUTION"
-END_SOLUTION = "### END SOLUTION"
-BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
-END_HIDDEN = "### END HIDDEN TESTS"
-ROLES = ("solution", "tests", "answer")
 GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
 
 # Metadata the kernel header of every generated notebook gets; fixed so builds are reproducible.
@@ -171,42 +167,3 @@ def _check_markers(cell: NotebookNode, role: str | None, where: str) -> None:
         )
     if "hidden" in kinds and role != "tests":
         raise SourceError(f"{where}: hidden-test markers belong in a tests= cell")
-
-
-def strip_markers(source: str, keep_hidden: bool) -> str:
-    """The cell as the solution shows it: marker lines gone, solution kept, hidden tests kept or dropped."""
-    out: list[str] = []
-    in_hidden = False
-    for line in source.splitlines():
-        marker = line.strip()
-        if marker in (BEGIN_SOLUTION, END_SOLUTION):
-            continue
-        if marker == BEGIN_HIDDEN:
-            in_hidden = True
-            continue
-        if marker == END_HIDDEN:
-            in_hidden = False
-            continue
-        if in_hidden and not keep_hidden:
-            continue
-        out.append(line)
-    return "\n".join(out).rstrip("\n")
-
-
-def cell_role(nbgrader_metadata: dict) -> str | None:
-    """'tests', 'answer' or 'solution' from a cell's nbgrader metadata; None for a plain cell."""
-    if nbgrader_metadata.get("grade"):
-        return "answer" if nbgrader_metadata.get("solution") else "tests"
-    return "solution" if nbgrader_metadata.get("solution") else None
-
-
-def graded_cells(nb: NotebookNode, role: str) -> list[NotebookNode]:
-    """The cells of a source notebook with one role (solution, tests or answer)."""
-    return [c for c in nb.cells if cell_role(c.metadata.get("nbgrader", {})) == role]
-
-
-def solution_texts(nb: NotebookNode, roles: tuple[str, ...] = ("solution",)) -> dict[str, str]:
-    """grade id -> what a perfect student writes there (markers and hidden tests gone), for the
-    cells of a source notebook with one of `roles` ("solution", and "answer" for written answers)."""
-    return {cell.metadata.nbgrader["grade_id"]: strip_markers(cell.source, keep_hidden=False)
-            for role in roles for cell in graded_cells(nb, role)}

@@ -25,7 +25,8 @@ import nbformat
 
 from dlcourse.authoring.source import read_source
 from dlcourse.course import Course, CourseError
-from dlcourse.grading.engine import STATUS_INVALID, CellScore, GradeResult, _is_answer, _is_test, grade_notebook
+from dlcourse.cells import score_columns
+from dlcourse.grading.engine import STATUS_INVALID, CellScore, GradeResult, grade_notebook
 from dlcourse.grading.feedback import write_feedback
 from dlcourse.grading.gradebook import GradebookWriter
 from dlcourse.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
@@ -114,10 +115,8 @@ def _row(student: str, assignment: str, result: GradeResult) -> Row:
 
 
 def _invalid(source, reason: str) -> GradeResult:
-    cells = [CellScore(grade_id=c.metadata.nbgrader["grade_id"], kind="tests" if _is_test(c) else "answer",
-                       max_points=float(c.metadata.nbgrader["points"]), points=0.0 if _is_test(c) else None,
-                       error="not graded: " + reason)
-             for c in source.cells if _is_test(c) or _is_answer(c)]
+    cells = [CellScore(*column, points=0.0 if column.kind == "tests" else None, error="not graded: " + reason)
+             for column in score_columns(source)]
     return GradeResult(status=STATUS_INVALID, cells=cells, message=reason)
 
 
@@ -251,8 +250,7 @@ def _progress(total: int, enabled: bool):
 
 
 def cell_columns(source) -> list[tuple[str, float]]:
-    return [(c.metadata.nbgrader["grade_id"], float(c.metadata.nbgrader["points"]))
-            for c in source.cells if _is_test(c) or _is_answer(c)]
+    return [(column.grade_id, column.max_points) for column in score_columns(source)]
 
 
 def write_csv(path: Path, rows: list[Row], source) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.authoring.source import cell_role, strip_markers
+from dlcourse.cells import graded_cells, nbgrader_metadata, role, score_columns, strip_markers
 from dlcourse.grading.zygote import Zygote, zygote  # noqa: F401 (re-exported)
 
 STATUS_GRADED = "graded"
@@ -77,25 +77,6 @@ class GradeResult:
         return sum(c.max_points for c in self.cells if c.kind == "answer")
 
 
-def _nbgrader(cell: NotebookNode) -> dict:
-    """A cell's nbgrader metadata; {} when it is missing or mangled (editors rewrite metadata)."""
-    metadata = cell.get("metadata") if isinstance(cell, dict) else None
-    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
-    if not isinstance(meta, dict):
-        return {}
-    if not isinstance(meta.get("grade_id"), str):
-        meta = {k: v for k, v in meta.items() if k != "grade_id"}
-    return meta
-
-
-def _is_test(cell: NotebookNode) -> bool:
-    return cell_role(_nbgrader(cell)) == "tests"
-
-
-def _is_answer(cell: NotebookNode) -> bool:
-    return cell_role(_nbgrader(cell)) == "answer"
-
-
 def _normalized(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
@@ -110,12 +91,12 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
     """
     nb = copy.deepcopy(submission)
     flags: list[str] = []
-    source_tests = {c.metadata.nbgrader["grade_id"]: c for c in source.cells if _is_test(c)}
+    source_tests = {c.metadata.nbgrader["grade_id"]: c for c in graded_cells(source, "tests")}
     visible = {gid: _normalized(strip_markers(c.source, keep_hidden=False)) for gid, c in source_tests.items()}
     placed: set[str] = set()
     cells: list[NotebookNode] = []
     for cell in nb.cells:
-        grade_id = _nbgrader(cell).get("grade_id")
+        grade_id = nbgrader_metadata(cell).get("grade_id")
         if grade_id not in source_tests and cell.get("cell_type") == "code":
             # metadata stripped or rewritten: recognise the test by its visible text
             text = _normalized(cell.get("source", ""))
@@ -129,8 +110,8 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
             placed.add(grade_id)
             cells.append(copy.deepcopy(source_tests[grade_id]))
             continue
-        if _is_test(cell):
-            flags.append(f"unknown test cell {_nbgrader(cell).get('grade_id')!r} ignored")
+        if role(cell) == "tests":
+            flags.append(f"unknown test cell {nbgrader_metadata(cell).get('grade_id')!r} ignored")
             cell.metadata.pop("nbgrader", None)
         cells.append(cell)
     # Put back deleted test cells after the cell that precedes them in the source.
@@ -140,21 +121,21 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
             continue
         flags.append(f"missing test cell {grade_id} restored")
         previous_ids = set(order[: order.index(test.id)])
-        previous_ids |= {_nbgrader(c).get("grade_id") for c in source.cells[: order.index(test.id)]}
+        previous_ids |= {nbgrader_metadata(c).get("grade_id") for c in source.cells[: order.index(test.id)]}
         position = len(cells)
         for index, cell in enumerate(cells):
-            if cell.get("id") in previous_ids or _nbgrader(cell).get("grade_id") in previous_ids:
+            if cell.get("id") in previous_ids or nbgrader_metadata(cell).get("grade_id") in previous_ids:
                 position = index + 1
         cells.insert(position, copy.deepcopy(test))
         placed.add(grade_id)
     # A test moved above the solution it tests goes back below it.
     for grade_id, test in source_tests.items():
         before = source.cells[: order.index(test.id)]
-        solutions = [_nbgrader(c).get("grade_id") for c in before if _nbgrader(c).get("solution")]
+        solutions = [nbgrader_metadata(c).get("grade_id") for c in before if nbgrader_metadata(c).get("solution")]
         if not solutions:
             continue
         anchor = solutions[-1]
-        where = {(_nbgrader(c).get("grade_id")): i for i, c in enumerate(cells) if _nbgrader(c).get("grade_id")}
+        where = {(nbgrader_metadata(c).get("grade_id")): i for i, c in enumerate(cells) if nbgrader_metadata(c).get("grade_id")}
         if anchor in where and where[grade_id] < where[anchor]:
             moved = cells.pop(where[grade_id])
             cells.insert(where[anchor], moved)  # the anchor shifted up by one
@@ -267,15 +248,7 @@ def grade_notebook(
         if cell.get("cell_type") == "code":
             cell.outputs = []
             cell.execution_count = None
-    scores = {
-        c.metadata.nbgrader["grade_id"]: CellScore(
-            grade_id=c.metadata.nbgrader["grade_id"],
-            kind="tests" if _is_test(c) else "answer",
-            max_points=float(c.metadata.nbgrader["points"]),
-        )
-        for c in source.cells
-        if _is_test(c) or _is_answer(c)
-    }
+    scores = {column.grade_id: CellScore(*column) for column in score_columns(source)}
     result = GradeResult(status=STATUS_GRADED, flags=flags)
     verdicts: dict[int, str] = {}
     owned = workdir is None
@@ -319,7 +292,7 @@ def grade_notebook(
     result.kernel_seconds = time.perf_counter() - kernel_started
 
     for index, cell in enumerate(nb.cells):
-        grade_id = _nbgrader(cell).get("grade_id")
+        grade_id = nbgrader_metadata(cell).get("grade_id")
         score = scores.get(grade_id)
         if score is None:
             continue
@@ -371,12 +344,12 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
             result.status = worse(result.status, STATUS_TIMED_OUT)
             result.message = f"stopped after {timeout:g} s (the notebook's time limit); later cells did not run"
             return
-        grade_id = _nbgrader(cell).get("grade_id")
-        kind = "test" if _is_test(cell) else "code"
+        grade_id = nbgrader_metadata(cell).get("grade_id")
+        kind = "test" if role(cell) == "tests" else "code"
         nonce = secrets.token_hex(16)
         conn.send_bytes(json.dumps({"op": "run", "index": index, "kind": kind, "grade_id": grade_id,
                                     "source": cell.source, "nonce": nonce,
-                                    "instructor": not _nbgrader(cell).get("solution")}).encode())
+                                    "instructor": not nbgrader_metadata(cell).get("solution")}).encode())
         wait = min(cell_timeout, remaining)
         interrupted = False
         if not conn.poll(wait):

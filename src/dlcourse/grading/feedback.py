@@ -15,25 +15,24 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.authoring.source import strip_markers
-from dlcourse.grading.engine import GradeResult, _is_test, _nbgrader
+from dlcourse.cells import grade_id, graded_cells, role, strip_markers
+from dlcourse.grading.engine import GradeResult
 
 
 def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: GradeResult, student: str,
                       assignment: str) -> NotebookNode:
     nb = copy.deepcopy(executed)
-    visible = {c.metadata.nbgrader["grade_id"]: strip_markers(c.source, keep_hidden=False)
-               for c in source.cells if _is_test(c)}
+    visible = {grade_id(c): strip_markers(c.source, keep_hidden=False) for c in graded_cells(source, "tests")}
     by_id = {c.grade_id: c for c in result.cells}
     for cell in nb.cells:
-        grade_id = _nbgrader(cell).get("grade_id")
-        if grade_id in visible and _is_test(cell):
-            cell.source = visible[grade_id]
-        score = by_id.get(grade_id)
+        cell_id = grade_id(cell)
+        if cell_id in visible and role(cell) == "tests":
+            cell.source = visible[cell_id]
+        score = by_id.get(cell_id)
         if score is not None and score.kind == "tests":
             mark = "passed" if score.points == score.max_points else "failed"
             note = nbformat.v4.new_markdown_cell(
-                f"**{grade_id}: {mark}, {score.points or 0:g} / {score.max_points:g} points**"
+                f"**{cell_id}: {mark}, {score.points or 0:g} / {score.max_points:g} points**"
                 + (f" ({html.escape(score.error)})" if score.error and mark == "failed" else ""))
             cell.metadata["dlcourse_note"] = note.source
     cells = []

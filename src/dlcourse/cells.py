@@ -1,0 +1,87 @@
+"""The cells of a graded notebook, one vocabulary for authoring and grading: the solution and
+hidden-test markers, a cell's nbgrader metadata, role, grade id and points, the graded cells of a
+notebook, what a perfect student writes in each, and the columns of a score row.
+
+Plain data in and out (nbformat cells); imported by `authoring/` and `grading/` alike, it imports
+neither.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from nbformat import NotebookNode
+
+BEGIN_SOLUTION = "### BEGIN SOLUTION"
+END_SOLUTION = "### END SOLUTION"
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+END_HIDDEN = "### END HIDDEN TESTS"
+ROLES = ("solution", "tests", "answer")
+
+
+class ScoreColumn(NamedTuple):
+    """One graded cell in a score row: auto-graded tests or a hand-graded answer, and its points."""
+
+    grade_id: str
+    kind: str  # "tests" or "answer"
+    max_points: float
+
+
+def nbgrader_metadata(cell: NotebookNode) -> dict:
+    """A cell's nbgrader metadata; {} when it is missing or mangled (editors rewrite metadata)."""
+    metadata = cell.get("metadata") if isinstance(cell, dict) else None
+    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    if not isinstance(meta.get("grade_id"), str):
+        meta = {k: v for k, v in meta.items() if k != "grade_id"}
+    return meta
+
+
+def role(cell: NotebookNode) -> str | None:
+    """'tests', 'answer' or 'solution' from a cell's nbgrader metadata; None for a plain cell."""
+    meta = nbgrader_metadata(cell)
+    if meta.get("grade"):
+        return "answer" if meta.get("solution") else "tests"
+    return "solution" if meta.get("solution") else None
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return nbgrader_metadata(cell).get("grade_id")
+
+
+def graded_cells(nb: NotebookNode, *roles: str) -> list[NotebookNode]:
+    """The cells of a notebook with one of `roles` (solution, tests, answer), in notebook order."""
+    return [c for c in nb.cells if role(c) in roles]
+
+
+def score_columns(nb: NotebookNode) -> list[ScoreColumn]:
+    """The empty score row of a source notebook: every tests and answer cell with its points."""
+    return [ScoreColumn(grade_id(c), role(c), float(nbgrader_metadata(c)["points"]))
+            for c in graded_cells(nb, "tests", "answer")]
+
+
+def strip_markers(source: str, keep_hidden: bool) -> str:
+    """The cell as the solution shows it: marker lines gone, solution kept, hidden tests kept or dropped."""
+    out: list[str] = []
+    in_hidden = False
+    for line in source.splitlines():
+        marker = line.strip()
+        if marker in (BEGIN_SOLUTION, END_SOLUTION):
+            continue
+        if marker == BEGIN_HIDDEN:
+            in_hidden = True
+            continue
+        if marker == END_HIDDEN:
+            in_hidden = False
+            continue
+        if in_hidden and not keep_hidden:
+            continue
+        out.append(line)
+    return "\n".join(out).rstrip("\n")
+
+
+def solution_texts(nb: NotebookNode, roles: tuple[str, ...] = ("solution",)) -> dict[str, str]:
+    """grade id -> what a perfect student writes there (markers and hidden tests gone), for the
+    cells of a source notebook with one of `roles` ("solution", and "answer" for written answers)."""
+    return {grade_id(cell): strip_markers(cell.source, keep_hidden=False) for cell in graded_cells(nb, *roles)}
