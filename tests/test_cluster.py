@@ -170,3 +170,45 @@ def test_a_kernel_crash_on_a_worker_is_graded_as_locally_and_not_retried(demo_co
         progress=False, nbgrader_dir=tmp_path / "remote", scheduler=address), log=quiet)
     assert [(r.status, r.score, r.cells) for r in remote] == [(r.status, r.score, r.cells) for r in local]
     assert remote[0].status != "grader error" and time.monotonic() - started < 60
+
+
+def test_the_scheduler_gone_mid_batch_is_one_clear_message_and_a_rerun_grades_only_what_is_missing(
+        demo_course, tmp_path, cluster):
+    import threading
+
+    import nbformat
+
+    from tests.test_grade_batch import CORRECT, solved
+
+    address, processes = cluster
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    nbformat.write(solved(demo_course), str(batch / "ann.ipynb"))  # fast: graded before the scheduler goes
+    for student in ("ben", "cat"):  # slow: still running when it goes
+        nbformat.write(solved(demo_course, "import time\ntime.sleep(8)\n" + CORRECT), str(batch / f"{student}.ipynb"))
+    saved = tmp_path / "nb" / "autograded" / "ann" / "99_demo" / "99_demo.ipynb"
+    errors = []
+
+    def grade():
+        try:
+            grade_batch(demo_course, "99_demo", batch, BatchOptions(
+                progress=False, nbgrader_dir=tmp_path / "nb", scheduler=address), log=quiet)
+        except CourseError as error:
+            errors.append(str(error))
+
+    thread = threading.Thread(target=grade)
+    started = time.monotonic()
+    thread.start()
+    while not saved.exists() and time.monotonic() - started < 90:
+        time.sleep(0.2)
+    assert saved.exists(), "the fast submission was not graded"
+    processes[0].kill()  # the scheduler
+    thread.join(120)
+    assert not thread.is_alive(), "the batch hung after the scheduler was gone"
+    assert len(errors) == 1 and f"the Dask scheduler at {address} is gone" in errors[0]
+    assert "run the same command again" in errors[0]
+    # Nothing lost: the next run, locally, keeps ann's grade and grades only ben and cat.
+    rows = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+        workers=2, progress=False, nbgrader_dir=tmp_path / "nb"), log=quiet)
+    assert [(r.student, r.skipped, r.score) for r in rows] == [("ann", True, 2.0), ("ben", False, 2.0),
+                                                              ("cat", False, 2.0)]

@@ -8,13 +8,16 @@ sandbox, guard, limits) and returns the result and the executed notebook as JSON
 nothing the client keeps. Only the client writes the gradebook, autograded notebooks and feedback.
 
 A worker whose dlcourse version or assignment release differs from the client's refuses the task with
-a message naming the worker. A worker killed mid-task: the scheduler gives the task to another worker.
+a message naming the worker. A worker killed mid-task: the scheduler gives the task to another worker. The scheduler gone: the
+batch stops with one message; the grades saved so far stay, and the same command grades the rest.
 A submission that crashes its kernel is a normal result ("crashed"), never an exception, so it is not
 retried.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -127,9 +130,10 @@ class ClusterGrader:
             data = future.result()
         except ClusterError:
             raise
-        except (OSError, TimeoutError) as error:
-            raise ClusterError(f"the Dask scheduler at {self.scheduler} is gone ({error}); run the same command "
-                               f"again to grade what is missing") from None
+        except (OSError, TimeoutError, concurrent.futures.CancelledError, asyncio.CancelledError) as error:
+            # The client lost the scheduler: Dask cancels every future it had; what was saved stays saved.
+            raise ClusterError(f"the Dask scheduler at {self.scheduler} is gone ({type(error).__name__}); run the "
+                               f"same command again to grade what is missing") from None
         return result_from_data(data["result"]), notebook_from_data(data["executed"])
 
     def close(self) -> None:
