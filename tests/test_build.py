@@ -38,14 +38,15 @@ def test_student_notebook_opens_with_badges_and_colab_only_setup(demo_course):
             "assignments/99_demo/99_demo.ipynb") in badges.source
     assert "https://github.com/example/course/blob/v1/assignments/99_demo/99_demo.ipynb" in badges.source
     assert 'if "google.colab" in sys.modules:' in setup.source
-    assert "git+https://github.com/example/course@v1" in setup.source
+    assert 'URL, REF = "https://github.com/example/course", "v1"' in setup.source
+    assert 'f"dlcourse @ git+{URL}@{REF}"' in setup.source
 
 
 def test_setup_cell_does_nothing_outside_colab(demo_course):
     setup = student_notebook(demo_course, "99_demo").cells[1].source
     namespace: dict = {}
     exec(compile(setup, "setup-cell", "exec"), namespace)  # would pip install if it thought it was Colab
-    assert "subprocess" in namespace
+    assert "sys" in namespace and "URL" not in namespace and "subprocess" not in namespace
 
 
 def test_solution_notebook_is_executed_without_markers_or_hidden_tests(demo_course):

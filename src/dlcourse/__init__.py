@@ -11,7 +11,7 @@ grader's parent process above all) should not pay seconds for it.
 
 import importlib as _importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _SUBMODULES = ("checks", "data", "doctor", "gradcheck", "plots", "train")
 _FROM_ENV = ("budget", "deterministic", "get_device", "in_colab", "is_grading", "mount_drive", "seed_everything")

@@ -37,7 +37,7 @@ def _build(args: argparse.Namespace) -> int:
 
     course = load_course()
     for name in course.resolve(args.assignments):
-        result = build(course, name, execute_solution=not args.no_execute)
+        result = build(course, name, execute_solution=not args.no_execute, headers_only=args.headers_only)
         print(f"{name}: wrote {result['student'].relative_to(course.root)} and "
               f"{result['solution'].relative_to(course.root)}")
     for path in write_colab_index(course):
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="build student and solution notebooks from notebooks/")
     build.add_argument("--no-execute", action="store_true",
                        help="do not run the solution (writes it without outputs)")
+    build.add_argument("--headers-only", action="store_true",
+                       help="keep the committed solutions' outputs, rewrite their badge and setup cells "
+                            "(after a [tool.dlcourse] change; refused when other cells changed)")
     build.set_defaults(run=_build)
 
     check = commands.add_parser("check", parents=[shared["assignments"], shared["workers"]],

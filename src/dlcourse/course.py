@@ -1,13 +1,16 @@
 """The course as a whole: where the repository is, which assignments exist, and
-the one course config (GitHub repository and ref) that badges and the Colab
-setup cell are built from."""
+the course config, ``[tool.dlcourse]`` in pyproject.toml: the student repository
+(the public GitHub repository `dlcourse publish` writes, that badges open and the
+Colab setup cell installs from), the ref students install (a tag), where the local
+checkout of the student repository is, and the date each solution may be released."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -17,6 +20,9 @@ else:  # pragma: no cover - Python 3.10
 
 ASSIGNMENT_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 ROOT_ENV = "DLCOURSE_ROOT"
+REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+# Refs that move: a student's Drive copy saved in week 1 would install whatever they point at in week 9.
+MOVING_REFS = ("main", "master", "HEAD", "develop", "trunk")
 
 
 class CourseError(Exception):
@@ -26,8 +32,10 @@ class CourseError(Exception):
 @dataclass(frozen=True)
 class Course:
     root: Path
-    repository: str
-    ref: str
+    repository: str  # the student repository, owner/name on GitHub
+    ref: str  # the tag (or commit) of it that students install
+    student_checkout: Path | None = None  # default destination of publish and release
+    release_dates: dict[str, datetime.date] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def notebooks_dir(self) -> Path:
@@ -74,8 +82,15 @@ class Course:
     def github_url(self, path: str) -> str:
         return f"https://github.com/{self.repository}/blob/{self.ref}/{path}"
 
+    def git_url(self) -> str:
+        """The URL pip and git fetch the student repository from."""
+        return f"https://github.com/{self.repository}"
+
     def pip_spec(self) -> str:
-        return f"dlcourse @ git+https://github.com/{self.repository}@{self.ref}"
+        return f"dlcourse @ git+{self.git_url()}@{self.ref}"
+
+    def ref_moves(self) -> bool:
+        return self.ref in MOVING_REFS
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -94,15 +109,39 @@ def find_root(start: Path | None = None) -> Path:
 
 def load_course(root: Path | None = None) -> Course:
     root = root or find_root()
+    where = root / "pyproject.toml"
     try:
-        with open(root / "pyproject.toml", "rb") as f:
+        with open(where, "rb") as f:
             config = tomllib.load(f).get("tool", {}).get("dlcourse", {})
     except tomllib.TOMLDecodeError as error:
-        raise CourseError(f"{root / 'pyproject.toml'}: not valid TOML ({error})") from None
-    try:
-        return Course(root=root, repository=config["repository"], ref=config["ref"])
-    except KeyError as missing:
+        raise CourseError(f"{where}: not valid TOML ({error})") from None
+    # `repository` is the key's old name (before the course was split in two).
+    repository = config.get("student_repository", config.get("repository"))
+    if not repository:
         raise CourseError(
-            f"{root / 'pyproject.toml'}: [tool.dlcourse] needs {missing} "
-            "(repository = 'owner/name' on GitHub, ref = branch or tag)"
-        ) from None
+            f"{where}: [tool.dlcourse] needs student_repository = 'owner/name': the public GitHub "
+            "repository `dlcourse publish` writes, that Colab opens and students install from"
+        )
+    if not isinstance(repository, str) or not REPOSITORY.match(repository):
+        raise CourseError(f"{where}: [tool.dlcourse] student_repository = {repository!r} is not 'owner/name'")
+    ref = config.get("ref")
+    if not ref or not isinstance(ref, str):
+        raise CourseError(
+            f"{where}: [tool.dlcourse] needs ref = 'v1.0' (the tag of the student repository "
+            "students install; one per term or release)"
+        )
+    checkout = config.get("student_checkout")
+    dates = config.get("release_dates", {})
+    if not isinstance(dates, dict) or not all(
+        isinstance(d, datetime.date) and not isinstance(d, datetime.datetime) for d in dates.values()
+    ):
+        raise CourseError(
+            f"{where}: [tool.dlcourse.release_dates] takes one date per assignment, e.g. 01_backprop = 2026-10-13"
+        )
+    return Course(
+        root=root,
+        repository=repository,
+        ref=ref,
+        student_checkout=(root / checkout).resolve() if checkout else None,
+        release_dates=dict(dates),
+    )

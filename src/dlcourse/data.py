@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlcourse.env import in_colab, is_grading
+from dlcourse.env import colab_content, in_colab, is_grading
 
 __all__ = [
     "load_mnist",
@@ -119,7 +119,7 @@ def cache_location() -> Path:
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
     if in_colab():
-        return Path("/content/dlcourse-data")
+        return colab_content() / "dlcourse-data"
     if _in_checkout():
         return Path(__file__).resolve().parents[2] / "data" / "cache"
     return Path.home() / ".cache" / "dlcourse"

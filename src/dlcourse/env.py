@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 DEVICE_ENV = "DLCOURSE_DEVICE"
+# Colab's working folder is /content; the Colab simulation test points this at a temporary folder.
+COLAB_CONTENT_ENV = "DLCOURSE_COLAB_CONTENT"
 T = TypeVar("T")
 
 
@@ -90,13 +92,20 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
-def mount_drive(mount_point: str = "/content/drive") -> Path | None:
-    """Mount Google Drive in Colab and return the folder for course files; None elsewhere."""
+def colab_content() -> Path:
+    """Colab's working folder, /content ($DLCOURSE_COLAB_CONTENT overrides it)."""
+    return Path(os.environ.get(COLAB_CONTENT_ENV) or "/content")
+
+
+def mount_drive(mount_point: str | None = None) -> Path | None:
+    """Mount Google Drive in Colab (at /content/drive) and return the folder for course files
+    (MyDrive/dlcourse); None elsewhere."""
     if not in_colab():
         print("Not in Colab: Google Drive is not mounted; files stay on this machine.")
         return None
     from google.colab import drive  # type: ignore[import-not-found]
 
+    mount_point = mount_point or str(colab_content() / "drive")
     drive.mount(mount_point)
     folder = Path(mount_point) / "MyDrive" / "dlcourse"
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import string
 import tempfile
 import time
 from pathlib import Path
@@ -24,21 +25,69 @@ from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChec
 
 from dlcourse.authoring.source import read_source
 from dlcourse.cells import strip_markers
-from dlcourse.course import Course
+from dlcourse.course import Course, CourseError
 
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
 SOLUTION_CELL_TIMEOUT_S = 900
 
-SETUP_CELL = '''# Setup: inside Google Colab this installs the course package `dlcourse`;
-# anywhere else (JupyterLab, a laptop, the grader) it does nothing.
-import subprocess
+# The first code cell of every notebook. $url, $ref and $repository come from [tool.dlcourse].
+SETUP_CELL = string.Template('''# Setup: in Google Colab this installs the course package `dlcourse`
+# (version $ref of github.com/$repository) and leaves Colab's
+# own torch, torchvision, numpy and matplotlib as they are. Anywhere else
+# (JupyterLab, a laptop, the grader) it does nothing. Running it again is harmless.
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "{pip_spec}"],
-        check=True,
-    )'''
+    import importlib
+    import importlib.metadata as metadata
+    import json
+    import subprocess
+
+    URL, REF = "$url", "$ref"
+
+    def installed(name):
+        """(version, pip's record of where it came from), or (None, {}) when not installed."""
+        importlib.invalidate_caches()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            return None, {}
+        return dist.version, json.loads(dist.read_text("direct_url.json") or "{}")
+
+    before = {name: installed(name)[0] for name in ("dlcourse", "torch", "torchvision", "numpy", "matplotlib")}
+    version, origin = installed("dlcourse")
+    if (origin.get("url"), origin.get("vcs_info", {}).get("requested_revision")) != (URL, REF):
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             f"dlcourse @ git+{URL}@{REF}"],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            print("\\n".join((done.stdout + done.stderr).strip().splitlines()[-15:]))
+            raise RuntimeError(
+                f"pip could not install dlcourse from {URL}@{REF} (its last lines are above). "
+                "Check that the runtime has internet, then Runtime > Restart session and run "
+                "this cell again; if it fails again, send the lines above to the course staff."
+            )
+        version, origin = installed("dlcourse")
+    commit = origin.get("vcs_info", {}).get("commit_id", "unknown")[:12]
+    print(f"dlcourse {version} from {URL}@{REF} (commit {commit})")
+    changed = [f"{name} {old} -> {installed(name)[0]}" for name, old in before.items()
+               if name in sys.modules and installed(name)[0] != old]
+    if changed:
+        print("Already imported and changed:", ", ".join(changed) + ".",
+              "Runtime > Restart session, then run the notebook from the top.")''')
+
+# Above the setup cell: Colab's runtime type is chosen first, since changing it starts a new machine.
+RUNTIME_NOTE = (
+    "**In Colab:** first **Runtime > Change runtime type > T4 GPU** (changing it later starts a new "
+    "machine and loses what has run), then **File > Save a copy in Drive**, then run the cells from "
+    "the top: the first one installs the course package `dlcourse`."
+)
+
+
+def setup_cell_source(course: Course) -> str:
+    return SETUP_CELL.substitute(url=course.git_url(), ref=course.ref, repository=course.repository)
 
 
 def header_cells(course: Course, relative_path: str) -> list[NotebookNode]:
@@ -47,13 +96,16 @@ def header_cells(course: Course, relative_path: str) -> list[NotebookNode]:
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         f"({course.colab_url(relative_path)}) "
         f"[![View on GitHub](https://img.shields.io/badge/view%20on-GitHub-181717?logo=github)]"
-        f"({course.github_url(relative_path)})"
+        f"({course.github_url(relative_path)})\n\n" + RUNTIME_NOTE
     )
     badge_cell = nbformat.v4.new_markdown_cell(badges)
     badge_cell.id = "badges"
-    setup_cell = nbformat.v4.new_code_cell(SETUP_CELL.format(pip_spec=course.pip_spec()))
+    setup_cell = nbformat.v4.new_code_cell(setup_cell_source(course))
     setup_cell.id = "colab-setup"
     return [badge_cell, setup_cell]
+
+
+HEADER_IDS = ("badges", "colab-setup")
 
 
 def student_notebook(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
@@ -105,14 +157,20 @@ def notebook_bytes(nb: NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def build(course: Course, name: str, execute_solution: bool = True, log=print) -> dict:
-    """Build one assignment; returns what was written and how long the solution ran."""
+def build(course: Course, name: str, execute_solution: bool = True, log=print, headers_only: bool = False) -> dict:
+    """Build one assignment; returns what was written and how long the solution ran.
+
+    headers_only: take the outputs of the committed solution instead of running it again (after a
+    change of [tool.dlcourse], which only the header cells show); the bytes are those a full build
+    writes, since the setup cell prints nothing outside Colab."""
     source = read_source(course.source_path(name))
     student = student_notebook(course, name, source)
     write_notebook(student, course.student_path(name))
     solution = solution_cells(course, name, source)
     seconds = None
-    if execute_solution:
+    if headers_only:
+        solution = with_committed_outputs(course, name, solution)
+    elif execute_solution:
         log(f"{name}: executing the solution in full (real training) ...")
         started = time.perf_counter()
         execute(solution)
@@ -125,6 +183,31 @@ def build(course: Course, name: str, execute_solution: bool = True, log=print) -
         "solution": course.solution_path(name),
         "solution_seconds": seconds,
     }
+
+
+def with_committed_outputs(course: Course, name: str, solution: NotebookNode) -> NotebookNode:
+    """The unexecuted solution with the outputs of the committed one, whose cells must be the
+    same but for the header cells (else it needs a real build)."""
+    path = course.solution_path(name)
+    if not path.exists():
+        raise CourseError(f"{path} does not exist: run `dlcourse build {name}` (without --headers-only)")
+    committed = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+
+    def body(nb: NotebookNode) -> str:
+        nb = strip_outputs(nb)
+        nb.cells = [c for c in nb.cells if c.get("id") not in HEADER_IDS]
+        return notebook_bytes(nb)
+
+    if body(committed) != body(solution) or len(committed.cells) != len(solution.cells):
+        raise CourseError(
+            f"{path.relative_to(course.root)}: cells other than the header changed since it was executed; "
+            f"run `dlcourse build {name}` (without --headers-only)"
+        )
+    solution = copy.deepcopy(solution)
+    for new, old in zip(solution.cells, committed.cells):
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = old.outputs, old.execution_count
+    return solution
 
 
 def strip_outputs(nb: NotebookNode) -> NotebookNode:
