@@ -108,3 +108,43 @@ def test_two_grade_batches_at_once_on_one_postgresql_gradebook_lose_and_duplicat
         submissions = gb.assignment_submissions("99_demo")
         assert sorted(s.student.id for s in submissions) == ["ann", "ben", "cat", "dan"]
         assert [round(s.score, 2) for s in submissions] == [2.0] * 4
+
+
+def _create_database(postgres_url: str, name: str) -> str:
+    admin = postgres_url.replace("+psycopg", "")
+    subprocess.run([sys.executable, "-c", "import sys, psycopg; c = psycopg.connect(sys.argv[1], autocommit=True); "
+                    f"c.execute('CREATE DATABASE {name}')", admin], check=True)
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+def test_two_dlcourse_grade_commands_at_once_then_nbgrader_export_reads_every_grade(demo_course, tmp_path, postgres_url):
+    import csv
+
+    import nbformat
+
+    from tests.test_grade_batch import solved
+
+    url = _create_database(postgres_url, "two_commands")
+    folders = []
+    for half, students in enumerate((("ann", "ben", "cat"), ("dan", "eve", "fay"))):
+        folder = tmp_path / f"half{half}"
+        folder.mkdir()
+        for student in students:
+            nbformat.write(solved(demo_course), str(folder / f"{student}.ipynb"))
+        folders.append(folder)
+    dlcourse = str(Path(sys.executable).with_name("dlcourse"))
+    commands = [subprocess.Popen([dlcourse, "grade", "99_demo", str(folder), "--db", url, "--workers", "1",
+                                  "--no-progress", "--nbgrader-dir", str(tmp_path / "nb")],
+                                 cwd=demo_course.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for folder in folders]
+    outputs = [c.communicate(timeout=300) for c in commands]
+    assert [c.returncode for c in commands] == [0, 0], [err[-1500:] for _, err in outputs]
+    nbgrader = str(Path(sys.executable).with_name("nbgrader"))
+    exported = tmp_path / "export.csv"
+    done = subprocess.run([nbgrader, "export", f"--db={url}", f"--to={exported}"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(exported) as f:
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == "99_demo"]
+    assert sorted(r["student_id"] for r in rows) == ["ann", "ben", "cat", "dan", "eve", "fay"]
+    assert {float(r["raw_score"]) for r in rows} == {2.0}

@@ -33,8 +33,10 @@ from sqlalchemy.pool import NullPool
 from dlcourse.grading.engine import GradeResult
 
 RETRIES = 30
-# PostgreSQL advisory lock keys (one namespace per purpose; any fixed numbers no other tool uses)
-CREATION_LOCK, REGISTRATION_LOCK, WRITE_LOCK = 7346251, 7346252, 7346253
+# PostgreSQL advisory lock keys (fixed numbers no other tool uses): one for creating the tables, one
+# every write takes (registering the assignment, saving a submission): nbgrader's registration removes and
+# re-adds a notebook that has no submissions yet, which fails if another grader saves one in between.
+CREATION_LOCK, WRITE_LOCK = 7346251, 7346253
 # nbgrader's own SQLAlchemy usage warns on every new submission; nothing for us to act on.
 warnings.filterwarnings("ignore", message=r"Object of type <Submitted", module=r"nbgrader")
 warnings.filterwarnings("ignore", message=r"Object of type <Submitted")
@@ -136,9 +138,7 @@ class GradebookWriter:
         self.db_url, self.assignment, self.notebook = db_url, assignment, notebook
         self._lock = threading.Lock()
         self._gradebook: Gradebook | None = None
-        # One grader at a time registers the assignment: nbgrader's registration, in several commits, fails
-        # when two graders do it at once.
-        with _postgres_lock(db_url, REGISTRATION_LOCK):
+        with _postgres_lock(db_url, WRITE_LOCK):
             _retry(lambda: create_gradebook(db_url))
             self._transaction(lambda gb: self._register(gb, source))
 
