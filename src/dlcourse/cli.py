@@ -1,4 +1,4 @@
-"""The `dlcourse` command: doctor (students); build, check, sample, grade, release (instructors and TAs).
+"""The `dlcourse` command: doctor (students); build, check, sample, grade, publish, release (instructors and TAs).
 
 Exit status: 0 done, 1 a check or a grade failed, 2 usage error (argparse), 3 course error: a
 missing file, an unknown assignment or a bad config, reported in one line that says what to fix.
@@ -68,13 +68,51 @@ def _sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _release(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.build import release_solution
+def _print_published(course, result) -> None:
+    from dlcourse.authoring.publish import push_commands
+
+    where = result.destination
+    if result.unchanged:
+        print(f"{where}: up to date, nothing changed")
+    else:
+        for label, paths in (("added", result.added), ("changed", result.changed), ("removed", result.removed)):
+            for path in paths:
+                print(f"  {label:<8}{path}")
+        print(f"{where}: {len(result.added)} added, {len(result.changed)} changed, {len(result.removed)} removed "
+              f"(assignments: {', '.join(result.assignments)}; solutions: {', '.join(result.released) or 'none'})")
+        print("nothing is committed; to publish it:")
+        for line in push_commands(course, result):
+            print(f"  {line}")
+    for note in result.notes:
+        print(f"note: {note}")
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from dlcourse.authoring.publish import LeakError, publish, resolve_destination
 
     course = load_course()
+    try:
+        result = publish(course, resolve_destination(course, args.to), args.assignments)
+    except LeakError as error:
+        print(f"dlcourse publish: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _print_published(course, result)
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    from dlcourse.authoring.publish import LeakError, release, resolve_destination
+
+    course = load_course()
+    destination = resolve_destination(course, args.to)
     for name in course.resolve(args.assignments):
-        target = release_solution(course, name, Path(args.to) / name)
-        print(f"{name}: solution released to {target}")
+        try:
+            result = release(course, name, destination, force=args.force)
+        except LeakError as error:
+            print(f"dlcourse release: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{name}: solution released into the student course")
+        _print_published(course, result)
     return EXIT_OK
 
 
@@ -136,9 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-broken", action="store_true", help="leave out the broken and stripped notebooks")
     sample.set_defaults(run=_sample)
 
-    release = commands.add_parser("release", parents=[shared["assignments"]],
-                                  help="copy executed solutions to a folder to publish (TAs)")
-    release.add_argument("--to", default="release/solutions", help="destination folder")
+    publish = commands.add_parser("publish", parents=[shared["assignments"]],
+                                  help="write or update the student course (behind the leak gate)")
+    publish.add_argument("--to", metavar="DIR", default=None,
+                         help="a checkout of the student repository (default: [tool.dlcourse] student_checkout)")
+    publish.set_defaults(run=_publish)
+
+    release = commands.add_parser("release", help="add an executed solution to the student course (TAs)")
+    release.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="e.g. 01_backprop")
+    release.add_argument("--to", metavar="DIR", default=None,
+                         help="the student course (default: [tool.dlcourse] student_checkout)")
+    release.add_argument("--force", action="store_true",
+                         help="release before the date in [tool.dlcourse.release_dates]")
     release.set_defaults(run=_release)
 
     grade = commands.add_parser("grade", parents=[shared["workers"]],

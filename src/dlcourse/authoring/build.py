@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import string
 import tempfile
 import time
@@ -239,17 +238,6 @@ def stale_files(course: Course, name: str) -> list[str]:
     return stale
 
 
-def release_solution(course: Course, name: str, destination: Path) -> Path:
-    """Copy an assignment's executed solution to a folder a TA publishes (after the deadline)."""
-    src = course.solution_path(name)
-    if not src.exists():
-        raise FileNotFoundError(f"{src} does not exist: run `dlcourse build {name}` first")
-    destination.mkdir(parents=True, exist_ok=True)
-    target = destination / src.name
-    shutil.copyfile(src, target)
-    return target
-
-
 def _assignment_title(course: Course, name: str) -> str:
     """The first markdown heading of an assignment's source, without the '#'."""
     for line in course.source_path(name).read_text(encoding="utf-8").splitlines():
@@ -258,10 +246,11 @@ def _assignment_title(course: Course, name: str) -> str:
     return name
 
 
-def colab_index(course: Course) -> tuple[str, NotebookNode]:
-    """The Colab entry page: a README and an index notebook with one badge per assignment."""
+def colab_index(course: Course, names: list[str] | None = None) -> tuple[str, NotebookNode]:
+    """The Colab entry page: a README and an index notebook with one badge per assignment
+    (every assignment, or those published)."""
     rows = []
-    for name in course.assignments():
+    for name in course.assignments() if names is None else names:
         path = f"assignments/{name}/{name}.ipynb"
         badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({course.colab_url(path)})"
         rows.append(f"| {name} | {_assignment_title(course, name)} | {badge} |")
