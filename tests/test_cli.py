@@ -11,7 +11,7 @@ import pytest
 import dlcourse
 from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_OK, EXIT_USAGE, main
 
-VERBS = ("doctor", "build", "check", "sample", "release", "grade")
+VERBS = ("doctor", "build", "check", "sample", "publish", "release", "grade")
 
 
 @pytest.fixture
@@ -55,13 +55,11 @@ def test_an_unknown_assignment_is_one_message_from_every_command(in_course, comm
     assert err == (f"dlcourse {command[0]}: unknown assignment(s): 42_nothing. Known assignments: 99_demo.\n")
 
 
-def test_release_defaults_to_every_assignment_and_an_unbuilt_one_is_a_one_line_error(in_course, capsys):
-    assert main(["release", "--to", str(in_course.root / "out")]) == EXIT_COURSE_ERROR
+def test_release_of_an_unpublished_assignment_is_a_one_line_error(in_course, capsys):
+    assert main(["release", "99_demo", "--to", str(in_course.root / "student-course")]) == EXIT_COURSE_ERROR
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "run `dlcourse build 99_demo` first" in err and "Traceback" not in err
-    assert main(["build", "99_demo", "--no-execute"]) == EXIT_OK
-    assert main(["release", "--to", str(in_course.root / "out")]) == EXIT_OK
-    assert (in_course.root / "out" / "99_demo" / "99_demo.ipynb").exists()
+    assert err.count("\n") == 1 and "99_demo is not published" in err and "dlcourse publish --to" in err
+    assert "Traceback" not in err and not (in_course.root / "student-course").exists()
 
 
 def test_a_broken_course_config_is_a_one_line_error(in_course, capsys):

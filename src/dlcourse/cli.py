@@ -104,8 +104,9 @@ def _release(args: argparse.Namespace) -> int:
     from dlcourse.authoring.publish import LeakError, release, resolve_destination
 
     course = load_course()
+    names = course.resolve(args.assignments)
     destination = resolve_destination(course, args.to)
-    for name in course.resolve(args.assignments):
+    for name in names:
         try:
             result = release(course, name, destination, force=args.force)
         except LeakError as error:
