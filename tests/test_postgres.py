@@ -1,5 +1,6 @@
 """The gradebook on a real PostgreSQL server (Debian's postgresql, started here in a temp folder as the
-`postgres` user) and on SQLite: safe creation by several graders at once."""
+`postgres` user) and on SQLite: safe creation by several graders at once, two graders writing at once,
+and nbgrader's export and formgrader reading what they wrote."""
 
 from __future__ import annotations
 
@@ -148,3 +149,67 @@ def test_two_dlcourse_grade_commands_at_once_then_nbgrader_export_reads_every_gr
         rows = [r for r in csv.DictReader(f) if r["assignment"] == "99_demo"]
     assert sorted(r["student_id"] for r in rows) == ["ann", "ben", "cat", "dan", "eve", "fay"]
     assert {float(r["raw_score"]) for r in rows} == {2.0}
+
+
+def test_the_formgrader_on_a_postgresql_gradebook_lists_the_grades_and_saves_a_ta_score(
+        demo_course, tmp_path, postgres_url):
+    """nbgrader's formgrader (its server extension in a real `jupyter server`, driven through its HTTP API, the
+    calls its pages make) reads what `dlcourse grade` wrote on PostgreSQL, and a TA's score lands there."""
+    import json
+    import time
+    import urllib.request
+
+    import nbformat
+    from nbgrader.api import Gradebook
+
+    from dlcourse.grading.batch import BatchOptions, grade_batch
+    from tests.test_grade_batch import quiet, solved
+
+    url = _create_database(postgres_url, "formgrader")
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for student in ("ann", "ben"):
+        nbformat.write(solved(demo_course), str(folder / f"{student}.ipynb"))
+    course_dir = tmp_path / "nb"
+    grade_batch(demo_course, "99_demo", folder, BatchOptions(
+        workers=1, progress=False, nbgrader_dir=course_dir, db_url=url), log=quiet)
+    (course_dir / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course_dir)!r}\nc.CourseDirectory.db_url = {url!r}\n")
+    port, token = _free_port(), "formgrader-test"
+    jupyter = str(Path(sys.executable).with_name("jupyter"))
+    server = subprocess.Popen([jupyter, "server", "--no-browser", "--allow-root", f"--port={port}",
+                               "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                               f"--ServerApp.root_dir={course_dir}"], cwd=course_dir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def api(path: str, data: dict | None = None):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/formgrader/api/{path}",
+                                         data=None if data is None else json.dumps(data).encode(),
+                                         method="GET" if data is None else "PUT",
+                                         headers={"Authorization": f"token {token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                assert api("status") == {"status": True}
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"jupyter server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.5)
+        assert [a["name"] for a in api("assignments")] == ["99_demo"]
+        submissions = {s["student"]: s for s in api("submissions/99_demo")}
+        assert sorted(submissions) == ["ann", "ben"]
+        assert all(s["score"] == 2.0 and s["needs_manual_grade"] for s in submissions.values())
+        ann = next(n for n in api("submitted_notebooks/99_demo/99_demo") if n["student"] == "ann")
+        answer = next(g for g in api(f"grades?submission_id={ann['id']}") if g["name"] == "why_double")
+        assert api(f"grade/{answer['id']}", {"manual_score": 1.0})["manual_score"] == 1.0
+    finally:
+        server.terminate()
+        server.wait(30)
+    with Gradebook(url) as gb:
+        assert gb.find_submission("99_demo", "ann").score == 3.0
+        assert gb.find_submission("99_demo", "ben").score == 2.0

@@ -127,6 +127,15 @@ def _write_atomic(nb, path: Path) -> None:
     temporary.replace(path)
 
 
+def write_nbgrader_source(base: Path, assignment: str, source) -> Path:
+    """The assignment's source where nbgrader looks for it, `source/<assignment>/<assignment>.ipynb` in the
+    nbgrader folder: the formgrader lists only the assignments it finds there (and then their students and
+    scores from the gradebook), and nbgrader's own commands work from it."""
+    path = base / "source" / assignment / f"{assignment}.ipynb"
+    _write_atomic(source, path)
+    return path
+
+
 def _record(path: Path) -> dict | None:
     try:
         return nbformat.read(str(path), as_version=4).metadata.get(RECORD_KEY)
@@ -152,6 +161,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
     if db_url.startswith("sqlite:///"):
         Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     gradebook = GradebookWriter(db_url, assignment, assignment, source)
+    write_nbgrader_source(base, assignment, source)
     feedback_dir = Path(options.feedback_dir) if options.feedback_dir else None
     files = public_files(course, assignment)
     workers = options.workers or default_workers()
