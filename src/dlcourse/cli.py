@@ -1,4 +1,5 @@
-"""The `dlcourse` command: doctor (students); build, check, sample, grade, publish, release (instructors and TAs).
+"""The `dlcourse` command: doctor (students); build, check, sample, grade, publish, release, gradescope, export
+(instructors and TAs).
 
 Exit status: 0 done, 1 a check or a grade failed, 2 usage error (argparse), 3 course error: a
 missing file, an unknown assignment or a bad config, reported in one line that says what to fix.
@@ -47,13 +48,12 @@ def _build(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from dlcourse.authoring.check import check_assignment, format_table
-    from dlcourse.grading.zygote import zygote
+    from dlcourse.grading.template import Template
 
     course = load_course()
-    try:
-        reports = [check_assignment(course, name, workers=args.workers) for name in course.resolve(args.assignments)]
-    finally:
-        zygote().close()  # the kernels' template: no need to wait for it to notice we are gone
+    with Template() as template:  # the kernels' template, for every assignment checked; closed at the end
+        reports = [check_assignment(course, name, workers=args.workers, template=template)
+                   for name in course.resolve(args.assignments)]
     print(format_table(reports))
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 
@@ -129,10 +129,63 @@ def _similarity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _similarity(args: argparse.Namespace) -> int:
+    from dlcourse.similarity import find_similar, format_table, write_report
+
+    course = load_course()
+    [name] = course.resolve([args.assignment])
+    result = find_similar(course, name, args.submissions, threshold=args.threshold)
+    print(format_table(result))
+    if args.report:
+        print(f"report: {write_report(result, args.report)}")
+    return EXIT_OK
+
+
 def _grade(args: argparse.Namespace) -> int:
     from dlcourse.grading.cli import run_grade
 
     return run_grade(args)
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from dlcourse.gradescope.bundle import build_bundle, read_settings
+
+    course = load_course()
+    [name] = course.resolve([args.assignment])
+    visibility = {k: v for k, v in (("hidden", args.hidden_visibility), ("visible", args.visible_visibility)) if v}
+    settings = read_settings(course, name, memory_mb=args.memory, timeout_s=args.timeout,
+                             visibility=visibility or None)
+    output = build_bundle(course, name, args.output or Path(f"{name}-autograder.zip"), settings)
+    limits = settings.limits()
+    print(f"{name}: wrote {output} (upload it as the autograder of a Gradescope programming assignment)")
+    print(f"  Gradescope settings this bundle assumes: {settings.memory_mb} MB memory, timeout {settings.timeout_s} s; "
+          f"a notebook gets {limits['memory_mb']} MB and {limits['timeout_s']:g} s")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dlcourse.export import build_export, gradebook_assignments, summary, write_export
+    from dlcourse.grading.batch import default_db_url
+
+    course = load_course()
+    db_url = args.db or default_db_url(course)
+    names = course.resolve(args.assignments) if args.assignments else gradebook_assignments(db_url, course.assignments())
+    export = build_export(db_url, names, args.roster, args.submissions)
+    output = write_export(export, args.to, args.output or Path(f"grades-{args.to}.csv"))
+    for line in summary(export, output, args.to):
+        print(line)
+    return EXIT_OK
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
 
 
 def fraction(text: str) -> float:
@@ -222,12 +275,53 @@ def build_parser() -> argparse.ArgumentParser:
                             help="report pairs at least this similar, 0 to 1 (default 0.5)")
     similarity.set_defaults(run=_similarity)
 
+    similarity = commands.add_parser("similarity", help="rank pairs of submissions whose own code is alike")
+    similarity.add_argument("assignment", help="e.g. 01_backprop")
+    similarity.add_argument("submissions", type=Path,
+                            help="a folder of <student>.ipynb, nbgrader's submitted/ tree, or an LMS zip")
+    similarity.add_argument("--report", type=Path, default=None, metavar="DIR",
+                            help="write index.html and a side-by-side page per pair to DIR")
+    similarity.add_argument("--threshold", type=fraction, default=0.5, metavar="T",
+                            help="report pairs at least this similar, 0 to 1 (default 0.5)")
+    similarity.set_defaults(run=_similarity)
+
     grade = commands.add_parser("grade", parents=[shared["workers"]],
                                 help="autograde a batch of submissions into nbgrader's gradebook")
     from dlcourse.grading.cli import add_arguments
 
     add_arguments(grade)
     grade.set_defaults(run=_grade)
+
+    gradescope = commands.add_parser("gradescope", help="build the Gradescope autograder zip of one assignment")
+    gradescope.add_argument("assignment", help="e.g. 00_setup")
+    gradescope.add_argument("-o", "--output", type=Path, default=None, metavar="ZIP",
+                            help="where to write it (default NN_name-autograder.zip)")
+    gradescope.add_argument("--memory", type=positive_int, default=None, metavar="MB",
+                            help="the container memory set in Gradescope's Autograder Settings (default 768, or "
+                                 "[tool.dlcourse.gradescope] memory_mb)")
+    gradescope.add_argument("--timeout", type=positive_int, default=None, metavar="S",
+                            help="Gradescope's autograder timeout in seconds (default 600, or timeout_s)")
+    gradescope.add_argument("--hidden-visibility", default=None,
+                            choices=("hidden", "after_due_date", "after_published", "visible"),
+                            help="when students see tests with hidden parts (default after_published)")
+    gradescope.add_argument("--visible-visibility", default=None,
+                            choices=("hidden", "after_due_date", "after_published", "visible"),
+                            help="when students see tests without hidden parts (default visible)")
+    gradescope.set_defaults(run=_gradescope)
+
+    export = commands.add_parser("export", parents=[shared["assignments"]],
+                                 help="write grades from the gradebook as an LMS import file (Canvas, Moodle, CSV)")
+    export.add_argument("--to", choices=("canvas", "moodle", "csv"), default="csv", help="file format (default csv)")
+    export.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
+                        help="where to write it (default grades-FORMAT.csv)")
+    export.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                        help="the LMS's own export (Canvas gradebook export, Moodle grade export) or a CSV with a "
+                             "'student' column: its students, in its order")
+    export.add_argument("--submissions", type=Path, default=None, metavar="ZIP",
+                        help="the LMS zip the grades came from: Canvas user ids and Moodle names from its file names")
+    export.add_argument("--db", default=None, metavar="URL",
+                        help="gradebook URL (default sqlite:///autograder/gradebook.db)")
+    export.set_defaults(run=_export)
     return parser
 
 
