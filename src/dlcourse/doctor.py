@@ -1,28 +1,58 @@
 """The environment report behind ``dlcourse doctor`` (and ``python -m dlcourse.doctor``).
 
-Paste its output into a question to the course staff: it says which Python, torch
-and torchvision run, whether a GPU is visible (CUDA and cuDNN versions, GPU name and
+Paste its output into a question to the course staff: it says which dlcourse runs
+(version, and the commit it was installed from), which Python, torch and torchvision run, whether a GPU is visible (CUDA and cuDNN versions, GPU name and
 memory), how many CPUs, whether this is Colab, where the data cache is, and which
 device ``dlcourse.get_device()`` picks.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["report", "print_report"]
 
 
+def dlcourse_origin() -> tuple[str | None, str | None]:
+    """(commit, where from) of the dlcourse that runs: pip's record of a git install (Colab's
+    setup cell), else git of the checkout it runs from (editable install), else (None, None)."""
+    import importlib.metadata
+
+    import dlcourse
+
+    try:
+        info = json.loads(importlib.metadata.distribution("dlcourse").read_text("direct_url.json") or "{}")
+    except (importlib.metadata.PackageNotFoundError, json.JSONDecodeError):
+        info = {}
+    vcs = info.get("vcs_info")
+    package = Path(dlcourse.__file__).resolve().parent
+    if vcs and not (package.parents[1] / ".git").exists():
+        return vcs.get("commit_id"), f"{info.get('url')}@{vcs.get('requested_revision', '')}".rstrip("@")
+    checkout = package.parents[1]
+    if (checkout / ".git").exists():
+        try:
+            done = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"],
+                                  capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None, str(checkout)
+        if done.returncode == 0:
+            return done.stdout.strip(), str(checkout)
+    return None, None
+
+
 def report() -> dict[str, Any]:
     """The environment as a dict (every value a str, int, float, bool, list or None).
 
-    Keys: python, platform, dlcourse, torch, torchvision, numpy, cuda_available,
+    Keys: python, platform, dlcourse, dlcourse_commit, dlcourse_from, torch, torchvision, numpy, cuda_available,
     cuda_version, cudnn_version, gpus (list of {name, memory_gb}), gpu_name, gpu_memory_gb,
     mps_available, cpu_count, torch_threads, colab, grading, data_cache, device,
-    device_error.
+    device_error; os and data_cache_shown are what the printed report shows.
     """
     import numpy
     import torch
@@ -46,11 +76,14 @@ def report() -> dict[str, Any]:
     mps_backend = getattr(torch.backends, "mps", None)
 
     try:
-        from dlcourse.data import cache_dir
+        from dlcourse.data import cache_dir, cache_display
 
         data_cache: str | None = str(cache_dir())
+        data_cache_shown = cache_display(cache_dir())
     except Exception as error:
-        data_cache = f"unavailable ({error})"
+        data_cache = data_cache_shown = f"unavailable ({error})"
+
+    commit, origin = dlcourse_origin()
 
     device_error = None
     try:
@@ -61,7 +94,13 @@ def report() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # what the printed report shows: no kernel version, host name or absolute path, so an
+        # executed notebook does not show the machine that built it
+        "os": f"{platform.system()} {platform.machine()}",
+        "data_cache_shown": data_cache_shown,
         "dlcourse": getattr(dlcourse, "__version__", "unknown"),
+        "dlcourse_commit": commit,
+        "dlcourse_from": origin,
         "torch": torch.__version__,
         "torchvision": torchvision_version,
         "numpy": numpy.__version__,
@@ -90,8 +129,9 @@ def _lines(info: dict[str, Any]) -> list[str]:
         f"no (torch built with CUDA {info['cuda_version']})" if info["cuda_version"] else "no (CPU-only torch build)"
     )
     rows = [
-        ("Python", f"{info['python']} ({info['platform']})"),
-        ("dlcourse", info["dlcourse"]),
+        ("Python", f"{info['python']} ({info['os']})"),
+        ("dlcourse", info["dlcourse"] + (f" (commit {info['dlcourse_commit'][:12]}, {info['dlcourse_from']})"
+                                         if info["dlcourse_commit"] else "")),
         ("torch", info["torch"]),
         ("torchvision", info["torchvision"]),
         ("numpy", info["numpy"]),
@@ -100,7 +140,7 @@ def _lines(info: dict[str, Any]) -> list[str]:
         ("Apple MPS", "yes" if info["mps_available"] else "no"),
         ("CPUs", f"{info['cpu_count']} (torch uses {info['torch_threads']} threads)"),
         ("Colab", "yes" if info["colab"] else "no"),
-        ("data cache", info["data_cache"]),
+        ("data cache", info["data_cache_shown"]),
         ("device", info["device"]),
     ]
     width = max(len(key) for key, _ in rows)
