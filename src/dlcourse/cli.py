@@ -129,18 +129,6 @@ def _similarity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _similarity(args: argparse.Namespace) -> int:
-    from dlcourse.similarity import find_similar, format_table, write_report
-
-    course = load_course()
-    [name] = course.resolve([args.assignment])
-    result = find_similar(course, name, args.submissions, threshold=args.threshold)
-    print(format_table(result))
-    if args.report:
-        print(f"report: {write_report(result, args.report)}")
-    return EXIT_OK
-
-
 def _grade(args: argparse.Namespace) -> int:
     from dlcourse.grading.cli import run_grade
 
@@ -175,17 +163,6 @@ def _export(args: argparse.Namespace) -> int:
     for line in summary(export, output, args.to):
         print(line)
     return EXIT_OK
-
-
-def fraction(text: str) -> float:
-    """An argparse type: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
-    return value
 
 
 def fraction(text: str) -> float:
@@ -264,16 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--force", action="store_true",
                          help="release before the date in [tool.dlcourse.release_dates]")
     release.set_defaults(run=_release)
-
-    similarity = commands.add_parser("similarity", help="rank pairs of submissions whose own code is alike")
-    similarity.add_argument("assignment", help="e.g. 01_backprop")
-    similarity.add_argument("submissions", type=Path,
-                            help="a folder of <student>.ipynb, nbgrader's submitted/ tree, or an LMS zip")
-    similarity.add_argument("--report", type=Path, default=None, metavar="DIR",
-                            help="write index.html and a side-by-side page per pair to DIR")
-    similarity.add_argument("--threshold", type=fraction, default=0.5, metavar="T",
-                            help="report pairs at least this similar, 0 to 1 (default 0.5)")
-    similarity.set_defaults(run=_similarity)
 
     similarity = commands.add_parser("similarity", help="rank pairs of submissions whose own code is alike")
     similarity.add_argument("assignment", help="e.g. 01_backprop")
