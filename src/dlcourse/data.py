@@ -69,6 +69,7 @@ __all__ = [
     "load_text",
     "cache_dir",
     "cache_location",
+    "cache_display",
     "manifest",
     "data_source",
     "is_offline_subset",
@@ -123,6 +124,19 @@ def cache_location() -> Path:
     if _in_checkout():
         return Path(__file__).resolve().parents[2] / "data" / "cache"
     return Path.home() / ".cache" / "dlcourse"
+
+
+def cache_display(path: Path | None = None) -> str:
+    """The cache folder as a message shows it: relative to the course checkout or to ~, so
+    that an executed notebook shows no absolute path of the machine that ran it."""
+    path = Path(path if path is not None else cache_location())
+    repo = Path(__file__).resolve().parents[2]
+    if _in_checkout() and path.is_relative_to(repo):
+        return f"{path.relative_to(repo).as_posix()} in the course folder"
+    home = Path.home()
+    if path.is_relative_to(home):
+        return "~/" + path.relative_to(home).as_posix()
+    return str(path)
 
 
 def cache_dir() -> Path:
@@ -337,7 +351,7 @@ def _fallback_message(what: str, used: str, reason: str, how: str) -> str:
 def _how_to_get(name: str) -> str:
     return (
         f"run with network access (in Colab it just works; unset ${OFFLINE_ENV}) and call the loader "
-        f"again; the files go to {cache_location()} (set ${DATA_ENV} to change it)."
+        f"again; the files go to {cache_display()} (set ${DATA_ENV} to change it)."
     )
 
 

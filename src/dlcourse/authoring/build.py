@@ -143,6 +143,21 @@ def execute(nb: NotebookNode, cell_timeout: int = SOLUTION_CELL_TIMEOUT_S) -> No
     # The kernel writes its own language_info (Python patch version...): keep ours, so
     # the notebook's cells and metadata do not depend on the machine that built it.
     nb.metadata = metadata
+    strip_widgets(nb)
+    return nb
+
+
+WIDGET_MIME = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+
+
+def strip_widgets(nb: NotebookNode) -> NotebookNode:
+    """Drop widget outputs (a tqdm.auto bar's frozen "0/1500") and saved widget state: a reader
+    sees the build's widget as a stale snapshot, never the live one."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not any(m in o.get("data", {}) for m in WIDGET_MIME)]
+        cell.metadata.pop("widgets", None)
     return nb
 
 
