@@ -46,6 +46,17 @@ def dlcourse_origin() -> tuple[str | None, str | None]:
     return None, None
 
 
+def _shown_origin(origin: str | None) -> str | None:
+    """A checkout as the printed report shows it: under ~ relative to it, else without its
+    absolute path (an executed notebook must not show the folder of the machine that built it)."""
+    if origin is None or not Path(origin).is_dir():
+        return origin  # pip's git URL and ref
+    home = Path.home()
+    if Path(origin).is_relative_to(home):
+        return "~/" + Path(origin).relative_to(home).as_posix()
+    return "a git checkout"
+
+
 def report() -> dict[str, Any]:
     """The environment as a dict (every value a str, int, float, bool, list or None).
 
@@ -101,6 +112,7 @@ def report() -> dict[str, Any]:
         "dlcourse": getattr(dlcourse, "__version__", "unknown"),
         "dlcourse_commit": commit,
         "dlcourse_from": origin,
+        "dlcourse_from_shown": _shown_origin(origin),
         "torch": torch.__version__,
         "torchvision": torchvision_version,
         "numpy": numpy.__version__,
@@ -130,7 +142,7 @@ def _lines(info: dict[str, Any]) -> list[str]:
     )
     rows = [
         ("Python", f"{info['python']} ({info['os']})"),
-        ("dlcourse", info["dlcourse"] + (f" (commit {info['dlcourse_commit'][:12]}, {info['dlcourse_from']})"
+        ("dlcourse", info["dlcourse"] + (f" (commit {info['dlcourse_commit'][:12]}, {info['dlcourse_from_shown']})"
                                          if info["dlcourse_commit"] else "")),
         ("torch", info["torch"]),
         ("torchvision", info["torchvision"]),
