@@ -61,6 +61,15 @@ def make_course(root: Path, source: str = DEMO_SOURCE, name: str = "99_demo") ->
     return course
 
 
+@pytest.fixture(scope="session")
+def template():
+    """One kernel template for the session, as `dlcourse grade` and `dlcourse check` hold one per command."""
+    from dlcourse.grading.template import Template
+
+    with Template() as shared:
+        yield shared
+
+
 @pytest.fixture
 def demo_course(tmp_path: Path) -> Course:
     return make_course(tmp_path)

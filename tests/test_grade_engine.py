@@ -105,7 +105,7 @@ def test_restore_recognises_tests_whose_metadata_was_stripped(redteam):
 # -- running (one batch of kernels, two at a time) -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def runs(redteam, tmp_path_factory):
+def runs(redteam, tmp_path_factory, template):
     _, source, student = redteam
     correct = with_solution(student, CORRECT)
     v3_path = tmp_path_factory.mktemp("v3") / "old.ipynb"
@@ -131,7 +131,7 @@ def runs(redteam, tmp_path_factory):
         "output_flood": (insert_after(correct, "test_square_equal", "for i in range(200000):\n    print(i, 'x' * 40)"),
                          {"output_limit": 100_000}),
     }
-    return _grade_all(plan, source, **options)
+    return _grade_all(plan, source, template=template, **options)
 
 
 def test_old_nbformat_is_converted_and_graded(runs):
@@ -187,7 +187,7 @@ def test_check_contract_fields(runs):
     assert {"grade_id", "kind", "points", "max_points", "error"} <= set(vars(result.cells[0]))
 
 
-def test_kernels_use_the_threads_they_are_given_and_collect_garbage(redteam):
+def test_kernels_use_the_threads_they_are_given_and_collect_garbage(redteam, template):
     # Several kernels share the cores: each must keep to its share in torch and in numpy's BLAS.
     # The template imports with the garbage collector off; a kernel that kept it off would fill memory.
     _, source, student = redteam
@@ -197,5 +197,5 @@ def test_kernels_use_the_threads_they_are_given_and_collect_garbage(redteam):
              "pools = [p['num_threads'] for p in threadpool_info()]\n"
              "assert pools and set(pools) == {1}, pools\n"
              "def square(x):\n    return x * x\n")
-    result, executed = grade_notebook(with_solution(student, probe), source, threads=1)
+    result, executed = grade_notebook(with_solution(student, probe), source, threads=1, template=template)
     assert result.score == 3, [c.get("outputs") for c in executed.cells]

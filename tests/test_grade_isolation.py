@@ -55,7 +55,7 @@ print("REPORT" + json.dumps(report))
 
 
 @pytest.fixture(scope="module")
-def probe(tmp_path_factory):
+def probe(tmp_path_factory, template):
     root = tmp_path_factory.mktemp("isolation")
     course, source, student = build_course(root)
     gradebook = root / "autograder" / "gradebook.db"
@@ -82,7 +82,8 @@ def probe(tmp_path_factory):
     }
     nb = insert_after(with_solution(student, CORRECT), "square", f"PATHS = {json.dumps(paths)}\n" + PROBE)
     try:
-        result, executed = grade_notebook(nb, source, files={"data.csv": public}, notebook_name="99_redteam.ipynb")
+        result, executed = grade_notebook(nb, source, files={"data.csv": public}, notebook_name="99_redteam.ipynb",
+                                          template=template)
     finally:
         server.close()
         os.unlink(home_secret)
@@ -110,7 +111,7 @@ def test_the_working_copy_holds_only_the_students_notebook_and_public_files(prob
     # /tmp is private: only the copy's own mount point, what the kernel made itself, and
     # (when the course checkout itself lives under /tmp, as in a CI clone) the folder that
     # leads to its read-only public parts: Python, the package and its data.
-    from dlcourse.grading.engine import default_expose
+    from dlcourse.grading.policy import default_expose
 
     public_roots = {Path(p).relative_to("/tmp").parts[0] for p in default_expose() if Path(p).is_relative_to("/tmp")}
     listed = [n for n in report["tmp"] if not n.startswith("tmp") and n not in public_roots]
@@ -161,6 +162,7 @@ def test_without_root_the_hidden_folders_stay_hidden():
     """The path a grader without root takes: a user namespace, in which the kernel would hold every
     capability; it must not be able to unmount the covers (here: the private /tmp over everyone's)."""
     from dlcourse.grading import sandbox
+    from dlcourse.grading.protocol import KernelConfig
 
     outside = Path(tempfile.mkdtemp(prefix="dlcourse-secret-"))
     (outside / "answers.txt").write_text("42")
@@ -178,7 +180,7 @@ def test_without_root_the_hidden_folders_stay_hidden():
             os.setgid(65534)
             os.setuid(65534)
             libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: setuid cleared it, a grader started as nobody has it
-            report = sandbox.enter({"workdir": str(workdir), "hide": [], "expose": [], "isolate": True})
+            report = sandbox.enter(KernelConfig(workdir=str(workdir), env={}, memory_mb=None))
             seen = {"report": report, "uid": os.getuid(), "pid": os.getpid(),
                     "unmount_tmp": libc.umount2(b"/tmp", 2), "unmount_proc": libc.umount2(b"/proc", 2)}
             seen["secret_visible"] = (outside / "answers.txt").exists()

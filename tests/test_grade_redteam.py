@@ -21,7 +21,7 @@ from tests.redteam.course import CORRECT, build_course, with_solution
 
 
 @pytest.fixture(scope="session")
-def redteam_results(tmp_path_factory):
+def redteam_results(tmp_path_factory, template):
     root = tmp_path_factory.mktemp("redteam")
     course, source, student = build_course(root)
     other = root / "submissions" / "alice.ipynb"
@@ -54,7 +54,7 @@ def redteam_results(tmp_path_factory):
 
     def grade(item):
         name, nb = item
-        return name, grade_notebook(nb, source, cell_timeout=30, timeout=90)[0]
+        return name, grade_notebook(nb, source, cell_timeout=30, timeout=90, template=template)[0]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(pool.map(grade, runs.items()))

@@ -25,6 +25,7 @@ from dlcourse.cells import grade_id, score_columns, solution_texts
 from dlcourse.course import Course
 from dlcourse.grading.batch import default_workers
 from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
+from dlcourse.grading.template import Template, given_or_own
 
 @dataclass
 class CheckReport:
@@ -65,7 +66,11 @@ def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[s
     return nb
 
 
-def check_assignment(course: Course, name: str, workers: int | None = None, log=print) -> CheckReport:
+def check_assignment(course: Course, name: str, workers: int | None = None, log=print,
+                     template: Template | None = None) -> CheckReport:
+    """Grade the solution, the blank notebook and every mutant, look for leaks and stale files. The
+    kernels fork from `template` (``dlcourse check`` passes one for all assignments), else from a
+    template of this call's own."""
     started = time.perf_counter()
     report = CheckReport(assignment=name)
     source = read_source(course.source_path(name))
@@ -93,8 +98,9 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     log(f"{name}: grading {len(runs)} notebooks ({len(mutants)} mutants) with {workers} workers ...")
     # One BLAS/torch thread per core each: more would make the kernels fight over the cores.
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda run: grade_notebook(run[1], source, threads=threads)[0], runs))
+    with given_or_own(template) as template, ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda run: grade_notebook(run[1], source, threads=threads, template=template)[0],
+                                runs))
 
     report.solution, report.blank = results[0], results[1]
     report.mutants = list(zip(applied, results[2:]))

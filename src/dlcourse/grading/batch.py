@@ -1,5 +1,5 @@
 """Grade a batch: find the submissions, grade them in parallel, and keep every
-result safe as soon as it exists.
+result safe as soon as it exists. Runs in the grader process (`dlcourse grade`).
 
 For each submission, in this order: grade it (``engine``), save the scores in
 the gradebook, write the autograded notebook (atomically; its metadata records
@@ -30,6 +30,7 @@ from dlcourse.grading.engine import STATUS_INVALID, CellScore, GradeResult, grad
 from dlcourse.grading.feedback import write_feedback
 from dlcourse.grading.gradebook import GradebookWriter
 from dlcourse.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
+from dlcourse.grading.template import Template, given_or_own, preload_for
 
 RECORD_KEY = "dlcourse_grade"
 
@@ -144,8 +145,9 @@ def _record(path: Path) -> dict | None:
 
 
 def grade_batch(course: Course, assignment: str, submissions: Path, options: BatchOptions,
-                log=print) -> list[Row]:
-    """Grade every submission of `assignment` under `submissions`; returns one row per student."""
+                log=print, template: Template | None = None) -> list[Row]:
+    """Grade every submission of `assignment` under `submissions`; returns one row per student. The
+    kernels fork from `template` (``dlcourse grade`` starts one early), else from one of this call's own."""
     course.resolve([assignment])
     source = read_source(course.source_path(assignment))
     scratch = Path(tempfile.mkdtemp(prefix="dlcourse-batch-"))
@@ -202,7 +204,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
             result, executed = grade_notebook(
                 nb, source, cell_timeout=options.cell_timeout, timeout=options.timeout, env=env,
                 memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
-                threads=threads, notebook_name=f"{assignment}.ipynb")
+                threads=threads, notebook_name=f"{assignment}.ipynb", template=template)
         result.seconds = time.perf_counter() - started
         row = _row(submission.student, assignment, result)
         executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
@@ -223,7 +225,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         log(f"{assignment}: grading {len(todo)} submission(s) with {workers} worker(s)"
             + (f" on {gpus} GPU(s)" if gpus else ""))
         bar = _progress(len(todo), options.progress)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with given_or_own(template, preload_for(course.source_path(assignment).read_text(encoding="utf-8"))) \
+                as template, ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(grade_one, (i, s)): s for i, s in enumerate(todo)}
             for future in as_completed(futures):
                 submission = futures[future]

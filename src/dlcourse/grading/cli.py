@@ -1,4 +1,5 @@
-"""`dlcourse grade ASSIGNMENT SUBMISSIONS`: autograde a batch into nbgrader's gradebook.
+"""`dlcourse grade ASSIGNMENT SUBMISSIONS`: autograde a batch into nbgrader's gradebook. Runs in the
+grader process; it creates the batch's template process and closes it at the end.
 
     dlcourse grade 00_setup autograder/submitted --csv grades.csv
     dlcourse grade 00_setup canvas_download.zip --workers 4 --timeout 300
@@ -42,12 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_grade(args: argparse.Namespace) -> int:
     from dlcourse.course import load_course
-    from dlcourse.grading.zygote import preload_for, zygote
+    from dlcourse.grading.template import Template, preload_for
 
     course = load_course()
     course.resolve([args.assignment])
     # Start the kernel template now: its imports run while this process loads nbgrader and reads the batch.
-    template = zygote(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8")))
+    template = Template(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8")))
     template.start()
     from dlcourse.grading.batch import BatchOptions, grade_batch
 
@@ -59,7 +60,7 @@ def run_grade(args: argparse.Namespace) -> int:
         scheduler=getattr(args, "scheduler", None) or os.environ.get("DLCOURSE_SCHEDULER") or None,
     )
     try:
-        rows = grade_batch(course, args.assignment, args.submissions, options)
+        rows = grade_batch(course, args.assignment, args.submissions, options, template=template)
     finally:
         template.close()
     if args.csv:

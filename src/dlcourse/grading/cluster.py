@@ -1,11 +1,14 @@
 """Grading on a Dask cluster: the client side (runs in the `dlcourse grade` process) and the task
-(`grade_on_worker`, runs in a `dask worker` process).
+(`grade_on_worker`, runs in a `dask worker` process, which is then the grader process of `engine`).
 
 The task carries everything it needs as data: the submission and the source notebook as JSON, the
 assignment's files as bytes with their sha256, the client's dlcourse version and the source's sha256.
 The worker grades with the same engine as the local path (`engine.grade_notebook`: template fork,
 sandbox, guard, limits) and returns the result and the executed notebook as JSON-safe data; it writes
 nothing the client keeps. Only the client writes the gradebook, autograded notebooks and feedback.
+Each worker forks its kernels from one template process for the whole batch: a worker plugin the
+client registers when it connects (`TemplatePlugin`) starts it, and unregistering it when the client
+closes stops it.
 
 A worker whose dlcourse version or assignment release differs from the client's refuses the task with
 a message naming the worker. A worker killed mid-task: the scheduler gives the task to another worker. The scheduler gone: the
@@ -23,12 +26,19 @@ import hashlib
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import nbformat
 
 from dlcourse.course import CourseError
 from dlcourse.grading.engine import CellScore, GradeResult
+from dlcourse.grading.template import Template
+
+try:
+    from distributed import WorkerPlugin
+except ImportError:  # the cluster extra is not installed: ClusterGrader says so when used
+    WorkerPlugin = object
 
 SCHEDULER_ENV = "DLCOURSE_SCHEDULER"
 
@@ -63,15 +73,33 @@ def result_from_data(data: dict) -> GradeResult:
     return GradeResult(**{**data, "cells": [CellScore(**c) for c in data["cells"]]})
 
 
+class TemplatePlugin(WorkerPlugin):
+    """One template process on each worker, for every task of one batch (its name is the batch's)."""
+
+    def __init__(self, name: str, preload: list[str] | None = None):
+        self.name, self.preload, self.template = name, preload, None
+
+    def setup(self, worker) -> None:
+        self.template = Template(self.preload)
+
+    def teardown(self, worker) -> None:
+        if self.template is not None:
+            self.template.close()
+
+
 def grade_on_worker(task: dict) -> dict:
     """Runs on a Dask worker: check versions and file hashes, grade, return JSON-safe data."""
     import dlcourse
     from dlcourse.grading.engine import grade_notebook
 
+    template = None  # without the batch's plugin (a task sent by hand): one template for this task
     try:
         from distributed import get_worker
 
-        where = get_worker().address
+        worker = get_worker()
+        where = worker.address
+        plugin = worker.plugins.get(task.get("template", ""))
+        template = plugin.template if isinstance(plugin, TemplatePlugin) else None
     except Exception:  # called outside a worker (tests, local use)
         where = "this process"
     if task["dlcourse_version"] != dlcourse.__version__:
@@ -93,7 +121,7 @@ def grade_on_worker(task: dict) -> dict:
             notebook_from_data(task["submission"]), notebook_from_data(task["source"]), files=files,
             threads=options.get("threads") or max(1, (os.cpu_count() or 1) // max(1, options.get("slots", 1))),
             cell_timeout=options["cell_timeout"], timeout=options["timeout"], memory_mb=options["memory_mb"],
-            isolate=options["isolate"], notebook_name=f"{task['assignment']}.ipynb")
+            isolate=options["isolate"], notebook_name=f"{task['assignment']}.ipynb", template=template)
     return {"result": result_to_data(result), "executed": notebook_data(executed), "worker": where}
 
 
@@ -113,6 +141,12 @@ class ClusterGrader:
         self.options = options
         self.source_data = notebook_data(source)
         self.sha = source_sha256(self.source_data)
+        self.template_plugin = f"dlcourse-template-{uuid.uuid4().hex[:12]}"
+        try:
+            self.client.register_plugin(TemplatePlugin(self.template_plugin), name=self.template_plugin)
+        except (OSError, TimeoutError) as error:
+            self.client.close()
+            raise ClusterError(f"the Dask scheduler at {scheduler} stopped answering: {error}") from None
 
     def slots(self) -> int:
         """Gradings the cluster runs at once: one per worker thread (a worker offers one per core)."""
@@ -122,7 +156,8 @@ class ClusterGrader:
         import dlcourse
 
         task = {"assignment": self.assignment, "dlcourse_version": dlcourse.__version__,
-                "source": self.source_data, "source_sha256": self.sha, "submission": notebook_data(submission), "options": self.options,
+                "source": self.source_data, "source_sha256": self.sha, "submission": notebook_data(submission),
+                "options": self.options, "template": self.template_plugin,
                 "files": {name: (_sha256(data), data) for name, data in
                           ((n, Path(p).read_bytes()) for n, p in files.items())}}
         future = self.client.submit(grade_on_worker, task, pure=False)
@@ -137,6 +172,10 @@ class ClusterGrader:
         return result_from_data(data["result"]), notebook_from_data(data["executed"])
 
     def close(self) -> None:
+        try:
+            self.client.unregister_worker_plugin(self.template_plugin)  # stops the workers' templates
+        except Exception:
+            pass
         try:
             self.client.close(timeout=5)
         except Exception:

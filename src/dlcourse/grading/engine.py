@@ -1,5 +1,6 @@
 """Grade one notebook: restore the instructor's test cells into the submission,
 run it top to bottom in a fresh, confined kernel process, and score every graded cell.
+Runs in the grader process (the `dlcourse grade` / `dlcourse check` process, or a Dask worker).
 
 This is the one grading path: `dlcourse check` (solutions, blanks, mutants) and
 `dlcourse grade` (students) both go through `grade_notebook`. Scoring follows
@@ -8,23 +9,20 @@ zero otherwise) with one deliberate difference: a test passes or fails on the
 verdict the guarded test runner sends (did the test raise?), never on what the
 cell printed, so stderr output, warnings and progress bars cannot cost points.
 
-Each submission runs in its own process forked from a warm template (``zygote``)
-that has already imported torch: no two submissions share a process, and none
-pays the seconds of Python start-up and imports. The process is confined by
-``sandbox`` (namespaces, hidden folders, its own uid, rlimits) and talks to this
-module over a socket with JSON messages only (never pickle: the other end runs
-student code).
+Each submission runs in its own kernel process forked from a warm template
+(``template``) that has already imported torch: no two submissions share a process,
+and none pays the seconds of Python start-up and imports. The kernel is confined as
+``policy`` says (namespaces, hidden folders, its own uid, rlimits) and talks to this
+module with the messages of ``protocol`` (JSON only: the other end runs student code).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import secrets
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,7 +33,9 @@ import nbformat
 from nbformat import NotebookNode
 
 from dlcourse.cells import graded_cells, nbgrader_metadata, role, score_columns, strip_markers
-from dlcourse.grading.zygote import Zygote, zygote  # noqa: F401 (re-exported)
+from dlcourse.grading import policy, settings
+from dlcourse.grading.protocol import MAX_MESSAGE, STOP, CellReply, Hello, RunCell
+from dlcourse.grading.template import Template, given_or_own
 
 STATUS_GRADED = "graded"
 STATUS_TIMED_OUT = "timed out"
@@ -149,71 +149,10 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
 STATUS_OUT_OF_MEMORY = "out of memory"
 # The worse of two statuses wins when a run hits several problems.
 STATUS_ORDER = [STATUS_GRADED, STATUS_OUT_OF_MEMORY, STATUS_TIMED_OUT, STATUS_CRASHED, STATUS_INVALID]
-INTERRUPT_GRACE_S = 5.0
-MAX_REPLY = 16 * 2**20
 
 
 def worse(a: str, b: str) -> str:
     return max(a, b, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
-
-
-def default_hide() -> list[str]:
-    """Folders a kernel must not see: homes, and the folder holding the course repository."""
-    hide = ["/root", "/home", "/srv", "/mnt", "/media", "/var/log", "/var/mail"]
-    try:
-        from dlcourse.course import find_root
-
-        root = find_root()
-        hide += [str(root.parent if root.parent != root.parent.parent else root)]
-    except Exception:
-        pass
-    import dlcourse
-
-    repo = Path(dlcourse.__file__).resolve().parents[2]
-    hide.append(str(repo.parent if repo.parent != repo.parent.parent else repo))
-    return hide
-
-
-def default_expose() -> list[str]:
-    """What stays readable under the hidden folders: Python, installed packages, the public package and data."""
-    import site
-
-    import dlcourse
-
-    package = Path(dlcourse.__file__).resolve().parent
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(package.parent), str(package.parents[1] / "data")}
-    try:
-        paths.update(site.getsitepackages())
-    except AttributeError:
-        pass
-    for entry in sys.path:  # editable installs and .pth folders
-        if entry and "site-packages" in entry:
-            paths.add(entry)
-    return sorted(str(Path(p).resolve()) for p in paths if p and Path(p).exists())
-
-
-def kernel_env(extra: dict | None, workdir: str) -> dict:
-    keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
-            "CUDA_HOME", "LD_LIBRARY_PATH", "DLCOURSE_DEVICE", "DLCOURSE_DATA", "DLCOURSE_OFFLINE", "PYTHONHASHSEED")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(HOME=workdir, TMPDIR="/tmp", MPLBACKEND="module://matplotlib_inline.backend_inline",
-               MPLCONFIGDIR="/tmp/.matplotlib", XDG_CACHE_HOME="/tmp/.cache", IPYTHONDIR="/tmp/.ipython",
-               PYTHONUNBUFFERED="1")
-    env.update(extra or {})
-    env["NBGRADER_EXECUTION"] = "autograde"
-    return env
-
-
-def _kill(pid: int, uid: int | None) -> None:
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        try:
-            target()
-        except OSError:
-            pass
-    if uid is not None and os.geteuid() == 0:
-        from dlcourse.grading.sandbox import kill_uid
-
-        kill_uid(uid)
 
 
 # -- one notebook ---------------------------------------------------------------------------
@@ -223,23 +162,27 @@ def grade_notebook(
     submission: NotebookNode,
     source: NotebookNode,
     *,
-    cell_timeout: float = 120,
-    timeout: float = 600,
+    cell_timeout: float = settings.CELL_TIMEOUT_S,
+    timeout: float = settings.TIMEOUT_S,
     workdir: Path | None = None,
     env: dict | None = None,
-    memory_mb: int | None = 4096,
-    output_limit: int = 2 * 2**20,
+    memory_mb: int | None = settings.MEMORY_MB,
+    output_limit: int = settings.OUTPUT_LIMIT,
     files: dict[str, Path] | None = None,
     isolate: bool = True,
     hide: list[str] | None = None,
     threads: int | None = None,
     notebook_name: str = "submission.ipynb",
-    interrupt_grace: float = INTERRUPT_GRACE_S,
+    interrupt_grace: float = settings.INTERRUPT_GRACE_S,
+    template: Template | None = None,
 ) -> tuple[GradeResult, NotebookNode]:
     """Grade one submission against the source notebook; returns the result and the executed notebook.
 
     `files` are copied into the working copy next to the notebook (the student's other files, the
     assignment's public files). `workdir`, when given, must be an empty folder the caller owns.
+    `template` is the running template process to fork the kernel from; a caller grading many
+    notebooks passes one (``with Template() as template``), a single call without it starts and
+    closes its own (seconds of imports).
     """
     started = time.perf_counter()
     nb, flags = restore_tests(submission, source)
@@ -261,32 +204,30 @@ def grade_notebook(
         shutil.copyfile(path, target)
     # The student's own notebook as handed in: never the restored one, which holds hidden tests.
     nbformat.write(submission, str(folder / notebook_name))
-    template = zygote()
-    uid = template.next_uid() if os.geteuid() == 0 and isolate else None
-    config = {
-        "workdir": str(folder.resolve()), "uid": uid, "isolate": isolate,
-        "hide": hide if hide is not None else default_hide(), "expose": default_expose(),
-        "memory_mb": memory_mb, "output_limit": output_limit, "threads": threads,
-        "env": kernel_env(env, str(folder.resolve())),
-    }
-    pid = None
+    pid = uid = None
     kernel_started = time.perf_counter()
     try:
-        pid, conn, hello = _start_kernel(template, config)
-        with conn:
-            result.isolation = hello.get("isolation", {})
-            result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
-            _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout, interrupt_grace)
-            try:
-                conn.send_bytes(json.dumps({"op": "stop"}).encode())
-            except OSError:
-                pass
+        with given_or_own(template) as template:
+            uid = template.next_uid() if os.geteuid() == 0 and isolate else None
+            config = policy.kernel_config(folder, uid=uid, isolate=isolate, hide=hide, env=env, memory_mb=memory_mb,
+                                          output_limit=output_limit, threads=threads)
+            pid, conn, hello = _start_kernel(template, config)
+            with conn:
+                result.isolation = hello.isolation
+                result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
+                _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout, interrupt_grace)
+                try:
+                    conn.send_bytes(STOP)
+                except OSError:
+                    pass
+                policy.kill(pid, uid)  # before a template of our own closes
+                pid = None
     except (EOFError, OSError, RuntimeError, ValueError) as error:
         result.status = worse(result.status, STATUS_CRASHED)
         result.message = result.message or f"the kernel could not run: {error}"
     finally:
         if pid is not None:
-            _kill(pid, uid)
+            policy.kill(pid, uid)
         if owned:
             shutil.rmtree(folder, ignore_errors=True)
     result.kernel_seconds = time.perf_counter() - kernel_started
@@ -314,27 +255,27 @@ def grade_notebook(
     return result, nb
 
 
-def _start_kernel(template, config: dict, attempts: int = 2):
+def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, Connection, Hello]:
     """A confined kernel that said hello: (pid, connection, hello). A kernel or template that fails to
     start (before any student code ran) is retried once."""
     for attempt in range(attempts):
         pid = None
         try:
             pid, conn = template.spawn(config)
-            if not conn.poll(120):
+            if not conn.poll(settings.KERNEL_START_S):
                 conn.close()
-                raise EOFError("the kernel did not start within 120 s")
-            return pid, conn, json.loads(conn.recv_bytes(MAX_REPLY))
+                raise EOFError(f"the kernel did not start within {settings.KERNEL_START_S:g} s")
+            return pid, conn, Hello.parse(conn.recv_bytes(MAX_MESSAGE))
         except (EOFError, OSError, RuntimeError, ValueError):
             if pid is not None:
-                _kill(pid, config.get("uid"))
+                policy.kill(pid, config.uid)
             if attempt == attempts - 1:
                 raise
             time.sleep(1)  # (a dead template is restarted by spawn; live kernels keep theirs)
 
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
-               deadline: float, timeout: float, interrupt_grace: float = INTERRUPT_GRACE_S) -> None:
+               deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S) -> None:
     """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed."""
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -347,9 +288,8 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         grade_id = nbgrader_metadata(cell).get("grade_id")
         kind = "test" if role(cell) == "tests" else "code"
         nonce = secrets.token_hex(16)
-        conn.send_bytes(json.dumps({"op": "run", "index": index, "kind": kind, "grade_id": grade_id,
-                                    "source": cell.source, "nonce": nonce,
-                                    "instructor": not nbgrader_metadata(cell).get("solution")}).encode())
+        conn.send_bytes(RunCell(index=index, kind=kind, grade_id=grade_id, source=cell.source, nonce=nonce,
+                                instructor=not nbgrader_metadata(cell).get("solution")).encode())
         wait = min(cell_timeout, remaining)
         interrupted = False
         if not conn.poll(wait):
@@ -367,27 +307,24 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
                                                        traceback=[result.message])]
                 return
         try:
-            reply = json.loads(conn.recv_bytes(MAX_REPLY))
+            reply = CellReply.parse(conn.recv_bytes(MAX_MESSAGE))
         except (EOFError, OSError) as error:
             result.status = worse(result.status, STATUS_CRASHED)
             result.message = (f"the kernel died while running cell {index} "
                               f"(it exited, was killed, or ran out of memory: {error or 'no reply'}); "
                               "later cells did not run")
             return
-        if not isinstance(reply, dict) or reply.get("nonce") != nonce or reply.get("index") != index:
+        if reply is None or reply.nonce != nonce or reply.index != index:
             result.flags.append(f"tampering suspected: a forged or out-of-order reply for cell {index}")
             result.status = worse(result.status, STATUS_CRASHED)
             result.message = "the kernel's replies were tampered with; later cells did not run"
             return
-        outputs = [nbformat.from_dict(o) for o in reply.get("outputs", []) if _valid_output(o)]
+        outputs = [nbformat.from_dict(o) for o in reply.outputs]
         cell.outputs = outputs
-        cell.execution_count = reply.get("execution_count")
-        try:
-            result.cell_seconds += float(reply.get("seconds", 0.0))
-        except (TypeError, ValueError):
-            pass
-        verdicts[index] = "ok" if reply.get("status") == "ok" else "error"
-        result.flags += [str(f) for f in reply.get("flags", [])]
+        cell.execution_count = reply.execution_count
+        result.cell_seconds += reply.seconds
+        verdicts[index] = reply.status
+        result.flags += reply.flags
         if interrupted:
             result.status = worse(result.status, STATUS_TIMED_OUT)
             result.message = f"cell {index} ran past the time limit ({wait:g} s) and was interrupted"
@@ -395,29 +332,6 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         if any(o.get("ename") == "MemoryError" for o in outputs if o.get("output_type") == "error"):
             result.status = worse(result.status, STATUS_OUT_OF_MEMORY)
             result.message = result.message or f"cell {index} hit the memory limit (MemoryError)"
-
-
-_OUTPUT_FIELDS = {
-    "stream": {"name": str, "text": str},
-    "display_data": {"data": dict, "metadata": dict},
-    "execute_result": {"data": dict, "metadata": dict},
-    "error": {"ename": str, "evalue": str, "traceback": list},
-}
-
-
-def _valid_output(output) -> bool:
-    """An output the kernel sent has the shape nbformat requires (it comes from untrusted code)."""
-    if not isinstance(output, dict) or output.get("output_type") not in _OUTPUT_FIELDS:
-        return False
-    fields = _OUTPUT_FIELDS[output["output_type"]]
-    if not all(isinstance(output.get(k), t) for k, t in fields.items()):
-        return False
-    if output["output_type"] == "stream" and output["name"] not in ("stdout", "stderr"):
-        return False
-    if output["output_type"] == "execute_result" and not isinstance(output.get("execution_count"), (int, type(None))):
-        return False
-    extra = set(output) - set(fields) - {"output_type", "execution_count"}
-    return not extra
 
 
 def ensure_ids(nb: NotebookNode) -> None:

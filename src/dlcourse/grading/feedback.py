@@ -1,5 +1,6 @@
 """Per-student feedback: one HTML page with the score of every test, the
 student's own cells and outputs, and the visible part of each test cell only.
+Runs in the grader process, after a notebook is graded.
 
 Hidden tests never appear: every test cell's source is replaced by its visible
 version (the source with the hidden block removed), and the grader's own

@@ -1,12 +1,9 @@
-"""The kernel side of grading: runs one submission's cells in an IPython shell
-and reports each cell's outputs and verdict to the grader over a pipe.
-
-It lives in a process forked from the zygote (see ``zygote``), which has already
-imported torch, numpy and IPython, so a submission starts in milliseconds
-instead of seconds. Student cells run through IPython (magics, display,
-matplotlib inline all work). Test cells do not: they are compiled and run by a
-guard that first puts back what student code may have changed to raise its
-score:
+"""The kernel process: runs one submission's cells in an IPython shell and answers each `RunCell`
+with the cell's outputs and verdict (`protocol`). Runs in a kernel, forked from the template
+(`template_main`), which built the shell (`Runner`) before the fork, so a submission starts in
+milliseconds; `serve` confines the kernel first (`sandbox`). Student cells run through IPython
+(magics, display, matplotlib inline all work). Test cells do not: they are compiled and run by a
+guard that first puts back what student code may have changed to raise its score:
 
 - input and AST transformers, custom exception handlers, ``sys.excepthook``,
   trace and profile functions and warning filters are ignored or reset (a test is
@@ -32,7 +29,6 @@ extra reply, a patch found after a test, a process that dies).
 from __future__ import annotations
 
 import builtins
-import importlib
 import json
 import os
 import signal
@@ -42,6 +38,9 @@ import time
 import traceback
 import types
 import warnings
+
+from dlcourse.grading.protocol import MAX_MESSAGE, CellReply, Hello, KernelConfig, decode_request
+from dlcourse.grading.settings import OUTPUT_LIMIT
 
 # Modules (and their classes) whose attributes tests rely on.
 PROTECTED_MODULES = (
@@ -59,15 +58,6 @@ PROTECTED_CLASSES = (
 FAKING_METHODS = ("__eq__", "__ne__", "__bool__", "__torch_function__", "__torch_dispatch__", "__array__",
                   "__array_ufunc__", "__instancecheck__", "__subclasscheck__", "__ge__", "__le__", "__lt__", "__gt__")
 IGNORED_NAMES = frozenset({"_", "__", "___", "_dh", "_oh", "_ih", "In", "Out", "exit", "quit"})
-MAX_MESSAGE = 8 * 2**20
-
-
-def _preload(names: list[str]) -> None:
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception:  # an optional package the machine lacks
-            pass
 
 
 class FakedValueError(BaseException):
@@ -454,7 +444,7 @@ def _wrap_student(function, guard: Guard, flags: list[str]):
 
 
 class Runner:
-    def __init__(self, output_limit: int = 2 * 2**20):
+    def __init__(self, output_limit: int = OUTPUT_LIMIT):
         self.capture = Capture(output_limit)
         self.shell = make_shell(self.capture)
         try:
@@ -543,42 +533,9 @@ class Runner:
         return getattr(function, "__module__", None) or ""
 
 
-RUNNER: Runner | None = None
-THREADPOOLS = None  # threadpoolctl's view of the loaded BLAS/OpenMP libraries, found once in the template
-
-
-def prepare(preload: list[str]) -> None:
-    """In the zygote: import the heavy packages and build the shell once."""
-    global RUNNER, THREADPOOLS
-    import gc
-
-    # Importing torch and friends makes about a million objects; collecting garbage while they
-    # arrive finds almost none and costs a fifth of the start-up. The kernels collect again (``serve``).
-    gc.disable()
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    _preload(preload)
-    try:
-        # torch.compile wraps nn.Module.__init__ and __setstate__ on first use; done here, the guard's
-        # pristine copies hold the wrapped ones, so a notebook that compiles a model is not flagged.
-        from torch._dynamo.mutation_guard import install_generation_tagging_init
-
-        install_generation_tagging_init()
-    except Exception:  # an older torch, or none
-        pass
-    RUNNER = Runner()
-    try:
-        from threadpoolctl import ThreadpoolController
-
-        THREADPOOLS = ThreadpoolController()
-    except Exception:
-        pass
-    # Every object so far goes to the permanent generation: a kernel's garbage collector then never
-    # walks them, and never writes to (so never copies) the template's memory pages after the fork.
-    gc.freeze()
-
-
-def serve(fd: int, config: dict) -> None:
-    """In the forked kernel: confine, then run the cells the grader sends until it stops."""
+def serve(fd: int, config: KernelConfig, runner: Runner | None = None, threadpools=None) -> None:
+    """In the forked kernel: confine, then run the cells the grader sends until it stops. `runner` and
+    `threadpools` come built from the template (``template_main.prepare``)."""
     import gc
     from multiprocessing.connection import Connection
 
@@ -589,9 +546,9 @@ def serve(fd: int, config: dict) -> None:
     conn = Connection(fd)
     report = sandbox.enter(config)
     os.environ.clear()
-    os.environ.update(config.get("env", {}))
+    os.environ.update(config.env)
     try:
-        threads = config.get("threads")
+        threads = config.threads
         torch = sys.modules.get("torch")
         if threads and torch is not None:
             torch.set_num_threads(threads)
@@ -600,35 +557,32 @@ def serve(fd: int, config: dict) -> None:
             # kernels at once that oversubscribes the cores many times over.
             from threadpoolctl import ThreadpoolController
 
-            (THREADPOOLS or ThreadpoolController()).limit(limits=threads)
+            (threadpools or ThreadpoolController()).limit(limits=threads)
     except Exception:
         pass
-    runner = RUNNER or Runner()
-    runner.start(config.get("output_limit", 2 * 2**20))
+    runner = runner or Runner()
+    runner.start(config.output_limit)
     sys.stdin = open(os.devnull)
-    conn.send_bytes(json.dumps({"ready": True, "isolation": report}).encode())
+    conn.send_bytes(Hello(report).encode())
     send = conn.send_bytes  # bound before student code runs
     while True:
         try:
-            request = json.loads(conn.recv_bytes(MAX_MESSAGE))
+            request = decode_request(conn.recv_bytes(MAX_MESSAGE))
         except (EOFError, OSError):
             break
-        if request.get("op") == "stop":
+        if request is None:
             break
         runner.capture.outputs = []
         started = time.perf_counter()
         try:
-            if request["kind"] == "test":
-                reply = runner.run_test_cell(request["source"], request["grade_id"])
+            if request.kind == "test":
+                done = runner.run_test_cell(request.source, request.grade_id)
             else:
-                reply = runner.run_code_cell(request["source"], bool(request.get("instructor")))
+                done = runner.run_code_cell(request.source, request.instructor)
         except BaseException as exc:  # an interrupt that landed outside the cell
-            reply = {"status": "error", "error": f"{type(exc).__name__}: {_safe_str(exc)}", "flags": []}
-        reply.update(nonce=request["nonce"], index=request["index"], outputs=runner.capture.outputs,
-                     seconds=time.perf_counter() - started)
-        try:
-            data = json.dumps(reply, default=str).encode()
-        except Exception:
-            data = json.dumps({k: reply[k] for k in ("nonce", "index", "status")}).encode()
-        send(data[:MAX_MESSAGE])
+            done = {"status": "error", "error": f"{type(exc).__name__}: {_safe_str(exc)}", "flags": []}
+        reply = CellReply(nonce=request.nonce, index=request.index, status=done["status"],
+                          outputs=runner.capture.outputs, execution_count=done.get("execution_count"),
+                          seconds=time.perf_counter() - started, flags=done.get("flags", []), error=done.get("error"))
+        send(reply.encode())
     os._exit(0)

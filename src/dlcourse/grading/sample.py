@@ -1,7 +1,8 @@
 """A sample batch of submissions of one assignment, for demos and benchmarks:
 the solution, the blank student notebook, partly right ones (each mutant in
 autograder/NN_name/mutants.toml applied), and, unless asked not to, a broken
-file and a notebook whose metadata an editor stripped.
+file and a notebook whose metadata an editor stripped. Runs in the `dlcourse sample` process
+(it grades nothing).
 
     dlcourse sample 00_setup /tmp/sample && dlcourse grade 00_setup /tmp/sample
 """

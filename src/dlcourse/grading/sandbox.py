@@ -1,15 +1,15 @@
-"""Confine one grading process before any student code runs in it.
-
-Called in the freshly forked kernel process (see ``zygote``). What it does
-depends on what the OS allows, and it reports exactly which steps held:
+"""Confine one kernel before any student code runs in it. Runs in the kernel process, just after
+the template forked it (``runner.serve`` calls `enter` first); what to confine comes in the
+`protocol.KernelConfig` the grader built (``policy``). What it does depends on what the OS allows,
+and it reports exactly which steps held:
 
 - ``namespaces``: a private mount, network, IPC and UTS namespace (root, or a
   user namespace otherwise). No network at all (only a downed loopback).
 - ``pids``: a private PID namespace with its own ``/proc``: the kernel is process 1
   of it and sees no other process (not the grader, not other submissions); every
   process it leaves behind dies with it. Only a child can enter a new PID
-  namespace, so the process forks once more; the parent stays outside, passes on
-  interrupts and exits with it.
+  namespace, so the process forks once more; the parent stays outside as the
+  supervisor (``supervisor``).
 - ``hidden``: the course repository's parent folder, the submissions, the
   gradebook, the output folders, home and temp folders are covered by empty
   tmpfs mounts; the Python installation and the public package are mounted back
@@ -33,6 +33,9 @@ import os
 import resource
 import signal
 from pathlib import Path
+
+from dlcourse.grading.protocol import KernelConfig
+from dlcourse.grading.supervisor import become_supervisor_of_child
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -141,35 +144,6 @@ def _unshare_namespaces(is_root: bool) -> bool:
     return with_pids
 
 
-def _fork_into_pid_namespace() -> None:
-    """Fork: the child returns, as process 1 of the new PID namespace; this process stays outside
-    and never returns. It holds no file of the grader's (so the grader sees the child's end at once),
-    passes on the grader's interrupts, and exits with the child."""
-    child = os.fork()
-    if child == 0:
-        return
-    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-
-    def forward(signum, _frame):
-        try:
-            os.kill(child, signum)
-        except OSError:
-            pass
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, forward)
-    status = 0
-    while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            break
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF if status else 0)
-
-
 def _drop_capabilities() -> None:
     """No capabilities left: without root, the user namespace gave this process every capability
     inside it, enough to unmount the covers over the hidden folders (or the private /proc)."""
@@ -183,18 +157,18 @@ def _mount_own_proc() -> None:
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def enter(config: dict) -> dict:
+def enter(config: KernelConfig) -> dict:
     """Confine this process as `config` asks; returns what held (for the flags and the docs).
 
     With a PID namespace, the caller's process stays behind as a supervisor and only its child
-    returns from here (see ``_fork_into_pid_namespace``)."""
+    returns from here (see ``supervisor``)."""
     report: dict = {"namespaces": False, "network": True, "pids": False, "hidden": [], "user": None,
                     "limits": [], "errors": []}
-    workdir = config["workdir"]
+    workdir = config.workdir
     os.setsid()
     is_root = os.geteuid() == 0
-    uid = config.get("uid")
-    if config.get("isolate", True):
+    uid = config.uid
+    if config.isolate:
         with_pids = False
         try:
             with_pids = _unshare_namespaces(is_root)
@@ -204,13 +178,11 @@ def enter(config: dict) -> dict:
             report["errors"].append(f"namespaces: {error}")
         if report["namespaces"]:
             try:
-                report["hidden"] = _hide_and_expose(
-                    config.get("hide", []), config.get("expose", []), workdir, config.get("tmp_mb", 512)
-                )
+                report["hidden"] = _hide_and_expose(config.hide, config.expose, workdir, config.tmp_mb)
             except OSError as error:
                 report["errors"].append(f"hiding folders: {error}")
         if with_pids:
-            _fork_into_pid_namespace()
+            become_supervisor_of_child()
             try:
                 _mount_own_proc()
                 report["pids"] = True
@@ -219,17 +191,17 @@ def enter(config: dict) -> dict:
     # Limits: memory counts the address space the template already maps (torch, numpy).
     limits = {
         resource.RLIMIT_CORE: 0,
-        resource.RLIMIT_FSIZE: config.get("file_mb", 512) * 2**20,
-        resource.RLIMIT_NPROC: config.get("nproc", 4096),
+        resource.RLIMIT_FSIZE: config.file_mb * 2**20,
+        resource.RLIMIT_NPROC: config.nproc,
     }
-    if config.get("memory_mb"):
+    if config.memory_mb:
         if _has_nvidia_gpu():
             # CUDA reserves terabytes of address space at initialisation, so an address-space
             # limit makes every CUDA call fail with "out of memory"; the data-segment limit
             # counts only writable private memory, which is what a memory bomb allocates.
-            limits[resource.RLIMIT_DATA] = _vm_size("VmData") + config["memory_mb"] * 2**20
+            limits[resource.RLIMIT_DATA] = _vm_size("VmData") + config.memory_mb * 2**20
         else:
-            limits[resource.RLIMIT_AS] = _vm_size() + config["memory_mb"] * 2**20
+            limits[resource.RLIMIT_AS] = _vm_size() + config.memory_mb * 2**20
     for kind, value in limits.items():
         try:
             resource.setrlimit(kind, (value, value))
@@ -268,18 +240,3 @@ def resource_name(kind: int) -> str:
              resource.RLIMIT_NPROC: "processes", resource.RLIMIT_AS: "memory",
              resource.RLIMIT_DATA: "memory (data segment)"}
     return names.get(kind, str(kind))
-
-
-def kill_uid(uid: int) -> int:
-    """Kill every process left running as `uid` (daemons a submission started); root only."""
-    killed = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid == uid:
-                os.kill(int(entry), signal.SIGKILL)
-                killed += 1
-        except OSError:
-            pass
-    return killed

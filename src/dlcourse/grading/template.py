@@ -1,31 +1,30 @@
-"""The zygote: a process that has imported torch, numpy and IPython once and
-forks a fresh kernel process for every submission.
+"""The grader's handle on the template process. Runs in the grader process.
 
-Forking a warm template is what makes batch grading fast (a kernel is ready in
-tens of milliseconds instead of seconds of Python start-up and imports), and
-each submission still gets its own process: nothing a submission does reaches
-the template or another submission. The template never runs student code and
-never starts a thread or initialises CUDA, so forking it is safe.
+The template (`template_main`, a process of its own) has imported torch, numpy and IPython once and
+forks a fresh kernel for every submission: a kernel is ready in tens of milliseconds instead of
+seconds of start-up, and each submission still gets its own process. The command that grades
+creates one `Template`, passes it to every `grade_notebook` call and closes it at the end (a `with`
+block); a single `grade_notebook` call without one starts and closes its own.
 
-Protocol (a Unix seqpacket socket to the grader): the grader sends one JSON message with the
-kernel's config plus one file descriptor (its end of the kernel's own socket);
-the zygote forks and answers with the child's pid.
+What crosses the socket to the template is in `protocol`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import json
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
+
+from dlcourse.grading import protocol
 
 DEFAULT_PRELOAD = [
     "numpy", "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torchvision",
@@ -57,8 +56,9 @@ def preload_for(source_text: str) -> list[str]:
     return names
 
 
-class Zygote:
-    """The grader's handle on the template process: starts it, asks it for kernels."""
+class Template:
+    """Starts the template process, asks it for kernels, stops it. Thread-safe; a template that
+    died is started again on the next `spawn`."""
 
     def __init__(self, preload: list[str] | None = None):
         self._lock = threading.Lock()
@@ -68,6 +68,12 @@ class Zygote:
         self._uids = itertools.count(UID_BASE + random.randrange(0, 10**6, 1000))
         self._ready = False
 
+    def __enter__(self) -> Template:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def start(self) -> None:
         """Launch the template without waiting for it (its imports overlap the grader's own work)."""
         with self._lock:
@@ -76,7 +82,7 @@ class Zygote:
 
     def _launch(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        args = [sys.executable, "-m", "dlcourse.grading.zygote", str(theirs.fileno())]
+        args = [sys.executable, "-m", "dlcourse.grading.template_main", str(theirs.fileno())]
         if self._preload is not None:
             args.append(",".join(self._preload))
         env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
@@ -102,7 +108,7 @@ class Zygote:
             raise RuntimeError("the grading template process failed to start (run with a working torch install)")
         self._ready = True
 
-    def spawn(self, config: dict) -> tuple[int, Connection]:
+    def spawn(self, config: protocol.KernelConfig) -> tuple[int, Connection]:
         """A fresh kernel process confined as `config` says; its pid and the socket to it."""
         with self._lock:
             if self._process is None or self._process.poll() is not None:
@@ -110,7 +116,7 @@ class Zygote:
             self._wait_ready()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                socket.send_fds(self._socket, [json.dumps(config).encode()], [theirs.fileno()])
+                socket.send_fds(self._socket, [config.encode()], [theirs.fileno()])
                 reply = self._socket.recv(4096)
             except OSError:  # a timeout included: start a new template next time
                 reply = b""
@@ -120,7 +126,11 @@ class Zygote:
                 self._process.kill()
                 self._process = None
                 raise RuntimeError("the grading template process died")
-            return json.loads(reply)["pid"], Connection(ours.detach())
+            return protocol.spawned_pid(reply), Connection(ours.detach())
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def next_uid(self) -> int:
         with self._lock:
@@ -136,54 +146,11 @@ class Zygote:
             self._process = self._socket = None
 
 
-_ZYGOTE: Zygote | None = None
-_ZYGOTE_LOCK = threading.Lock()
-
-
-def zygote(preload: list[str] | None = None) -> Zygote:
-    """The process-wide template, started on first use; `preload` only matters for the first call."""
-    global _ZYGOTE
-    with _ZYGOTE_LOCK:
-        if _ZYGOTE is None:
-            _ZYGOTE = Zygote(preload)
-        return _ZYGOTE
-
-
-def main(fd: int, preload: list[str]) -> None:
-    from dlcourse.grading import runner
-
-    # No PR_SET_PDEATHSIG here: it fires when the *thread* that started us exits (a worker thread of a
-    # pool), not the grader. The grader's death closes the control socket instead, and we exit on EOF.
-    runner.prepare(preload)
-    import shutil
-
-    shutil.rmtree(os.environ.get("IPYTHONDIR", "/nonexistent"), ignore_errors=True)  # only needed at start-up
-    control = socket.socket(fileno=fd)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    control.send(b'{"ready": true}')
-    while True:
-        try:
-            message, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, 1)
-        except OSError:
-            break
-        if not message:
-            break
-        request = json.loads(message)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                control.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                runner.serve(fds[0], request)
-            finally:
-                os._exit(0)
-        for child_fd in fds:
-            os.close(child_fd)
-        control.send(json.dumps({"pid": pid}).encode())
-    # No interpreter teardown: unloading torch and friends takes seconds, and whoever reads
-    # our inherited stderr (a pipe around the grader) would wait for it.
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2].split(",") if len(sys.argv) > 2 and sys.argv[2] else DEFAULT_PRELOAD)
+@contextlib.contextmanager
+def given_or_own(template: Template | None, preload: list[str] | None = None) -> Iterator[Template]:
+    """`template` when the caller passed one; otherwise a new one, closed on leaving."""
+    if template is not None:
+        yield template
+        return
+    with Template(preload) as own:
+        yield own
