@@ -1,6 +1,8 @@
 """Find the submissions of one assignment, whatever shape the batch comes in.
 
 - a folder with one ``.ipynb`` per student: the student id is the file's stem;
+- a folder per student holding their notebook under any name (a Drive or Colab download is
+  ``Copy of 01_backprop.ipynb``): the student id is the folder's name;
 - nbgrader's tree ``<root>/<student>/<assignment>/*.ipynb`` (``submitted/``),
   other files in the student's folder come along into the working copy;
 - a zip from an LMS: unpacked safely (no path escapes, size-capped) and then read as
@@ -31,6 +33,9 @@ MAX_ZIP_BYTES = 4 * 2**30
 CANVAS = re.compile(r"^(?P<student>[^_]+)_(?:late_)?\d+_\d+_(?P<file>.+)$")
 MOODLE = re.compile(r"^(?P<student>.+?)_\d+_assignsubmission_file_?$")
 SAFE_ID = re.compile(r"[^A-Za-z0-9._@-]+")
+# What Colab, Drive, browsers and LMSs do to a file's name: "Copy of 01_backprop (2).ipynb",
+# "01_backprop-1.ipynb" (Canvas, a resubmission). Such a name is the assignment's, not a student's.
+NAME_DECORATIONS = re.compile(r"^(?:copy of\s+)+|(?:\s*\(\d+\)|-\d+)+$", re.IGNORECASE)
 
 
 class SubmissionError(Exception):
@@ -55,6 +60,11 @@ def student_id(text: str) -> str:
     return SAFE_ID.sub("_", text.strip()).strip("_.") or "unknown"
 
 
+def is_assignment_name(stem: str, assignment: str) -> bool:
+    """True for a file named after the assignment ("Copy of 01_backprop"), which names no student."""
+    return NAME_DECORATIONS.sub("", stem.strip()).strip() == assignment
+
+
 def find_submissions(path: Path, assignment: str, scratch: Path | None = None) -> list[Submission]:
     """Every submission under `path` (a folder, nbgrader's tree, or a zip), sorted by student."""
     path = Path(path)
@@ -65,7 +75,9 @@ def find_submissions(path: Path, assignment: str, scratch: Path | None = None) -
         _unzip(path, target)
         return _from_unzipped(target, assignment)
     if path.is_file() and path.suffix == ".ipynb":
-        return [Submission(student_id(path.stem), path)]
+        # "Copy of 01_backprop.ipynb" names no student: its folder does (alice/Copy of 01_backprop.ipynb)
+        owner = path.resolve().parent.name if is_assignment_name(path.stem, assignment) else path.stem
+        return [Submission(student_id(owner), path)]
     if not path.is_dir():
         raise SubmissionError(f"{path}: expected a folder of .ipynb files, nbgrader's submitted/ tree or a zip")
     return _from_folder(path, assignment)
@@ -85,6 +97,18 @@ def _from_folder(root: Path, assignment: str) -> list[Submission]:
                  if p.is_file() and p != notebook and ".ipynb_checkpoints" not in p.parts
                  and not p.name.startswith(".")}
         found[student_dir.name] = Submission(student_id(student_dir.name), notebook, files)
+    # a folder per student with the notebook under any name: <student>/Copy of 01_backprop.ipynb
+    for student_dir in sorted(d for d in root.iterdir() if d.is_dir() and d not in tree and not d.name.startswith(".")):
+        notebooks = [p for p in sorted(student_dir.glob("*.ipynb")) if not p.name.startswith(".")]
+        if notebooks and student_id(student_dir.name) not in found:
+            named = [p for p in notebooks if is_assignment_name(p.stem, assignment)]
+            found[student_id(student_dir.name)] = Submission(student_id(student_dir.name), (named or notebooks)[0])
+    unnamed = [p.name for p in sorted(root.glob("*.ipynb")) if is_assignment_name(p.stem, assignment)]
+    if unnamed:
+        raise SubmissionError(
+            f"{root}: {', '.join(unnamed)} is named after the assignment, not a student: rename it "
+            "<student>.ipynb or put it in a folder named after the student"
+        )
     for notebook in sorted(root.glob("*.ipynb")):
         student = student_id(notebook.stem)
         if student not in found:
@@ -110,7 +134,7 @@ def _from_unzipped(root: Path, assignment: str) -> list[Submission]:
         match = CANVAS.match(notebook.name)
         if match:
             student = student_id(match["student"])
-            if student not in found or Path(match["file"]).stem == assignment:
+            if student not in found or is_assignment_name(Path(match["file"]).stem, assignment):
                 found[student] = Submission(student, notebook)
     if found:
         return sorted(found.values(), key=lambda s: s.student)
