@@ -241,6 +241,9 @@ def test_visibility_and_limits_come_from_the_course_config(course, tmp_path):
     settings = read_settings(course, "00_setup", memory_mb=2048, visibility={"hidden": "after_due_date"})
     assert settings.visibility == {"visible": "visible", "hidden": "after_due_date"}
     assert settings.limits()["memory_mb"] > read_settings(course, "00_setup").limits()["memory_mb"]
+    # 02_cnn does not fit Gradescope's default 768 MB (README: Gradescope): pyproject.toml raises it
+    assert read_settings(course, "02_cnn").memory_mb == 2048
+    assert read_settings(course, "00_setup").memory_mb == 768
 
 
 def test_setup_sh_passes_bash_n_and_shellcheck(bundles, tmp_path):
