@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:
             return None, {}
         return dist.version, json.loads(dist.read_text("direct_url.json") or "{}")
 
-    before = {name: installed(name)[0] for name in ("dlcourse", "torch", "torchvision", "numpy", "matplotlib")}
+    before = {name: installed(name) for name in ("dlcourse", "torch", "torchvision", "numpy", "matplotlib")}
     version, origin = installed("dlcourse")
     if (origin.get("url"), origin.get("vcs_info", {}).get("requested_revision")) != (URL, REF):
         done = subprocess.run(
@@ -71,10 +71,9 @@ if "google.colab" in sys.modules:
         version, origin = installed("dlcourse")
     commit = origin.get("vcs_info", {}).get("commit_id", "unknown")[:12]
     print(f"dlcourse {version} from {URL}@{REF} (commit {commit})")
-    changed = [f"{name} {old} -> {installed(name)[0]}" for name, old in before.items()
-               if name in sys.modules and installed(name)[0] != old]
+    changed = [name for name, old in before.items() if name in sys.modules and installed(name) != old]
     if changed:
-        print("Already imported and changed:", ", ".join(changed) + ".",
+        print(f"RESTART NEEDED: {', '.join(changed)} changed after it was imported. "
               "Runtime > Restart session, then run the notebook from the top.")''')
 
 # Above the setup cell: Colab's runtime type is chosen first, since changing it starts a new machine.
