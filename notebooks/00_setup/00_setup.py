@@ -16,7 +16,13 @@
 #
 # **How grading works.** The cells with `assert`s are tests. The ones you see are
 # there to help you; the grader adds hidden tests of the same functions. A test
-# cell gives you its points when it runs to the end without an error.
+# cell gives you its points when it runs to the end without an error; when it
+# passes it prints one line saying so, and when it fails its error says what is
+# wrong and what to look at.
+#
+# **Time.** Run All takes under a minute on a laptop CPU and about the same on a
+# Colab T4 (nothing here is heavy enough for the GPU to matter), plus about a
+# minute in Colab for the first cell to install `dlcourse`.
 
 # %% [markdown]
 # ## 1. Google Colab and its GPU
@@ -105,17 +111,22 @@ assert_close(z.mean(dim=0), torch.zeros(2), atol=1e-6, name="column means of sta
              hint="each column should have mean 0: reduce over dim=0 (the samples)")
 assert_close(z.std(dim=0, correction=0), torch.ones(2), atol=1e-5, name="column stds of standardize(x)",
              hint="divide by the population std (correction=0) of each column")
+assert z.dtype == data.dtype and z.shape == data.shape, (
+    f"standardize changed the dtype or shape: got {z.dtype} {tuple(z.shape)}, expected {data.dtype} "
+    f"{tuple(data.shape)}; hint: broadcast with keepdim=True, and do not convert the tensor")
 ### BEGIN HIDDEN TESTS
 generator = torch.Generator().manual_seed(1)
 wide = torch.randn(7, 5, generator=generator, dtype=torch.float64) * 3 + 2
 expected = (wide - wide.mean(0)) / (wide.std(0, correction=0) + 1e-8)
 assert_close(standardize(wide), expected, name="standardize on a float64 (7, 5) matrix")
-assert standardize(wide).dtype == torch.float64
+assert standardize(wide).dtype == torch.float64, (
+    f"standardize turned a float64 matrix into {standardize(wide).dtype}; hint: keep the input's dtype")
 constant = torch.ones(4, 3)
 assert torch.isfinite(standardize(constant)).all(), "a constant column must not give NaN or inf"
 one_row = torch.tensor([[3.0, -1.0]])
 assert_close(standardize(one_row), torch.zeros(1, 2), atol=1e-6, name="standardize of a single row")
 ### END HIDDEN TESTS
+print("standardize: every column has mean 0 and standard deviation 1.")
 
 # %% [markdown]
 # **Exercise 2.2.** Squared distances between every pair of points, by
@@ -136,7 +147,8 @@ def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 a = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
 b = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
 D = pairwise_sq_distances(a, b)
-assert D.shape == (3, 2), f"expected shape (3, 2) for 3 points against 2, got {tuple(D.shape)}"
+assert D.shape == (3, 2), (f"expected shape (3, 2) for 3 points against 2, got {tuple(D.shape)}; "
+                          "hint: sum the squared differences over the last dimension (d) only")
 assert_close(D, torch.cdist(a, b) ** 2, atol=1e-5, name="pairwise squared distances")
 ### BEGIN HIDDEN TESTS
 generator = torch.Generator().manual_seed(2)
@@ -146,6 +158,7 @@ assert_close(pairwise_sq_distances(p, q), torch.cdist(p, q) ** 2, name="distance
 assert_close(pairwise_sq_distances(q, q).diagonal(), torch.zeros(4, dtype=torch.float64), atol=1e-12,
              name="distance of every point to itself")
 ### END HIDDEN TESTS
+print("pairwise_sq_distances matches torch.cdist squared.")
 
 # %% [markdown]
 # ### Moving data to the device
@@ -194,6 +207,7 @@ matrix = torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_gr
 f(matrix).backward()
 assert_close(grad_f(matrix.detach()), matrix.grad, name="grad_f on a (3, 4) tensor")
 ### END HIDDEN TESTS
+print("grad_f matches torch.autograd.")
 
 # %% [markdown]
 # ## 4. A first model: linear regression
@@ -244,8 +258,10 @@ def fit_linear_regression(X: torch.Tensor, y: torch.Tensor, epochs: int = 100, l
 # %% tests="test_fit_linear_regression" points=3
 torch.manual_seed(0)
 model, losses = fit_linear_regression(X_train, y_train, epochs=200, lr=0.1)
-assert len(losses) == 200, f"expected one loss per step (200), got {len(losses)}"
-assert losses[-1] < losses[0], "the loss should go down during training"
+assert len(losses) == 200, (f"expected one loss per step (200), got {len(losses)}; "
+                            "hint: append loss.item() once inside the loop over epochs")
+assert losses[-1] < losses[0], (f"the loss went from {losses[0]:.3f} to {losses[-1]:.3f}: it should go down; "
+                                "hint: call optimizer.zero_grad(), loss.backward() and optimizer.step() every step")
 # The least-squares fit is the best any linear model can do: compare against it.
 design = torch.cat([X_train, torch.ones(len(X_train), 1)], dim=1).double()
 best = torch.linalg.lstsq(design, y_train.double()).solution.squeeze()
@@ -263,6 +279,7 @@ assert_close(model3.weight.detach().T, w3, atol=1e-2, name="weights on noiseless
 assert_close(model3.bias.detach(), torch.tensor([0.7]), atol=1e-2, name="bias on noiseless data")
 assert all(isinstance(value, float) for value in losses3), "losses must be Python floats (use loss.item())"
 ### END HIDDEN TESTS
+print("fit_linear_regression reaches the least-squares fit.")
 
 # %% [markdown]
 # Now the fitted line over the data, and the loss curve. The loss falls fast and
@@ -312,17 +329,22 @@ original = nn.Linear(3, 2)
 with tempfile.TemporaryDirectory() as folder:
     checkpoint = os.path.join(folder, "linear.pt")
     restored = save_and_reload(original, checkpoint)
-    assert os.path.exists(checkpoint), "save_and_reload must write the file at `path`"
-assert restored is not original, "return a new model, not the one you were given"
+    assert os.path.exists(checkpoint), ("no file at `path` after save_and_reload; "
+                                        "hint: torch.save(model.state_dict(), path)")
+assert restored is not original, ("save_and_reload returned the model it was given; "
+                                  "hint: create a new nn.Linear and load the saved state into it")
 assert_close(restored.weight, original.weight, name="restored weight")
 assert_close(restored.bias, original.bias, name="restored bias")
 ### BEGIN HIDDEN TESTS
 wide_model = nn.Linear(5, 4)
 with tempfile.TemporaryDirectory() as folder:
     again = save_and_reload(wide_model, os.path.join(folder, "wide.pt"))
-assert again.weight.shape == (4, 5)
+assert again.weight.shape == (4, 5), (
+    f"the restored model's weight has shape {tuple(again.weight.shape)}, expected (4, 5); "
+    "hint: build the new nn.Linear from model.in_features and model.out_features")
 assert_close(again(torch.ones(2, 5)), wide_model(torch.ones(2, 5)), name="outputs of the restored (5 -> 4) model")
 ### END HIDDEN TESTS
+print("save_and_reload: the new model has the saved weights.")
 
 # %% [markdown]
 # ## What's next
