@@ -129,6 +129,16 @@ def _similarity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    from dlcourse.report import run_report
+
+    course = load_course()
+    [name] = course.resolve([args.assignment])
+    run_report(course, name, args.output or course.root / "autograder" / "reports" / name, db_url=args.db,
+               nbgrader_dir=args.nbgrader_dir)
+    return EXIT_OK
+
+
 def _grade(args: argparse.Namespace) -> int:
     from dlcourse.grading.cli import run_grade
 
@@ -251,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     similarity.add_argument("--threshold", type=fraction, default=0.5, metavar="T",
                             help="report pairs at least this similar, 0 to 1 (default 0.5)")
     similarity.set_defaults(run=_similarity)
+
+    report = commands.add_parser("report", help="batch statistics from the gradebook: pass rate and failures per "
+                                 "test, scores, times, flags (HTML + CSV)")
+    report.add_argument("assignment", help="e.g. 01_backprop")
+    report.add_argument("-o", "--output", type=Path, default=None, metavar="DIR",
+                        help="where to write index.html, its figures and tests.csv (default autograder/reports/NN)")
+    report.add_argument("--db", default=None, metavar="URL",
+                        help="gradebook URL (default sqlite:///autograder/gradebook.db)")
+    report.add_argument("--nbgrader-dir", type=Path, default=None, metavar="DIR",
+                        help="nbgrader course folder with autograded/ (default autograder/)")
+    report.set_defaults(run=_report)
 
     grade = commands.add_parser("grade", parents=[shared["workers"]],
                                 help="autograde a batch of submissions into nbgrader's gradebook")

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="grade on this Dask cluster, e.g. tcp://HOST:8786 (default $DLCOURSE_SCHEDULER; "
                              "none: the local pool); needs the cluster extra")
+    parser.add_argument("--report", type=Path, default=None, metavar="DIR",
+                        help="after grading, write the batch report to DIR (index.html with figures, tests.csv: "
+                             "pass rate and most frequent failures per test; as `dlcourse report`)")
 
 
 def run_grade(args: argparse.Namespace) -> int:
@@ -65,4 +68,8 @@ def run_grade(args: argparse.Namespace) -> int:
         template.close()
     if args.csv:
         print(f"grades written to {args.csv}")
+    if getattr(args, "report", None):
+        from dlcourse.report import run_report
+
+        run_report(course, args.assignment, args.report, db_url=args.db, nbgrader_dir=getattr(args, "nbgrader_dir", None))
     return 0 if all(r.status != "grader error" for r in rows) else 1

@@ -1,0 +1,133 @@
+"""The batch report (dlcourse grade --report DIR, dlcourse report NN): pass rate and grouped failure
+messages per test, figures, statuses and flags; its pass rates are the grade CSV's."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlcourse.authoring.build import student_notebook
+from dlcourse.cli import main
+from dlcourse.report import fold
+
+from .conftest import make_course
+
+SOURCE = textwrap.dedent('''\
+    # %% [markdown]
+    # # Report demo
+
+    # %% solution="double"
+    def double(x):
+        ### BEGIN SOLUTION
+        return 2 * x
+        ### END SOLUTION
+
+    # %% solution="square"
+    def square(x):
+        ### BEGIN SOLUTION
+        return x * x
+        ### END SOLUTION
+
+    # %% tests="test_double" points=2
+    assert double(2) == 4, "double(2) should be 4"
+
+    # %% tests="test_square" points=1
+    for value in (3, 4):
+        assert square(value) == value * value, f"square({value}) should be {value * value}, got {square(value)}"
+    ''')
+
+
+def _notebook(course, answers: dict[str, str]):
+    nb = student_notebook(course, "99_demo")
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    return nb
+
+
+@pytest.fixture
+def graded(tmp_path, monkeypatch, capsys):
+    (tmp_path / "course").mkdir()
+    course = make_course(tmp_path / "course", SOURCE)
+    monkeypatch.setenv("DLCOURSE_ROOT", str(course.root))
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    good_double = "def double(x):\n    return x + x\n"
+    batch = {
+        "alice": {"double": good_double, "square": "def square(x):\n    return x ** 2\n"},
+        "bob": {"double": good_double, "square": "def square(x):\n    return x * 3\n"},  # square(3) got 9: 4 fails
+        "carol": {"double": "def double(x):\n    return x\n", "square": "def square(x):\n    return x + x\n"},
+        "dave": {},  # the blank notebook: NotImplementedError
+    }
+    for student, answers in batch.items():
+        nbformat.write(_notebook(course, answers), str(folder / f"{student}.ipynb"))
+    (folder / "eve.ipynb").write_text('{"cells": [', encoding="utf-8")
+    grades = tmp_path / "grades.csv"
+    report = tmp_path / "report"
+    assert main(["grade", "99_demo", str(folder), "--csv", str(grades), "--report", str(report), "--no-progress",
+                 "--workers", "2"]) == 0
+    return course, grades, report, capsys.readouterr().out
+
+
+def _rates_from_grade_csv(path: Path) -> dict[str, tuple[int, int]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for column in ("test_double (2)", "test_square (1)"):
+        points = float(column.split("(")[1].rstrip(")"))
+        values = [r[column] for r in rows if r[column] != ""]
+        out[column.split(" ")[0]] = (sum(float(v) == points for v in values), len(values))
+    return out
+
+
+def _rates_from_report(folder: Path) -> dict[str, tuple[int, int]]:
+    with open(folder / "tests.csv", newline="", encoding="utf-8") as f:
+        return {r["test"]: (int(r["passed"]), int(r["graded"])) for r in csv.DictReader(f)}
+
+
+def test_grade_report_has_figures_grouped_failures_and_the_csv_pass_rates(graded):
+    course, grades, report, out = graded
+    assert _rates_from_report(report) == _rates_from_grade_csv(grades) == {"test_double": (2, 5),
+                                                                           "test_square": (1, 5)}
+    page = (report / "index.html").read_text(encoding="utf-8")
+    for figure in ("scores.png", "pass_rates.png", "seconds.png"):
+        data = (report / figure).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, figure
+        assert f"src='{figure}'" in page
+    with open(report / "tests.csv", newline="", encoding="utf-8") as f:
+        square = next(r for r in csv.DictReader(f) if r["test"] == "test_square")
+    # bob's and carol's messages differ only in their numbers: one group of two
+    assert square["failure 1 (count)"] == "2" and "square(#) should be #, got #" in fold(square["failure 1 (message)"])
+    messages = {square[f"failure {i} (message)"] for i in (1, 2, 3)}
+    assert any("NotImplementedError" in m for m in messages) and any("malformed JSON" in m for m in messages)
+    # the terminal: the test most students failed first, statuses, the report's place
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("test "))
+    assert lines[header + 2].startswith("test_square") and "1/5" in lines[header + 2]
+    assert "statuses: graded 4, invalid notebook 1" in out and f"report: {report / 'index.html'}" in out
+    assert "eve" in page and "invalid notebook" in page
+
+
+def test_report_from_the_gradebook_later_says_the_same(graded, tmp_path, capsys):
+    course, grades, report, _ = graded
+    later = tmp_path / "later"
+    assert main(["report", "99_demo", "-o", str(later)]) == 0
+    assert _rates_from_report(later) == _rates_from_report(report)
+    assert (later / "tests.csv").read_text() == (report / "tests.csv").read_text()
+    with open(later / "submissions.csv", newline="", encoding="utf-8") as f:
+        scores = {r["student"]: r["score"] for r in csv.DictReader(f)}
+    with open(grades, newline="", encoding="utf-8") as f:
+        assert scores == {r["student"]: r["score"] for r in csv.DictReader(f)}
+
+
+def test_report_without_grades_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    course = make_course(tmp_path, SOURCE)
+    monkeypatch.setenv("DLCOURSE_ROOT", str(course.root))
+    assert main(["report", "99_demo"]) == 3
+    err = capsys.readouterr().err
+    assert "no gradebook" in err and "dlcourse grade 99_demo" in err and len(err.strip().splitlines()) == 1
