@@ -74,6 +74,7 @@ print("PROBE " + json.dumps({
     "file": dlcourse.__file__, "version": dlcourse.__version__, "in_colab": dlcourse.in_colab(),
     "cache": str(dlcourse.data.cache_dir()), "drive": str(drive), "downloads": files.DOWNLOADED,
     "direct_url": json.loads(importlib.metadata.distribution("dlcourse").read_text("direct_url.json")),
+    "doctor": dlcourse.doctor.dlcourse_origin(),
 }))'''
 
 
@@ -204,7 +205,44 @@ def test_a_published_notebook_runs_its_setup_cell_as_in_colab(student_remote, tm
     assert Path(probe["cache"]) == vm["content"] / "dlcourse-data"
     assert Path(probe["drive"]) == vm["content"] / "drive" / "MyDrive" / "dlcourse" and Path(probe["drive"]).is_dir()
     assert probe["downloads"] == ["probe.ipynb"]
+    assert probe["doctor"] == [commit, f"{COURSE.git_url()}@{COURSE.ref}"], "dlcourse doctor names the commit"
 
     added, removed = freeze(vm) - before, before - freeze(vm)
     assert removed == set() and added == {f"dlcourse @ git+{COURSE.git_url()}@{commit}"}, (
         "pip installed only dlcourse and changed none of Colab's packages")
+
+
+def test_the_setup_cell_explains_a_failed_install_and_asks_for_a_restart_when_needed(student_remote, tmp_path, monkeypatch):
+    # the student repository with a second release on top: tag FIX, one commit later
+    remote = tmp_path / "github" / "student.git"
+    git("clone", "-q", "--bare", str(student_remote), str(remote))
+    work = tmp_path / "work"
+    git("clone", "-q", str(remote), str(work))
+    (work / "README.md").write_text((work / "README.md").read_text() + "\nA fix.\n")
+    git("commit", "-q", "-am", "a fix", cwd=work)
+    git("tag", "v-fix", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", "v-fix", cwd=work)
+    vm = make_colab_vm(tmp_path / "vm", remote)
+    monkeypatch.setenv("JUPYTER_PATH", str(vm["jupyter"]))
+    setup = next(c for c in nbformat.read(str(COURSE.student_path("00_setup")), 4).cells if c.get("id") == "colab-setup")
+    ref_line = f'URL, REF = "{COURSE.git_url()}", "{COURSE.ref}"'
+    assert ref_line in setup.source
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(setup.source.replace(ref_line, ref_line.replace(COURSE.ref, "v-missing"))),
+                nbformat.v4.new_code_cell(setup.source),
+                nbformat.v4.new_code_cell("import dlcourse"),
+                nbformat.v4.new_code_cell(setup.source.replace(ref_line, ref_line.replace(COURSE.ref, "v-fix")))]
+    client = NotebookClient(nb, timeout=300, kernel_name="colab", allow_errors=True,
+                            resources={"metadata": {"path": str(vm["content"])}})
+    client.execute(env=vm["env"])
+
+    failed = nb.cells[0].outputs
+    error = next(o for o in failed if o.output_type == "error")
+    assert error.ename == "RuntimeError"
+    assert f"pip could not install dlcourse from {COURSE.git_url()}@v-missing (its last lines are above)" in error.evalue
+    assert "has internet" in error.evalue and "Runtime > Restart session" in error.evalue
+    assert "v-missing" in stream(nb.cells[0]), "pip's own reason is shown"
+    assert stream(nb.cells[1]).startswith(f"dlcourse {COURSE_VERSION} from {COURSE.git_url()}@{COURSE.ref} (commit ")
+    fixed = stream(nb.cells[3])
+    assert f"@v-fix (commit {git('rev-parse', 'v-fix^{commit}', cwd=remote)[:12]})" in fixed
+    assert "RESTART NEEDED: dlcourse changed after it was imported. Runtime > Restart session" in fixed

@@ -20,7 +20,7 @@ import pytest
 from dlcourse.authoring.build import build
 from dlcourse.authoring.publish import MANIFEST, LeakError, PublishError, publish, release, secrets
 from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_FAILED, EXIT_OK, main
-from dlcourse.course import load_course
+from dlcourse.course import CourseError, load_course
 from tests.conftest import make_course
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,3 +344,20 @@ def test_the_version_is_in_one_place_and_the_ref_is_a_tag():
     course = load_course(ROOT)
     assert not course.ref_moves()
     assert course.ref == f"v{dlcourse.__version__}", "the student course's tag names the package version"
+
+
+def test_build_headers_only_writes_what_a_full_build_writes(course):
+    """A new ref (a new release) changes only the header cells: `build --headers-only` keeps the
+    committed outputs and writes the bytes a full build (real execution) writes."""
+    root = course.root
+    (root / "pyproject.toml").write_text('[tool.dlcourse]\nstudent_repository = "example/course"\nref = "v2"\n')
+    course = load_course(root)
+    build(course, "99_demo", headers_only=True, log=quiet)
+    headers_only = course.solution_path("99_demo").read_bytes(), course.student_path("99_demo").read_bytes()
+    assert b"example/course/blob/v2/solutions/99_demo/99_demo.ipynb" in headers_only[0]
+    build(course, "99_demo", execute_solution=True, log=quiet)
+    assert (course.solution_path("99_demo").read_bytes(), course.student_path("99_demo").read_bytes()) == headers_only
+    source = course.source_path("99_demo")
+    source.write_text(source.read_text().replace("Write `double`.", "Write `double`, carefully."))
+    with pytest.raises(CourseError, match="cells other than the header changed since it was executed"):
+        build(course, "99_demo", headers_only=True, log=quiet)

@@ -56,8 +56,11 @@ if "google.colab" in sys.modules:
     before = {name: installed(name) for name in ("dlcourse", "torch", "torchvision", "numpy", "matplotlib")}
     version, origin = installed("dlcourse")
     if (origin.get("url"), origin.get("vcs_info", {}).get("requested_revision")) != (URL, REF):
+        # Another version already here: pip would keep it (same name and version), so replace
+        # just dlcourse; a first install brings the dependencies Colab lacks, if any.
+        again = ["--force-reinstall", "--no-deps"] if version else []
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *again,
              f"dlcourse @ git+{URL}@{REF}"],
             capture_output=True, text=True,
         )
