@@ -197,12 +197,10 @@ def test_broken_json_and_two_notebooks_score_0_with_a_message(assignment, bundle
     assert none["score"] == 0 and "no .ipynb file" in none["output"]
 
 
-def test_kernel_runs_unprivileged_and_cannot_read_source_or_results(bundles, samples, tmp_path):
-    """A submission that looks for the hidden tests and the results file: its kernel dies (and the
-    grade shows it) if it is root or can read either; it scores full, so it could not."""
-    bundle = bundles["00_setup"]
-    root = tmp_path / "autograder"
-    nb = nbformat.from_dict(json.loads(nbformat.writes(samples["00_setup"]["s000-solution"])))
+def prying_notebook(solution, root: Path):
+    """The solution with a first cell that kills its own kernel (so the grade drops to 0) if it runs as
+    root or can list or read the source, the submission or the results folder under `root`."""
+    nb = nbformat.from_dict(json.loads(nbformat.writes(solution)))
     prying = nbformat.v4.new_code_cell(
         "import os\n"
         f"root = {str(root)!r}\n"
@@ -214,7 +212,37 @@ def test_kernel_runs_unprivileged_and_cannot_read_source_or_results(bundles, sam
         "    try:\n        os.listdir(os.path.join(root, folder))\n        os._exit(5)\n"
         "    except OSError:\n        pass\n")
     nb.cells.insert(1, prying)
-    data = run_bundle(bundle, root, {"00_setup.ipynb": nb})
+    return nb
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the grader drops to another uid only as root (CI runs as root)")
+def test_folders_stay_closed_without_the_namespace_cover(bundles, samples):
+    """Where the container refuses new namespaces nothing covers /autograder: the kernel's uid and the
+    folders' mode 700 must keep it out on their own. Rehearsed outside every folder the kernel's mount
+    namespace hides, with the cover of the root turned off."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="dlcourse-gradescope-", dir="/var/lib"))
+    try:
+        root = base / "autograder"
+
+        def uncover(root):
+            path = root / "source" / "settings.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "cover_root": False}))
+
+        data = run_bundle(bundles["00_setup"], root, {"00_setup.ipynb": prying_notebook(
+            samples["00_setup"]["s000-solution"], root)}, prepare=uncover)
+        assert data["score"] == settings_of(bundles["00_setup"])["points"], data["output"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_kernel_runs_unprivileged_and_cannot_read_source_or_results(bundles, samples, tmp_path):
+    """A submission that looks for the hidden tests and the results file: its kernel dies (and the
+    grade shows it) if it is root or can read either; it scores full, so it could not."""
+    bundle = bundles["00_setup"]
+    root = tmp_path / "autograder"
+    data = run_bundle(bundle, root, {"00_setup.ipynb": prying_notebook(samples["00_setup"]["s000-solution"], root)})
     assert data["score"] == settings_of(bundle)["points"], data["output"]
     summary = data["extra_data"]["isolation_summary"]
     if os.geteuid() == 0:
@@ -235,6 +263,18 @@ def test_a_grader_that_fails_still_writes_results(bundles, tmp_path):
     gone = run_bundle(bundles["00_setup"], tmp_path / "nopython", {"00_setup.ipynb": "{}"},
                       env={"DLCOURSE_PYTHON": str(tmp_path / "no-such-python")})
     assert gone["score"] == 0 and gone["extra_data"]["status"] == "grader error"
+
+
+def test_the_overall_time_limit_still_writes_results(bundles, samples, tmp_path):
+    def short(root):  # an alarm before grading can finish: our result, not Gradescope's timeout
+        path = root / "source" / "settings.json"
+        settings = json.loads(path.read_text())
+        settings["limits"]["alarm_s"] = 1
+        path.write_text(json.dumps(settings))
+
+    data = run_bundle(bundles["00_setup"], tmp_path / "autograder",
+                      {"00_setup.ipynb": samples["00_setup"]["s000-solution"]}, prepare=short)
+    assert data["score"] == 0 and "overall time limit (1 s" in data["output"]
 
 
 def test_visibility_and_limits_come_from_the_course_config(course, tmp_path):

@@ -166,6 +166,9 @@ def build_bundle(course: Course, assignment: str, output: Path, settings: Grades
         "points": sum(c.max_points for c in score_columns(source) if c.kind == "tests"),
         "manual_points": sum(c.max_points for c in score_columns(source) if c.kind == "answer"),
         "files": sorted(files), "settings": asdict(settings),
+        # cover /autograder in the kernel's mount namespace too (where the container allows one); the
+        # folders are mode 700 either way. False only for the rehearsal that checks the modes alone.
+        "cover_root": True,
     }
     scripts = resources.files("dlcourse.gradescope")
     output = Path(output)

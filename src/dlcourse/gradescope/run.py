@@ -29,6 +29,12 @@ SETTINGS = "settings.json"
 SAMPLE_S = 0.25
 
 
+class Stopped(BaseException):
+    """Our overall time limit, or Gradescope stopping the run: a BaseException, so that no handler on
+    the way (the engine retries a kernel that failed to start on OSError) mistakes it for a failure
+    it can recover from."""
+
+
 def autograder_root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or "/autograder")
 
@@ -209,7 +215,7 @@ def grade(root: Path) -> dict:
         result, _executed = grade_notebook(
             nb, source, cell_timeout=limits["cell_timeout_s"], timeout=limits["timeout_s"],
             memory_mb=limits["memory_mb"], files=files, threads=limits.get("threads", 1),
-            notebook_name=expected, hide=[*default_hide(), str(root.resolve())],
+            notebook_name=expected, hide=[*default_hide(), *([str(root.resolve())] if settings.get("cover_root", True) else [])],
             env={"DLCOURSE_OFFLINE": "1", "OMP_NUM_THREADS": str(limits.get("threads", 1))})
     errors = cell_errors(_executed)
     for line in errors:
@@ -243,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         "Raise them in the assignment's Autograder Settings", settings))
 
     def stop(signum, _frame):
-        raise TimeoutError(f"stopped by signal {signal.Signals(signum).name}")
+        if signum == signal.SIGALRM:
+            raise Stopped(f"the autograder's overall time limit ({settings['limits']['alarm_s']} s, inside "
+                               "Gradescope's timeout) was reached before grading finished")
+        raise Stopped(f"the autograder was stopped ({signal.Signals(signum).name})")
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGALRM, stop)
@@ -253,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as error:  # the grader's own failure: a result with the reason, always
         detail = traceback.format_exc()
         print(detail, file=sys.stderr)
-        data = failure_results(f"{type(error).__name__}: {error}", settings, detail)
+        data = failure_results(str(error) if isinstance(error, Stopped) else f"{type(error).__name__}: {error}",
+                               settings, detail)
     finally:
         signal.alarm(0)
     data["execution_time"] = max(int(data.get("execution_time") or 0), int(round(time.perf_counter() - started)))
