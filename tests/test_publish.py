@@ -361,3 +361,13 @@ def test_build_headers_only_writes_what_a_full_build_writes(course):
     source.write_text(source.read_text().replace("Write `double`.", "Write `double`, carefully."))
     with pytest.raises(CourseError, match="cells other than the header changed since it was executed"):
         build(course, "99_demo", headers_only=True, log=quiet)
+
+
+def test_check_runs_the_leak_gate_over_what_publish_would_write(course):
+    from dlcourse.authoring.check import check_assignment
+
+    init = course.root / "src" / "dlcourse" / "__init__.py"
+    init.write_text(init.read_text() + f"# {SOLUTION_LINE}\n")
+    report = check_assignment(course, "99_demo", workers=1, log=quiet)
+    assert not report.ok
+    assert any("src/dlcourse/__init__.py, line 6: solution line" in problem for problem in report.problems), report.problems

@@ -127,6 +127,10 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     for path, allow_solutions in ((course.student_path(name), False), (course.solution_path(name), True)):
         if path.exists():
             report.leaks += scan_notebook(path, source, allow_solutions, course.root)
+    # the leak gate of `dlcourse publish`, over what it would write (package, data, README, colab/)
+    from dlcourse.authoring.publish import check_leaks
+
+    report.leaks += check_leaks(course, name)
     if report.leaks:
         report.problems.append(f"{len(report.leaks)} leak(s): " + "; ".join(str(l) for l in report.leaks[:5]))
     report.stale = stale_files(course, name)

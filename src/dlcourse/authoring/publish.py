@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import subprocess
 import zipfile
 from dataclasses import dataclass, field
@@ -169,6 +170,7 @@ def _file_texts(relative: str, data: bytes):
 
 # Read line by line (a stripped line equal to a secret line); anything else is data, searched
 # for each secret line anywhere in it (a string in a JSON file, text inside an archive).
+PREFIX = re.compile(r"^(?:#+|>>>|\.\.\.|>|[-*]|//)\s*")
 LINE_FILES = (".py", ".ipynb", ".md", ".toml", ".yml", ".yaml", ".txt", ".cfg", ".gitignore", "LICENSE")
 
 
@@ -183,8 +185,11 @@ def scan(files: dict[str, bytes], secret_lines: dict[str, Secret], allowed: set[
             if by_line:
                 for number, line in enumerate(text.splitlines(), start=1):
                     stripped = line.strip()
-                    if stripped in active or stripped in MARKERS:
-                        leaks.append(Leak(relative, number, stripped[:200], active.get(stripped), cell))
+                    bare = PREFIX.sub("", stripped)  # the line commented out, quoted or in a doctest
+                    for candidate in (stripped, bare):
+                        if candidate in active or candidate in MARKERS:
+                            leaks.append(Leak(relative, number, stripped[:200], active.get(candidate), cell))
+                            break
                 continue
             hits = [line for line in active if line in text] + [m for m in MARKERS if m in text]
             for number, line in enumerate(text.splitlines(), start=1):
@@ -281,27 +286,32 @@ Data sets: see [data/README.md](data/README.md) (sources and licenses). Code: se
 """
 
 
-def planned_files(course: Course, assignments: list[str], released: list[str]) -> dict[str, bytes]:
-    """Everything publish writes, path in the student course -> bytes (the manifest aside)."""
+def planned_files(course: Course, assignments: list[str], released: list[str], strict: bool = True) -> dict[str, bytes]:
+    """Everything publish writes, path in the student course -> bytes (the manifest aside).
+    strict=False leaves out what is missing instead of refusing (what `dlcourse check` scans)."""
     root = course.root
     files: dict[str, bytes] = {}
-    for required in ("pyproject.toml", "LICENSE", "environment.yml"):
-        if not (root / required).is_file():
+    for required in ("pyproject.toml", "LICENSE", "environment.yml", "data/manifest.json"):
+        if not (root / required).is_file() and strict:
             raise PublishError(f"{root / required} is missing: the student course needs it")
-    files["pyproject.toml"] = student_pyproject((root / "pyproject.toml").read_text(encoding="utf-8")).encode()
-    files["LICENSE"] = (root / "LICENSE").read_bytes()
-    files["environment.yml"] = (root / "environment.yml").read_bytes()
+    if (root / "pyproject.toml").is_file():
+        files["pyproject.toml"] = student_pyproject((root / "pyproject.toml").read_text(encoding="utf-8")).encode()
+    for copied in ("LICENSE", "environment.yml", "data/manifest.json"):
+        if (root / copied).is_file():
+            files[copied] = (root / copied).read_bytes()
     files[".gitignore"] = GITIGNORE.encode()
-    files.update(_tree(root, "src/dlcourse"))
-    files["data/manifest.json"] = (root / "data" / "manifest.json").read_bytes()
+    if (root / "src" / "dlcourse").is_dir():
+        files.update(_tree(root, "src/dlcourse"))
     if (root / "data" / "README.md").exists():
         files["data/README.md"] = (root / "data" / "README.md").read_bytes()
-    files.update(_tree(root, "data/offline"))
+    if (root / "data" / "offline").is_dir():
+        files.update(_tree(root, "data/offline"))
     for name in assignments:
         path = course.student_path(name)
-        if not path.exists():
+        if path.exists():
+            files[f"assignments/{name}/{name}.ipynb"] = path.read_bytes()
+        elif strict:
             raise PublishError(f"{path.relative_to(root)} does not exist: run `dlcourse build {name}` first")
-        files[f"assignments/{name}/{name}.ipynb"] = path.read_bytes()
     for name in released:
         files[f"solutions/{name}/{name}.ipynb"] = _executed_solution(course, name)
     readme, index = colab_index(course, assignments)
@@ -428,6 +438,12 @@ def gate(course: Course, files: dict[str, bytes], released: list[str]) -> list[L
     """The leak gate over `files`: every assignment's secrets, released solutions allowed."""
     allowed = {(name, kind) for name in released for kind in ("solution", "model answer")}
     return scan(files, secrets(course), allowed)
+
+
+def check_leaks(course: Course, name: str) -> list[Leak]:
+    """What `dlcourse check NAME` adds: the leak gate over what publish would write for the
+    assignment (its student notebook, colab/, the README, the package and the data), unreleased."""
+    return scan(planned_files(course, [name], [], strict=False), secrets(course, [name]))
 
 
 def publish(course: Course, destination: Path, names: list[str] | None = None,

@@ -29,6 +29,7 @@ from dlcourse.cells import score_columns
 from dlcourse.grading.engine import STATUS_INVALID, CellScore, GradeResult, grade_notebook
 from dlcourse.grading.feedback import write_feedback
 from dlcourse.grading.gradebook import GradebookWriter
+from dlcourse.grading.late import LateWork, late_cells, late_header
 from dlcourse.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
 from dlcourse.grading.template import Template, given_or_own, preload_for
 
@@ -49,6 +50,8 @@ class Row:
     kernel_seconds: float = 0.0
     cell_seconds: float = 0.0
     skipped: bool = False
+    late_penalty: float | None = None  # points off for late work (grading.late); None: no late policy
+    late: str = ""  # why, or what is missing, as the feedback page says
 
 
 @dataclass
@@ -65,6 +68,8 @@ class BatchOptions:
     isolate: bool = True
     nbgrader_dir: Path | None = None  # default: the course's autograder/
     scheduler: str | None = None  # a Dask scheduler address: grade on that cluster (grading.cluster)
+    extensions: Path | None = None  # extensions CSV (default: [tool.dlcourse.late] extensions)
+    submission_times: Path | None = None  # a CSV with each student's submission time
 
 
 def nbgrader_dir(course: Course) -> Path:
@@ -164,6 +169,13 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     gradebook = GradebookWriter(db_url, assignment, assignment, source)
     write_nbgrader_source(base, assignment, source)
+    late = LateWork.load(course.root, assignment, options.extensions, options.submission_times)
+    if late is not None:  # late work (grading.late): the due date into the gradebook, each message once
+        late.check_students([s.student for s in found])
+        if late.policy.due is not None:
+            gradebook.set_duedate(late.policy.due)
+        for note in late.notes:
+            log(f"{assignment}: {note}")
     feedback_dir = Path(options.feedback_dir) if options.feedback_dir else None
     files = public_files(course, assignment)
     workers = options.workers or default_workers()
@@ -206,11 +218,18 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
                 memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
                 threads=threads, notebook_name=f"{assignment}.ipynb", template=template)
         result.seconds = time.perf_counter() - started
+        decision = None if late is None else late.decide(submission.student, submission.files, submission.notebook,
+                                                          result.score, result.max_score)
+        if decision is not None:
+            result.flags += decision.flags
+            result.message = "; ".join(m for m in (result.message, decision.reason) if m)
         row = _row(submission.student, assignment, result)
+        if decision is not None:
+            row.late_penalty, row.late = decision.penalty, decision.reason or "; ".join(decision.flags)
         executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
         # The gradebook first: nbgrader commits a submission in several steps, and only the autograded
         # notebook, written last, marks it as done (a run killed in between grades it again).
-        gradebook.save(submission.student, result)
+        gradebook.save(submission.student, result, late=decision)
         _write_atomic(executed, autograded_path(base, submission.student, assignment))
         if nb is not None and feedback_dir is not None:
             try:
@@ -269,16 +288,19 @@ def cell_columns(source) -> list[tuple[str, float]]:
 def write_csv(path: Path, rows: list[Row], source) -> None:
     """One row per student: student, assignment, score, max score, points per graded cell, status, flags, seconds."""
     columns = cell_columns(source)
+    late_columns = late_header(rows)  # only when a late policy applied
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
     with open(temporary, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "assignment", "score", "max score",
-                         *[f"{gid} ({points:g})" for gid, points in columns], "status", "flags", "seconds", "message"])
+                         *[f"{gid} ({points:g})" for gid, points in columns], "status", "flags", "seconds", "message",
+                         *late_columns])
         for row in rows:
             writer.writerow([row.student, row.assignment, f"{row.score:g}", f"{row.max_score:g}",
                              *["" if row.cells.get(gid) is None else f"{row.cells[gid]:g}" for gid, _ in columns],
-                             row.status, "; ".join(row.flags), f"{row.seconds:.2f}", row.message])
+                             row.status, "; ".join(row.flags), f"{row.seconds:.2f}", row.message,
+                             *(late_cells(row) if late_columns else [])])
     temporary.replace(path)
 
 

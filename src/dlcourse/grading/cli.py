@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, default=None, metavar="DIR",
                         help="after grading, write the batch report to DIR (index.html with figures, tests.csv: "
                              "pass rate and most frequent failures per test; as `dlcourse report`)")
+    parser.add_argument("--extensions", type=Path, default=None, metavar="CSV",
+                        help="extensions: student, assignment, and days, hours or due (default: [tool.dlcourse.late] "
+                             "extensions); late policy and due dates: [tool.dlcourse.late.\"NN\"] in pyproject.toml")
+    parser.add_argument("--submission-times", type=Path, default=None, metavar="CSV",
+                        help="when each submission came in: columns student and submitted_at (or timestamp); "
+                             "else nbgrader's timestamp.txt, else the LMS zip's late marks")
 
 
 def run_grade(args: argparse.Namespace) -> int:
@@ -61,6 +67,7 @@ def run_grade(args: argparse.Namespace) -> int:
         force=args.force, progress=not getattr(args, "no_progress", False),
         nbgrader_dir=getattr(args, "nbgrader_dir", None),
         scheduler=getattr(args, "scheduler", None) or os.environ.get("DLCOURSE_SCHEDULER") or None,
+        extensions=getattr(args, "extensions", None), submission_times=getattr(args, "submission_times", None),
     )
     try:
         rows = grade_batch(course, args.assignment, args.submissions, options, template=template)

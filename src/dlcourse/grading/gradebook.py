@@ -184,12 +184,20 @@ class GradebookWriter:
             return {s.student.id for s in assignment.submissions}
         return self._transaction(read)
 
-    def save(self, student: str, result: GradeResult, timestamp: datetime | None = None) -> None:
+    def set_duedate(self, due: datetime) -> None:
+        """The assignment's due date, as nbgrader keeps it (its late-penalty and export code read it)."""
+        with _postgres_lock(self.db_url, WRITE_LOCK):
+            self._transaction(lambda gb: gb.update_or_create_assignment(self.assignment, duedate=due))
+
+    def save(self, student: str, result: GradeResult, timestamp: datetime | None = None, late=None) -> None:
         """One submission's scores, flags and comments (the scores in the last commit)."""
         def write(gb: Gradebook) -> None:
             gb.update_or_create_student(student)
-            gb.update_or_create_submission(self.assignment, student,
-                                           timestamp=timestamp or datetime.now(timezone.utc))
+            # late work (grading.late.LateDecision): when it came in (None: not known), the extension
+            when = late.timestamp if late is not None else timestamp or datetime.now(timezone.utc)
+            submission = gb.update_or_create_submission(self.assignment, student, timestamp=when)
+            if late is not None:
+                submission.extension = late.extension
             submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
             for cell in result.cells:
                 try:
@@ -205,5 +213,7 @@ class GradebookWriter:
                     except MissingEntry:
                         pass
             submitted.flagged = bool(result.flags) or result.status != "graded"
+            if late is not None:  # where nbgrader keeps it: its export and the formgrader subtract it
+                submitted.late_submission_penalty = late.penalty or None
         with _postgres_lock(self.db_url, WRITE_LOCK):
             self._transaction(write)
