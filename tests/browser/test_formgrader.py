@@ -45,7 +45,8 @@ def test_the_formgrader_opens_from_jupyterlabs_nbgrader_menu(page, lab, graded_b
     expect(formgrader.get_by_role("link", name="Manual Grading")).to_be_visible(timeout=30_000)
     formgrader.get_by_role("link", name="Manual Grading").click()
     assignment = formgrader.locator("table tbody tr", has=formgrader.get_by_role("link", name=ASSIGNMENT))
-    expect(assignment).to_contain_text(str(len(graded_batch)), timeout=30_000)  # its submissions
+    mean = sum(float(row["score"]) for row in graded_batch.values()) / len(graded_batch)
+    expect(assignment).to_contain_text(f"{round(mean, 2):g} / ", timeout=30_000)  # the batch's mean score
     formgrader.get_by_role("link", name="Manage Students").click()
     for student in graded_batch:
         expect(formgrader.locator("table")).to_contain_text(student)

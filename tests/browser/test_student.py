@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import close_page, open_page
+from .conftest import VIEWPORT, close_page, open_page
 from .notebook import Notebook, cell_indices
 
 pytestmark = pytest.mark.browser
@@ -62,9 +62,12 @@ def test_a_typed_solution_passes_and_the_saved_file_grades_full_marks(notebook, 
     notebook.run(solution)
     notebook.run(test)
     expect(notebook.errors(test)).to_have_count(0)
-    assert notebook.output(test).strip() == ""  # a passing test prints nothing
-    notebook.scroll_to(solution - 1)
-    shots(notebook.page, "student-test-passes")
+    shown = notebook.output(test)  # nothing, or the test's own "passed" line
+    assert "Error" not in shown and "Traceback" not in shown, shown
+    notebook.scroll_to(solution - 1)  # the exercise's text, the typed solution, the passing test
+    bottom = notebook.cell(test).bounding_box()
+    shots(notebook.page, "student-test-passes",
+          clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": bottom["y"] + bottom["height"] + 8})
     notebook.save()
     saved = nbformat.read(str(lab.course / NOTEBOOK), as_version=4)
     assert saved.cells[solution].source == f"{RIGHT[0]}\n    {RIGHT[1]}"  # typed, auto-indented, saved
