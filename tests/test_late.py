@@ -189,6 +189,18 @@ def test_per_day_and_an_extension_in_the_gradebook_csv_feedback_and_nbgrader_exp
         assert float(exported[student]["late_submission_penalty"]) == pytest.approx(penalty)
         assert float(exported[student]["score"]) == pytest.approx(2 - penalty)
 
+    # an extension granted after grading: the next run applies it without grading again
+    with open(course.root / "extensions.csv", "a", encoding="utf-8") as f:
+        f.write("late2,99_demo,2\n")
+    assert main(["grade", "99_demo", str(submitted), "--csv", str(grades), "--no-progress"]) == 0
+    assert "5 submission(s) already graded" in capsys.readouterr().out
+    rows = _csv(grades)
+    assert rows["late2"]["late penalty"] == "0" and rows["late2"]["score after penalty"] == "2"
+    assert rows["capped"]["late penalty"] == "1" and rows["notime"]["flags"] == NO_TIME
+    with Gradebook(db) as gb:
+        late2 = gb.find_submission("99_demo", "late2")
+        assert not late2.late_submission_penalty and late2.extension == dt.timedelta(days=2)
+
 
 def test_reject_with_times_from_a_submissions_csv_and_lms_late_marks(tmp_path, monkeypatch, capsys):
     course = _course(tmp_path, "reject")

@@ -197,6 +197,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         record = _record(autograded_path(base, submission.student, assignment))
         if submission.student in graded and record and record.get("sha256") == submission.sha256():
             rows[submission.student] = Row(**{**record["row"], "skipped": True})
+            if late is not None:  # a new extension or policy applies without grading again
+                late.reapply(rows[submission.student], submission, gradebook)
         else:
             todo.append(submission)
     if rows:

@@ -268,6 +268,21 @@ class LateWork:
             return None, "late mark"
         return None, ""
 
+    def reapply(self, row, submission, gradebook) -> bool:
+        """Decide again for a submission graded in an earlier run (an extension granted since, a changed
+        policy): the row and the gradebook get the new penalty, reason and flags; the scores stay."""
+        decision = self.decide(row.student, submission.files, submission.notebook, row.score, row.max_score)
+        late = decision.reason or "; ".join(decision.flags)
+        if row.late_penalty == decision.penalty and row.late == late:
+            return False
+        old_reason = row.late if row.late and not is_late_flag(row.late) else ""
+        row.flags = [f for f in row.flags if not is_late_flag(f)] + decision.flags
+        message = row.message.replace(old_reason, "") if old_reason else row.message
+        row.message = "; ".join(m for m in (message.strip("; "), decision.reason) if m)
+        row.late_penalty, row.late = decision.penalty, late
+        gradebook.save_late(row.student, decision, flagged=bool(row.flags) or row.status != "graded")
+        return True
+
     def decide(self, student: str, files: dict[str, Path], notebook: Path | None, score: float,
                max_score: float) -> LateDecision:
         policy = self.policy
@@ -332,3 +347,11 @@ def late_header(rows) -> list[str]:
 def late_cells(row) -> list[str]:
     penalty = row.late_penalty or 0.0
     return [f"{penalty:g}", f"{max(0.0, row.score - penalty):g}", row.late]
+
+
+LATE_FLAGS = (NO_TIME, "submission time ", "no due date for ", "marked late in the LMS zip")
+
+
+def is_late_flag(flag: str) -> bool:
+    """Whether a flag is one that late-work decisions raise (replaced when the decision is made again)."""
+    return flag.startswith(LATE_FLAGS)
