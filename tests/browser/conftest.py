@@ -17,6 +17,7 @@ import csv
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -156,9 +157,7 @@ def lab(tmp_path_factory):
     lab = Lab(url=url, token=token, course=course, env=env, log=log)
     lab.batch = start_sample_batch(lab)
     yield lab
-    if lab.batch.poll() is None:
-        lab.batch.kill()
-        lab.batch.wait()
+    stop(lab.batch)
     server.terminate()
     try:
         server.wait(timeout=15)
@@ -242,7 +241,17 @@ def start_sample_batch(lab: Lab) -> subprocess.Popen:
               f'"{bin_dir}/dlcourse" grade 01_backprop "{sample}" --workers 2 --no-progress '
               f'--csv "{lab.course.parent / "grades.csv"}" --feedback autograder/feedback')
     return subprocess.Popen(["bash", "-c", script], cwd=lab.course, env=lab.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # its own group
+
+
+def stop(process: subprocess.Popen) -> None:
+    """The process and everything it started (the grader's workers)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
 
 
 def pytest_collection_modifyitems(items):
@@ -256,7 +265,7 @@ def graded_batch(lab):
     try:
         out, _ = lab.batch.communicate(timeout=300)
     except subprocess.TimeoutExpired:
-        lab.batch.kill()
+        stop(lab.batch)
         pytest.fail("grading the sample batch took over 5 minutes")
     table = lab.course.parent / "grades.csv"
     assert lab.batch.returncode in (0, 1) and table.exists(), out  # 1: the sample's broken notebook
