@@ -16,9 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from dlcourse.grading.engine import (
-    STATUS_CRASHED, STATUS_GRADED, STATUS_OUT_OF_MEMORY, STATUS_TIMED_OUT, grade_notebook, restore_tests,
-)
+from dlcourse.grading.engine import Status, grade_notebook, restore_tests
 from dlcourse.grading.submissions import read_submission
 from tests.redteam.course import CORRECT, build_course, insert_after, with_solution
 
@@ -135,7 +133,7 @@ def runs(redteam, tmp_path_factory, template):
 
 
 def test_old_nbformat_is_converted_and_graded(runs):
-    assert (runs["old_nbformat"][0].status, runs["old_nbformat"][0].score) == (STATUS_GRADED, 3)
+    assert (runs["old_nbformat"][0].status, runs["old_nbformat"][0].score) == (Status.GRADED, 3)
 
 
 def test_stripped_metadata_still_scores(runs):
@@ -145,31 +143,31 @@ def test_stripped_metadata_still_scores(runs):
 
 def test_dead_kernel_keeps_earlier_points_and_says_why(runs):
     result = runs["dead_kernel"][0]
-    assert result.status == STATUS_CRASHED and result.score == 1
+    assert result.status == Status.CRASHED and result.score == 1
     assert "died" in result.message
 
 
 def test_interruptible_infinite_loop_is_interrupted_and_grading_goes_on(runs):
     result = runs["interruptible_loop"][0]
-    assert result.status == STATUS_TIMED_OUT and result.score == 3
+    assert result.status == Status.TIMED_OUT and result.score == 3
     assert "interrupted" in result.message
 
 
 def test_loop_that_ignores_interrupts_is_killed_and_keeps_earlier_points(runs):
     result = runs["unstoppable_loop"][0]
-    assert result.status == STATUS_TIMED_OUT and result.score == 1
+    assert result.status == Status.TIMED_OUT and result.score == 1
     assert "could not be interrupted" in result.message
 
 
 def test_notebook_time_limit(runs):
     result = runs["notebook_time_limit"][0]
-    assert result.status == STATUS_TIMED_OUT and result.score == 2
+    assert result.status == Status.TIMED_OUT and result.score == 2
     assert result.seconds < 40
 
 
 def test_memory_bomb_hits_the_limit_and_other_tests_still_count(runs):
     result, executed = runs["memory_bomb"]
-    assert result.status == STATUS_OUT_OF_MEMORY and result.score == 3
+    assert result.status == Status.OUT_OF_MEMORY and result.score == 3
 
 
 def test_output_size_is_capped(runs):

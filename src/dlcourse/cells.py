@@ -8,6 +8,7 @@ neither.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from nbformat import NotebookNode
@@ -17,6 +18,21 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 ROLES = ("solution", "tests", "answer")
+MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "solution"),
+           BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
+
+
+class MarkerError(ValueError):
+    """Unpaired or nested markers; the message names the cell and the line."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of lines inside one cell: public (kind None), or a marked "solution" or "hidden" block,
+    without its marker lines."""
+
+    kind: str | None
+    lines: tuple[str, ...]
 
 
 class ScoreColumn(NamedTuple):
@@ -61,24 +77,42 @@ def score_columns(nb: NotebookNode) -> list[ScoreColumn]:
             for c in graded_cells(nb, "tests", "answer")]
 
 
+def segments(source: str, where: str = "cell") -> list[Block]:
+    """The cell's lines in order, cut into public runs and marked blocks (the one marker parser);
+    MarkerError on a marker without its partner or inside another block."""
+    out: list[Block] = []
+    kind: str | None = None
+    current: list[str] = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        marker = line.strip()
+        if marker not in MARKERS:
+            current.append(line)
+            continue
+        edge, marked = MARKERS[marker]
+        if edge == "begin" and kind is not None:
+            raise MarkerError(f"{where}, line {number}: {marker!r} inside an open {kind} block")
+        if edge == "end" and kind != marked:
+            raise MarkerError(f"{where}, line {number}: {marker!r} without a matching BEGIN")
+        if current or kind is not None:
+            out.append(Block(kind, tuple(current)))
+        kind, current = (marked if edge == "begin" else None), []
+    if kind is not None:
+        raise MarkerError(f"{where}: a {kind} block is opened but never closed")
+    if current:
+        out.append(Block(None, tuple(current)))
+    return out
+
+
+def split_blocks(source: str, where: str = "cell") -> tuple[list[str], list[Block]]:
+    """A cell's public lines, and its marked blocks."""
+    parts = segments(source, where)
+    return [line for b in parts if b.kind is None for line in b.lines], [b for b in parts if b.kind is not None]
+
+
 def strip_markers(source: str, keep_hidden: bool) -> str:
     """The cell as the solution shows it: marker lines gone, solution kept, hidden tests kept or dropped."""
-    out: list[str] = []
-    in_hidden = False
-    for line in source.splitlines():
-        marker = line.strip()
-        if marker in (BEGIN_SOLUTION, END_SOLUTION):
-            continue
-        if marker == BEGIN_HIDDEN:
-            in_hidden = True
-            continue
-        if marker == END_HIDDEN:
-            in_hidden = False
-            continue
-        if in_hidden and not keep_hidden:
-            continue
-        out.append(line)
-    return "\n".join(out).rstrip("\n")
+    kept = [line for b in segments(source) if keep_hidden or b.kind != "hidden" for line in b.lines]
+    return "\n".join(kept).rstrip("\n")
 
 
 def solution_texts(nb: NotebookNode, roles: tuple[str, ...] = ("solution",)) -> dict[str, str]:

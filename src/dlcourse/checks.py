@@ -24,6 +24,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from dlcourse.arrays import rel_error, relative_errors, to_float64, to_numpy
+
 __all__ = [
     "CheckError",
     "assert_close",
@@ -105,18 +107,6 @@ def _info(x: Any) -> tuple[tuple[int, ...], str, str | None]:
         return (), "float64", None
     array = np.asarray(x)
     return tuple(array.shape), array.dtype.name, None
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    """A CPU NumPy array of ``x`` in a dtype NumPy can compare (bfloat16 -> float64)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu")
-        if x.is_complex():
-            return x.to(torch.complex128).numpy()
-        if x.is_floating_point():
-            return x.to(torch.float64).numpy()
-        return x.numpy()
-    return np.asarray(x)
 
 
 def _comparable(x: Any) -> bool:
@@ -209,8 +199,8 @@ def assert_close(
     rtol = default_rtol if rtol is None else rtol
     atol = default_atol if atol is None else atol
 
-    got = _to_numpy(actual)
-    want = _to_numpy(expected)
+    got = to_numpy(actual)
+    want = to_numpy(expected)
     value_problems = _value_problems(got, want, rtol, atol, equal_nan)
     problems += value_problems
     if problems:
@@ -335,7 +325,7 @@ def assert_device(x: Any, device: Any, *, name: str = "value", hint: str | None 
 
 def assert_finite(x: Any, *, name: str = "value", hint: str | None = None) -> None:
     """Assert no NaN or inf in ``x``; the message gives how many and the first index."""
-    values = _to_numpy(x)
+    values = to_numpy(x)
     if not np.issubdtype(values.dtype, np.inexact):
         return
     bad = ~np.isfinite(values)
@@ -350,13 +340,11 @@ def assert_finite(x: Any, *, name: str = "value", hint: str | None = None) -> No
 def assert_rel_error(
     actual: Any, expected: Any, tol: float = 1e-7, *, name: str = "gradient", hint: str | None = None
 ) -> float:
-    """Assert :func:`dlcourse.gradcheck.rel_error` ``(actual, expected) <= tol``; return the error.
+    """Assert :func:`dlcourse.arrays.rel_error` ``(actual, expected) <= tol``; return the error.
 
     Made for gradient checks (analytic vs numerical, both float64). The message
     gives the relative error, the shape and the index where it is largest.
     """
-    from dlcourse.gradcheck import rel_error
-
     if actual is None:
         _fail(name, "is None", ["did the backward pass forget to `return` this gradient?"], hint)
     a_shape, _, _ = _info(actual)
@@ -365,10 +353,8 @@ def assert_rel_error(
         _fail(name, "does not have the expected shape", [f"shape: got {a_shape}, expected {e_shape}"], hint)
     error = rel_error(actual, expected)
     if not error <= tol:  # also catches NaN
-        got = _to_numpy(actual).astype(np.float64)
-        want = _to_numpy(expected).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_element = np.abs(got - want) / np.maximum(1e-8, np.abs(got) + np.abs(want))
+        got, want = to_float64(actual), to_float64(expected)
+        per_element = relative_errors(got, want)
         per_element = np.where(np.isnan(per_element), np.inf, per_element)
         details = [f"relative error {error:.3g} > tolerance {tol:g}"]
         if got.ndim:

@@ -24,25 +24,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from dlcourse.arrays import rel_error, to_float64
+from dlcourse.checks import assert_rel_error
+
 __all__ = [
     "numerical_gradient",
     "numerical_gradients",
     "rel_error",
     "check_gradients",
 ]
-
-
-def _to_float64_numpy(value: Any) -> np.ndarray:
-    """A float64 NumPy *copy* of an array, tensor (any device) or Python number."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu")
-        if value.is_complex():
-            return value.to(torch.complex128).numpy().copy()
-        return value.to(torch.float64).numpy().copy()
-    array = np.array(value, copy=True)
-    if np.iscomplexobj(array):
-        return array.astype(np.complex128)
-    return array.astype(np.float64)
 
 
 def _is_low_precision(x: Any) -> bool:
@@ -95,12 +85,12 @@ def numerical_gradient(
             "(use x.double() / x.astype(np.float64)).",
             stacklevel=2,
         )
-    upstream = None if dout is None else _to_float64_numpy(dout)
+    upstream = None if dout is None else to_float64(dout)
 
     def weighted_sum(out: Any) -> float:
         if isinstance(out, (tuple, list)):  # a layer's forward returns (out, cache): use out
             out = out[0]
-        values = _to_float64_numpy(out)  # copy now: out may be a view of x
+        values = to_float64(out)  # copy now: out may be a view of x
         if upstream is None:
             return float(np.sum(values).real)
         if values.shape != upstream.shape and upstream.size != 1:
@@ -156,21 +146,6 @@ def numerical_gradients(
     return grads
 
 
-def rel_error(a: Any, b: Any) -> float:
-    """Largest elementwise relative error ``max |a - b| / max(1e-8, |a| + |b|)``.
-
-    ``a`` and ``b`` are arrays, tensors (any device) or numbers of the same shape
-    (or broadcastable). Rule of thumb for float64 gradients: < 1e-7 is right,
-    1e-7..1e-4 look closer, > 1e-4 is almost always a bug (kinks such as ReLU at 0
-    can give ~1e-6 legitimately).
-    """
-    a64 = _to_float64_numpy(a)
-    b64 = _to_float64_numpy(b)
-    if a64.size == 0 and b64.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a64 - b64) / np.maximum(1e-8, np.abs(a64) + np.abs(b64))))
-
-
 def check_gradients(
     f: Callable[..., Any],
     inputs: Sequence[np.ndarray | torch.Tensor],
@@ -201,7 +176,6 @@ def check_gradients(
         dlcourse.checks.CheckError (an AssertionError) naming the first input whose
         gradient is off, with its relative error and the first index that differs.
     """
-    from dlcourse.checks import assert_rel_error  # checks imports gradcheck: import late
 
     inputs = list(inputs)
     names = list(names) if names is not None else [f"x{i}" for i in range(len(inputs))]

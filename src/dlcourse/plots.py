@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dlcourse.arrays import to_numpy
+
 __all__ = ["plot_history", "show_images", "plot_curves"]
 
 
@@ -123,15 +125,10 @@ def plot_history(history: dict[str, Sequence[float]], *, title: str | None = Non
 def _as_image_batch(images: Any) -> np.ndarray:
     """(N, H, W) or (N, H, W, 3) float in [0, 1] from tensors/arrays (N, C, H, W), (N, H, W),
     (N, H, W, C), a list of (C, H, W)/(H, W) images or one (H, W) image."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
     if isinstance(images, (list, tuple)):
-        images = [_to_numpy(image, torch) for image in images]
-        array = np.stack(images)
+        array = np.stack([to_numpy(image) for image in images])
     else:
-        array = _to_numpy(images, torch)
+        array = to_numpy(images)
     if array.ndim == 2:  # one (H, W) image
         array = array[None]
     if array.ndim == 4:
@@ -155,13 +152,6 @@ def _as_image_batch(images: Any) -> np.ndarray:
         hi = array.max(axis=axes, keepdims=True)
         array = (array - lo) / np.maximum(hi - lo, 1e-12)
     return array
-
-
-def _to_numpy(x: Any, torch: Any) -> np.ndarray:
-    if torch is not None and isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        return x.numpy() if x.dtype == torch.uint8 else x.float().numpy()
-    return np.asarray(x)
 
 
 def show_images(

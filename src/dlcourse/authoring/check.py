@@ -22,9 +22,10 @@ from dlcourse.authoring.leaks import Leak, scan_notebook
 from dlcourse.authoring.mutants import Mutant, MutantError, read_mutants
 from dlcourse.authoring.source import read_source
 from dlcourse.cells import grade_id, score_columns, solution_texts
+from dlcourse import tables
 from dlcourse.course import Course
 from dlcourse.grading.batch import default_workers
-from dlcourse.grading.engine import STATUS_GRADED, GradeResult, grade_notebook
+from dlcourse.grading.engine import GradeResult, Status, grade_notebook
 from dlcourse.grading.template import Template, given_or_own
 
 @dataclass
@@ -106,13 +107,13 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     report.mutants = list(zip(applied, results[2:]))
 
     sol = report.solution
-    if sol.status != STATUS_GRADED or sol.score != sol.max_score:
+    if sol.status != Status.GRADED or sol.score != sol.max_score:
         failing = [f"{c.grade_id} ({c.error})" for c in sol.cells if c.kind == "tests" and c.points != c.max_points]
         report.problems.append(
             f"solution scores {sol.score:g}/{sol.max_score:g} ({sol.status}); failing: {', '.join(failing) or sol.message}"
         )
     blank = report.blank
-    if blank.status != STATUS_GRADED:
+    if blank.status != Status.GRADED:
         report.problems.append(f"blank notebook did not grade cleanly: {blank.status} {blank.message}")
     if blank.score != 0:
         passing = [c.grade_id for c in blank.cells if c.kind == "tests" and c.points]
@@ -142,7 +143,7 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
 
 def format_table(reports: list[CheckReport]) -> str:
     header = ("assignment", "points", "solution", "blank", "mutants", "leaks", "seconds", "result")
-    rows = [header]
+    rows = []
     for r in reports:
         rows.append((
             r.assignment,
@@ -154,9 +155,7 @@ def format_table(reports: list[CheckReport]) -> str:
             f"{r.seconds:.0f}",
             "ok" if r.ok else "FAIL",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = tables.format_table(header, rows)
     for r in reports:
         for problem in r.problems:
             lines.append(f"{r.assignment}: {problem}")

@@ -10,14 +10,14 @@ the generated notebooks are byte-for-byte reproducible.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, ROLES
+from dlcourse import cells
+from dlcourse.cells import ROLES, Block
 from dlcourse.course import CourseError
 
 GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
@@ -34,14 +34,6 @@ KERNEL_METADATA = {
 
 class SourceError(CourseError):
     """A source that cannot be built; the message names the file and the cell."""
-
-
-@dataclass(frozen=True)
-class Block:
-    """A marked region inside one cell: its lines, without the marker lines."""
-
-    kind: str  # "solution" or "hidden"
-    lines: tuple[str, ...]
 
 
 def read_source(path: Path) -> NotebookNode:
@@ -130,31 +122,11 @@ def _nbgrader_metadata(role: str, grade_id: str, points: float | None) -> dict:
 
 
 def split_blocks(source: str, where: str = "cell") -> tuple[list[str], list[Block]]:
-    """Split a cell into its public lines and its marked blocks; raise on unpaired markers."""
-    public: list[str] = []
-    blocks: list[Block] = []
-    open_kind: str | None = None
-    current: list[str] = []
-    for number, line in enumerate(source.splitlines(), start=1):
-        marker = line.strip()
-        if marker in (BEGIN_SOLUTION, BEGIN_HIDDEN):
-            if open_kind:
-                raise SourceError(f"{where}, line {number}: {marker!r} inside an open {open_kind} block")
-            open_kind = "solution" if marker == BEGIN_SOLUTION else "hidden"
-            current = []
-        elif marker in (END_SOLUTION, END_HIDDEN):
-            kind = "solution" if marker == END_SOLUTION else "hidden"
-            if open_kind != kind:
-                raise SourceError(f"{where}, line {number}: {marker!r} without a matching BEGIN")
-            blocks.append(Block(kind, tuple(current)))
-            open_kind = None
-        elif open_kind:
-            current.append(line)
-        else:
-            public.append(line)
-    if open_kind:
-        raise SourceError(f"{where}: a {open_kind} block is opened but never closed")
-    return public, blocks
+    """A cell's public lines and marked blocks (``cells.split_blocks``); SourceError on unpaired markers."""
+    try:
+        return cells.split_blocks(source, where)
+    except cells.MarkerError as error:
+        raise SourceError(str(error)) from None
 
 
 def _check_markers(cell: NotebookNode, role: str | None, where: str) -> None:

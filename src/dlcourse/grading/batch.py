@@ -26,12 +26,14 @@ import nbformat
 from dlcourse.authoring.source import read_source
 from dlcourse.course import Course, CourseError
 from dlcourse.cells import score_columns
-from dlcourse.grading.engine import STATUS_INVALID, CellScore, GradeResult, grade_notebook
+from dlcourse.grading.engine import CellScore, GradeResult, Status, grade_notebook
+from dlcourse.grading import settings
 from dlcourse.grading.feedback import write_feedback
 from dlcourse.grading.gradebook import GradebookWriter
 from dlcourse.grading.late import LateWork, late_cells, late_header
 from dlcourse.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
 from dlcourse.grading.template import Template, given_or_own, preload_for
+from dlcourse.tables import format_table
 
 RECORD_KEY = "dlcourse_grade"
 
@@ -57,9 +59,9 @@ class Row:
 @dataclass
 class BatchOptions:
     workers: int | None = None
-    timeout: float = 600
-    cell_timeout: float = 120
-    memory_mb: int | None = 4096
+    timeout: float = settings.TIMEOUT_S
+    cell_timeout: float = settings.CELL_TIMEOUT_S
+    memory_mb: int | None = settings.MEMORY_MB
     csv_path: Path | None = None
     feedback_dir: Path | None = None
     db_url: str | None = None
@@ -123,7 +125,7 @@ def _row(student: str, assignment: str, result: GradeResult) -> Row:
 def _invalid(source, reason: str) -> GradeResult:
     cells = [CellScore(*column, points=0.0 if column.kind == "tests" else None, error="not graded: " + reason)
              for column in score_columns(source)]
-    return GradeResult(status=STATUS_INVALID, cells=cells, message=reason)
+    return GradeResult(status=Status.INVALID, cells=cells, message=reason)
 
 
 def _write_atomic(nb, path: Path) -> None:
@@ -308,11 +310,9 @@ def write_csv(path: Path, rows: list[Row], source) -> None:
 
 def summary_table(rows: list[Row], wall: float) -> str:
     header = ("student", "score", "status", "flags", "seconds")
-    table = [header] + [(r.student, f"{r.score:g}/{r.max_score:g}", r.status + (" (earlier run)" if r.skipped else ""),
-                         str(len(r.flags)), f"{r.seconds:.1f}") for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = format_table(header, [(r.student, f"{r.score:g}/{r.max_score:g}",
+                                   r.status + (" (earlier run)" if r.skipped else ""), str(len(r.flags)),
+                                   f"{r.seconds:.1f}") for r in rows])
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -11,6 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
+from dlcourse.grading import settings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -22,10 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submissions", type=Path,
                         help="a folder of <student>.ipynb, nbgrader's submitted/<student>/<assignment>/ tree, "
                              "or an LMS zip")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
-    parser.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
-    parser.add_argument("--memory", type=int, default=4096, metavar="MB",
-                        help="memory per submission in MiB, on top of the preloaded libraries (default 4096; 0: none)")
+    parser.add_argument("--timeout", type=float, default=settings.TIMEOUT_S,
+                        help=f"seconds per notebook (default {settings.TIMEOUT_S:g})")
+    parser.add_argument("--cell-timeout", type=float, default=settings.CELL_TIMEOUT_S,
+                        help=f"seconds per cell (default {settings.CELL_TIMEOUT_S:g})")
+    parser.add_argument("--memory", type=int, default=settings.MEMORY_MB, metavar="MB",
+                        help="memory per submission in MiB, on top of the preloaded libraries "
+                             f"(default {settings.MEMORY_MB}; 0: none)")
     parser.add_argument("--csv", type=Path, default=None, metavar="FILE", help="write one row per student here")
     parser.add_argument("--feedback", type=Path, default=None, metavar="DIR",
                         help="write a feedback page per student to DIR/<student>/<assignment>/<assignment>.html "

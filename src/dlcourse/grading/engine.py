@@ -19,6 +19,7 @@ module with the messages of ``protocol`` (JSON only: the other end runs student 
 from __future__ import annotations
 
 import copy
+import enum
 import os
 import secrets
 import shutil
@@ -37,10 +38,23 @@ from dlcourse.grading import policy, settings
 from dlcourse.grading.protocol import MAX_MESSAGE, STOP, CellReply, Hello, RunCell
 from dlcourse.grading.template import Template, given_or_own
 
-STATUS_GRADED = "graded"
-STATUS_TIMED_OUT = "timed out"
-STATUS_CRASHED = "crashed"
-STATUS_INVALID = "invalid notebook"
+
+class Status(str, enum.Enum):
+    """How grading one notebook ended, best first: when a run hits several problems, the worst wins."""
+
+    GRADED = "graded"
+    OUT_OF_MEMORY = "out of memory"
+    TIMED_OUT = "timed out"
+    CRASHED = "crashed"
+    INVALID = "invalid notebook"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def worse(self, other: str) -> Status:
+        other = Status(other)
+        order = list(Status)
+        return other if order.index(other) > order.index(self) else self
 
 
 @dataclass
@@ -55,7 +69,7 @@ class CellScore:
 
 @dataclass
 class GradeResult:
-    status: str
+    status: Status
     cells: list[CellScore] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     message: str = ""
@@ -63,6 +77,9 @@ class GradeResult:
     kernel_seconds: float = 0.0
     cell_seconds: float = 0.0  # time the kernel spent executing cells (the rest is overhead)
     isolation: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)  # also from JSON (a Dask worker's result)
 
     @property
     def score(self) -> float:
@@ -146,15 +163,6 @@ def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[Noteb
 
 # -- the kernel processes --------------------------------------------------------------------
 
-STATUS_OUT_OF_MEMORY = "out of memory"
-# The worse of two statuses wins when a run hits several problems.
-STATUS_ORDER = [STATUS_GRADED, STATUS_OUT_OF_MEMORY, STATUS_TIMED_OUT, STATUS_CRASHED, STATUS_INVALID]
-
-
-def worse(a: str, b: str) -> str:
-    return max(a, b, key=lambda s: STATUS_ORDER.index(s) if s in STATUS_ORDER else 0)
-
-
 # -- one notebook ---------------------------------------------------------------------------
 
 
@@ -192,7 +200,7 @@ def grade_notebook(
             cell.outputs = []
             cell.execution_count = None
     scores = {column.grade_id: CellScore(*column) for column in score_columns(source)}
-    result = GradeResult(status=STATUS_GRADED, flags=flags)
+    result = GradeResult(status=Status.GRADED, flags=flags)
     verdicts: dict[int, str] = {}
     owned = workdir is None
     folder = Path(workdir or tempfile.mkdtemp(prefix="dlcourse-grade-"))
@@ -223,7 +231,7 @@ def grade_notebook(
                 policy.kill(pid, uid)  # before a template of our own closes
                 pid = None
     except (EOFError, OSError, RuntimeError, ValueError) as error:
-        result.status = worse(result.status, STATUS_CRASHED)
+        result.status = result.status.worse(Status.CRASHED)
         result.message = result.message or f"the kernel could not run: {error}"
     finally:
         if pid is not None:
@@ -282,7 +290,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
             continue
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
-            result.status = worse(result.status, STATUS_TIMED_OUT)
+            result.status = result.status.worse(Status.TIMED_OUT)
             result.message = f"stopped after {timeout:g} s (the notebook's time limit); later cells did not run"
             return
         grade_id = nbgrader_metadata(cell).get("grade_id")
@@ -299,7 +307,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
             except OSError:
                 pass
             if not conn.poll(interrupt_grace):
-                result.status = worse(result.status, STATUS_TIMED_OUT)
+                result.status = result.status.worse(Status.TIMED_OUT)
                 limit = "cell" if wait == cell_timeout else "notebook"
                 result.message = (f"cell {index} ran past the {limit} time limit ({wait:g} s) and could not be "
                                   "interrupted; later cells did not run")
@@ -309,14 +317,14 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         try:
             reply = CellReply.parse(conn.recv_bytes(MAX_MESSAGE))
         except (EOFError, OSError) as error:
-            result.status = worse(result.status, STATUS_CRASHED)
+            result.status = result.status.worse(Status.CRASHED)
             result.message = (f"the kernel died while running cell {index} "
                               f"(it exited, was killed, or ran out of memory: {error or 'no reply'}); "
                               "later cells did not run")
             return
         if reply is None or reply.nonce != nonce or reply.index != index:
             result.flags.append(f"tampering suspected: a forged or out-of-order reply for cell {index}")
-            result.status = worse(result.status, STATUS_CRASHED)
+            result.status = result.status.worse(Status.CRASHED)
             result.message = "the kernel's replies were tampered with; later cells did not run"
             return
         outputs = [nbformat.from_dict(o) for o in reply.outputs]
@@ -326,11 +334,11 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         verdicts[index] = reply.status
         result.flags += reply.flags
         if interrupted:
-            result.status = worse(result.status, STATUS_TIMED_OUT)
+            result.status = result.status.worse(Status.TIMED_OUT)
             result.message = f"cell {index} ran past the time limit ({wait:g} s) and was interrupted"
             verdicts[index] = "error"
         if any(o.get("ename") == "MemoryError" for o in outputs if o.get("output_type") == "error"):
-            result.status = worse(result.status, STATUS_OUT_OF_MEMORY)
+            result.status = result.status.worse(Status.OUT_OF_MEMORY)
             result.message = result.message or f"cell {index} hit the memory limit (MemoryError)"
 
 

@@ -48,7 +48,7 @@ PROTECTED_MODULES = (
     "numpy", "numpy.testing", "numpy.linalg", "numpy.random",
     "torch", "torch.nn", "torch.nn.functional", "torch.linalg", "torch.testing", "torch.autograd",
     "torch.nn.init", "torch.optim", "torch.overrides",
-    "dlcourse", "dlcourse.checks", "dlcourse.gradcheck", "dlcourse.env",
+    "dlcourse", "dlcourse.arrays", "dlcourse.checks", "dlcourse.gradcheck", "dlcourse.env",
 )
 PROTECTED_CLASSES = (
     ("torch", "Tensor"), ("torch._C", "TensorBase"), ("torch.nn", "Module"), ("torch.nn", "Linear"),
