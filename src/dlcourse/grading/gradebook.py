@@ -189,6 +189,17 @@ class GradebookWriter:
         with _postgres_lock(self.db_url, WRITE_LOCK):
             self._transaction(lambda gb: gb.update_or_create_assignment(self.assignment, duedate=due))
 
+    def save_late(self, student: str, late, flagged: bool) -> None:
+        """A new late-work decision (grading.late) for a submission saved before; its scores stay."""
+        def write(gb: Gradebook) -> None:
+            submission = gb.update_or_create_submission(self.assignment, student, timestamp=late.timestamp)
+            submission.extension = late.extension
+            submitted = gb.find_submission_notebook(self.notebook, self.assignment, student)
+            submitted.late_submission_penalty = late.penalty or None
+            submitted.flagged = flagged
+        with _postgres_lock(self.db_url, WRITE_LOCK):
+            self._transaction(write)
+
     def save(self, student: str, result: GradeResult, timestamp: datetime | None = None, late=None) -> None:
         """One submission's scores, flags and comments (the scores in the last commit)."""
         def write(gb: Gradebook) -> None:
