@@ -142,3 +142,16 @@ def test_cli_prints_ranked_pairs_and_writes_an_escaped_page_per_pair(tmp_path, m
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>" not in text
     assert "<mark>" in text
     assert page.name in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_shared_one_line_answer_never_counts():
+    line = "dx = dout * (x > 0)\n"
+    own = {
+        "ann": line + "def clip(values, low):\n    return [max(v, low) for v in values]\n",
+        "bob": line + "class Counter:\n    def __init__(self):\n        self.n = 0\n\n    def tick(self):\n"
+                      "        self.n += 1\n        return self.n\n",
+        "cat": line,
+    }
+    pairs, documents, not_compared = compare(own, threshold=0.0)
+    assert "too little code" in not_compared["cat"]
+    assert all(p.similarity < 0.2 for p in pairs)

@@ -250,9 +250,11 @@ def write_csv(report: BatchReport, folder: Path) -> list[Path]:
                              *messages])
     with open(submissions_csv, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", "score", "max score", "late penalty", "status", "flags", "seconds"])
+        writer.writerow(["student", "score", "max score", "late penalty", "score after penalty", "status", "flags",
+                         "seconds"])
         for s in report.submissions:
-            writer.writerow([s.student, f"{s.score:g}", f"{s.max_score:g}", f"{s.late_penalty:g}", s.status,
+            writer.writerow([s.student, f"{s.score:g}", f"{s.max_score:g}", f"{s.late_penalty:g}",
+                             f"{max(0.0, s.score - s.late_penalty):g}", s.status,
                              "; ".join(s.flags), "" if s.seconds is None else f"{s.seconds:.2f}"])
     return [tests_csv, submissions_csv]
 
