@@ -18,7 +18,7 @@ import numpy as np
 
 from dlcourse.arrays import to_numpy
 
-__all__ = ["plot_history", "show_images", "plot_curves"]
+__all__ = ["plot_history", "show_images"]
 
 
 def _ipython_shell() -> Any:
@@ -58,29 +58,6 @@ def _finish(fig: Any) -> Any:
 
 def _finite(values: Sequence[float]) -> bool:
     return any(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
-
-
-def plot_curves(curves: dict[str, Sequence[float]], *, xlabel: str = "epoch", ylabel: str = "", title: str | None = None,
-                logy: bool = False) -> Any:
-    """One axes with a line per named curve (e.g. ``{"train": losses, "val": val_losses}``); returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, values in curves.items():
-        values = [float(v) for v in values]
-        if values and _finite(values):
-            ax.plot(range(1, len(values) + 1), values, marker="o" if len(values) < 30 else None, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    if title:
-        ax.set_title(title)
-    if len(curves) > 1:
-        ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _finish(fig)
 
 
 def plot_history(history: dict[str, Sequence[float]], *, title: str | None = None) -> Any:

@@ -354,7 +354,3 @@ def ensure_ids(nb: NotebookNode) -> None:
             cell["id"] = cell_id
         seen.add(cell_id)
     nb.nbformat, nb.nbformat_minor = 4, max(5, nb.get("nbformat_minor", 5))
-
-
-def read_notebook(path: Path) -> NotebookNode:
-    return nbformat.read(str(path), as_version=4)
