@@ -150,12 +150,18 @@ def freeze(vm: dict) -> set[str]:
     return set(done.stdout.splitlines())
 
 
+FIRST_CODE_CELLS = 2  # after the setup cell: the imports, and the data or Drive cell where there is one
+
+
 def first_cells(name: str) -> nbformat.NotebookNode:
-    """The published notebook up to its first exercise, the setup cell again, and the probe."""
+    """The published notebook up to its first exercise (at most FIRST_CODE_CELLS code cells after
+    the setup cell: 05_generative trains a classifier next), the setup cell again, and the probe."""
     nb = nbformat.read(str(COURSE.student_path(name)), as_version=4)
     cells = []
     for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+        code_after_setup = sum(c.cell_type == "code" and c.get("id") != "colab-setup" for c in cells)
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution") or (
+                cell.cell_type == "code" and code_after_setup == FIRST_CODE_CELLS):
             break
         cells.append(cell)
     setup = next(c for c in cells if c.get("id") == "colab-setup")
