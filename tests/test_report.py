@@ -131,3 +131,19 @@ def test_report_without_grades_is_a_one_line_error(tmp_path, monkeypatch, capsys
     assert main(["report", "99_demo"]) == 3
     err = capsys.readouterr().err
     assert "no gradebook" in err and "dlcourse grade 99_demo" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_sample_batch_report_has_its_figures_and_the_csv_pass_rates(demo_course, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DLCOURSE_ROOT", str(demo_course.root))
+    assert main(["sample", "99_demo", str(tmp_path / "sample")]) == 0
+    grades, report = tmp_path / "grades.csv", tmp_path / "report"
+    assert main(["grade", "99_demo", str(tmp_path / "sample"), "--csv", str(grades), "--report", str(report),
+                 "--no-progress", "--workers", "2"]) == 0
+    with open(grades, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    passed = sum(r["test_double (2)"] == "2" for r in rows if r["test_double (2)"] != "")
+    graded = sum(r["test_double (2)"] != "" for r in rows)
+    assert _rates_from_report(report) == {"test_double": (passed, graded)} and 0 < passed < graded
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert all((report / name).stat().st_size > 5000 and f"src='{name}'" in page
+               for name in ("scores.png", "pass_rates.png", "seconds.png"))

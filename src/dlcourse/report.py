@@ -205,16 +205,21 @@ def _figures(report: BatchReport, folder: Path) -> dict[str, str]:
     scores = [s.score for s in report.submissions]
     fig = Figure(figsize=(6.4, 3.4))
     ax = fig.add_subplot()
-    top = max(report.max_score, max(scores, default=0))
-    bins = min(40, max(1, int(top) + 1))
-    ax.hist(scores, bins=bins, range=(0, top + 1e-9) if top else None, color="#4c72b0", edgecolor="white")
+    top = max(report.max_score, max(scores, default=0), 1)
+    whole = top <= 40 and all(float(s).is_integer() for s in scores)
+    # one bar per whole score, centred on it; else 20 bars over the range
+    bins = [b - 0.5 for b in range(int(top) + 2)] if whole else 20
+    ax.hist(scores, bins=bins, range=None if whole else (0, top), color="#4c72b0", edgecolor="white")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    if whole:
+        ax.set_xticks(range(int(top) + 1) if top <= 20 else range(0, int(top) + 1, 5))
     ax.set_xlabel(f"autograded score (of {report.max_score:g})")
     ax.set_ylabel("submissions")
     ax.set_title(f"{report.assignment}: score distribution ({len(scores)} submissions)")
     save(fig, "scores.png", "Score distribution")
 
     ordered = sorted(report.tests, key=lambda t: (-t.pass_rate, t.grade_id))
-    fig = Figure(figsize=(6.4, 0.6 + 0.32 * max(1, len(ordered))))
+    fig = Figure(figsize=(6.4, 1.6 + 0.3 * len(ordered)))
     ax = fig.add_subplot()
     rates = [100 * t.pass_rate for t in ordered]
     bars = ax.barh([t.grade_id for t in ordered], rates, color=["#c44e52" if r < 50 else "#55a868" for r in rates])
