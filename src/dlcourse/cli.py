@@ -17,12 +17,13 @@ from dlcourse.course import CourseError, load_course
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COURSE_ERROR = 0, 1, 2, 3
 EXAMPLES = """\
-exit status: 0 done, 1 a check or a grade failed, 2 usage error, 3 course error
+exit status: 0 done, 1 a check, a grade or the leak gate failed, 2 usage error, 3 course error
   (a missing file, an unknown assignment, a bad config; one line says what to fix)
 
 example:
   dlcourse build 01_backprop && dlcourse check 01_backprop
   dlcourse grade 01_backprop submissions.zip --csv grades.csv
+  dlcourse publish --to ../dlcourse-student && dlcourse release 01_backprop --to ../dlcourse-student
 """
 
 

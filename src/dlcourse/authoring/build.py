@@ -5,7 +5,10 @@ tests, lock the test cells and record checksums, exactly as
 ``nbgrader generate_assignment`` does. Solution notebook: the markers and hidden
 tests are removed (stock ``nbgrader generate_solution`` keeps both), then it is
 executed in full, real training included. Both open with the badge row and the
-Colab setup cell.
+Colab setup cell, built from [tool.dlcourse] (the student repository and the ref students
+install); after a change there, ``build --headers-only`` rewrites just those two cells and
+keeps the committed solutions' outputs (the setup cell prints nothing outside Colab, so the
+bytes are those of a full build).
 """
 
 from __future__ import annotations

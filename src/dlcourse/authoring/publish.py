@@ -399,7 +399,7 @@ def _hand_edits(destination: Path, manifest: dict, planned: dict[str, bytes]) ->
     """Uncommitted changes in a git checkout of the student course that publish did not make."""
     if not _is_git_checkout(destination):
         return []
-    status = _git(destination, "status", "--porcelain", "-z", "--untracked-files=all")
+    status = _git(destination, "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames")
     if status.returncode != 0:
         raise PublishError(f"{destination}: git status failed: {status.stderr.strip()}")
     written = manifest.get("files", {})
