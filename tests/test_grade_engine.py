@@ -1,6 +1,6 @@
 """The grading engine on broken and edited submissions, and under its limits.
 
-Each case is one requirement of issue 8: malformed files, old nbformat, cells
+Each case is one requirement: malformed files, old nbformat, cells
 deleted / duplicated / reordered / stripped of metadata, a dead kernel, an
 infinite loop (interruptible or not), the notebook time limit, a memory bomb,
 and the output size limit. Nothing here may stop a batch, and points earned

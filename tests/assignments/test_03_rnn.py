@@ -1,4 +1,4 @@
-"""03_rnn checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
+"""What the 03_rnn solution does beyond its graded tests, checked fast (no notebook execution).
 
 - the solution cells, run as plain Python, agree with PyTorch's own modules
   (nn.RNN, nn.LSTM) and build the truncated-BPTT layout the notebook describes.
@@ -6,36 +6,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import torch
 
-from dlcourse.authoring.source import read_source
-from dlcourse.cells import solution_texts
-from dlcourse.course import load_course
-
 NAME = "03_rnn"
-
-
-@pytest.fixture(scope="module")
-def course():
-    return load_course(Path(__file__).resolve().parents[1])
-
-
-@pytest.fixture(scope="module")
-def solution_cells(course):
-    return solution_texts(read_source(course.source_path(NAME)))
-
-
-@pytest.fixture(scope="module")
-def solution(solution_cells):
-    """The solution functions, executed as plain Python in one namespace."""
-    namespace: dict = {}
-    exec("import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F", namespace)
-    for code in solution_cells.values():
-        exec(code, namespace)
-    return namespace
 
 
 def test_rnn_by_hand_matches_nn_rnn(solution):

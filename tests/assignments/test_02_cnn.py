@@ -1,4 +1,4 @@
-"""02_cnn checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
+"""What the 02_cnn solution does beyond its graded tests, checked fast (no notebook execution).
 
 - the shared CIFAR network (dlcourse.models.cnn) has the shapes the notebook describes,
   and picks the precision the notebook promises;
@@ -14,23 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlcourse.authoring.source import read_source
-from dlcourse.cells import solution_texts
-from dlcourse.course import load_course
 from dlcourse.models.cnn import CifarResNet, autocast_dtype, precision_name
 
 NAME = "02_cnn"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def course():
-    return load_course(ROOT)
-
-
-@pytest.fixture(scope="module")
-def solution_cells(course):
-    return solution_texts(read_source(course.source_path(NAME)))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("width, params", [(16, 412_944), (64, 6_573_120)])

@@ -1,4 +1,4 @@
-"""04_transformer checks that `dlcourse check` does not make: fast, no notebook execution (mutant drift: tests/test_mutants.py).
+"""What the 04_transformer solution does beyond its graded tests, checked fast (no notebook execution).
 
 - the solution's modules, run as plain Python, agree with PyTorch beyond what the
   notebook's tests cover: gradients of multi-head attention, float32 generation with
@@ -7,43 +7,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from dlcourse.authoring.source import read_source
-from dlcourse.cells import solution_texts  # noqa: E402
-from dlcourse.course import load_course  # noqa: E402
-
 NAME = "04_transformer"
-
-
-@pytest.fixture(scope="module")
-def course():
-    return load_course(Path(__file__).resolve().parents[1])
-
-
-@pytest.fixture(scope="module")
-def source(course):
-    return read_source(course.source_path(NAME))
-
-
-@pytest.fixture(scope="module")
-def solution_cells(source):
-    return solution_texts(source)
-
-
-@pytest.fixture(scope="module")
-def namespace(source, solution_cells):
-    """The imports and every solution cell of the notebook, run as plain Python (no training)."""
-    first_code = next(c for c in source.cells if c.cell_type == "code")
-    scope: dict = {"__name__": "transformer_notebook"}
-    exec(compile(first_code.source, "imports", "exec"), scope)
-    for grade_id, code in solution_cells.items():
-        exec(compile(code, grade_id, "exec"), scope)
-    return scope
 
 
 def _copy_mha(ours, theirs):
@@ -56,9 +24,9 @@ def _copy_mha(ours, theirs):
         ours.out_proj.bias.copy_(theirs.out_proj.bias)
 
 
-def test_mha_gradients_match_pytorch(namespace):
+def test_mha_gradients_match_pytorch(solution):
     torch.manual_seed(0)
-    ours = namespace["MultiHeadAttention"](12, 3).double()
+    ours = solution["MultiHeadAttention"](12, 3).double()
     theirs = torch.nn.MultiheadAttention(12, 3, batch_first=True, dtype=torch.float64)
     _copy_mha(ours, theirs)
     x = torch.randn(2, 5, 12, dtype=torch.float64, requires_grad=True)
@@ -72,21 +40,21 @@ def test_mha_gradients_match_pytorch(namespace):
     torch.testing.assert_close(ours_grads[2], theirs_grads[2][24:])
 
 
-def test_cached_generation_matches_in_float32(namespace):
+def test_cached_generation_matches_in_float32(solution):
     torch.manual_seed(0)
-    gpt = namespace["GPT"](vocab_size=20, block_size=24, d_model=32, n_heads=4, n_layers=2, dropout=0.0).eval()
+    gpt = solution["GPT"](vocab_size=20, block_size=24, d_model=32, n_heads=4, n_layers=2, dropout=0.0).eval()
     prompt = torch.randint(0, 20, (3, 5))
-    plain = namespace["generate"](gpt, prompt, 19, top_k=1)
-    cached = namespace["generate_cached"](gpt, prompt, 19, top_k=1)
+    plain = solution["generate"](gpt, prompt, 19, top_k=1)
+    cached = solution["generate_cached"](gpt, prompt, 19, top_k=1)
     assert torch.equal(plain, cached)
     with pytest.raises(ValueError):
-        namespace["generate_cached"](gpt, prompt, 20)
+        solution["generate_cached"](gpt, prompt, 20)
 
 
-def test_attention_in_bfloat16_with_a_fully_masked_row(namespace):
+def test_attention_in_bfloat16_with_a_fully_masked_row(solution):
     q, k, v = (torch.randn(2, 4, 8).bfloat16() for _ in range(3))
     mask = torch.ones(4, 4, dtype=torch.bool)
     mask[0] = False
-    out, weights = namespace["scaled_dot_product_attention"](q, k, v, mask=mask)
+    out, weights = solution["scaled_dot_product_attention"](q, k, v, mask=mask)
     assert torch.isfinite(out.float()).all()
     assert (out[:, 0] == 0).all() and (weights[:, 0] == 0).all()
