@@ -188,6 +188,10 @@ def test_per_day_and_an_extension_in_the_gradebook_csv_feedback_and_nbgrader_exp
     for student, penalty in expected.items():
         assert float(exported[student]["late_submission_penalty"]) == pytest.approx(penalty)
         assert float(exported[student]["score"]) == pytest.approx(2 - penalty)
+    # and dlcourse export, the LMS file, says the same
+    assert main(["export", "--to", "csv", "-o", str(tmp_path / "lms.csv")]) == 0
+    lms = {r["student"]: r for r in csv.DictReader(open(tmp_path / "lms.csv"))}
+    assert {s: float(lms[s]["99_demo (3)"]) for s in expected} == {s: 2 - p for s, p in expected.items()}
 
     # an extension granted after grading: the next run applies it without grading again
     with open(course.root / "extensions.csv", "a", encoding="utf-8") as f:

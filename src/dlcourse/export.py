@@ -106,8 +106,10 @@ def read_gradebook(db_url: str, assignments: list[str]) -> tuple[dict[str, dict[
                 raise CourseError(f"{name} is not in the gradebook ({db_url}): grade it first (dlcourse grade {name} ...)")
             max_scores[name] = float(assignment.max_score)
             for submission in assignment.submissions:
+                # the late penalty (grading.late) comes off, as nbgrader export does it
+                score = max(0.0, float(submission.score) - float(submission.late_submission_penalty or 0.0))
                 grades.setdefault(submission.student.id, {})[name] = Grade(
-                    float(submission.score), float(submission.max_score), bool(submission.needs_manual_grade))
+                    score, float(submission.max_score), bool(submission.needs_manual_grade))
         for student in gb.students:
             people[student.id] = {"first": student.first_name or "", "last": student.last_name or "",
                                   "email": student.email or "", "lms_user_id": student.lms_user_id or ""}
