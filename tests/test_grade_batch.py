@@ -22,7 +22,7 @@ from nbgrader.api import Gradebook
 from dlcourse.authoring.build import student_notebook
 from dlcourse.authoring.source import read_source
 from dlcourse.cli import main
-from dlcourse.grading import batch
+from dlcourse.grading import batch, settings
 from dlcourse.grading.batch import BatchOptions, grade_batch, summary_table
 from dlcourse.grading.engine import CellScore, GradeResult
 from dlcourse.grading.gradebook import GradebookWriter
@@ -201,31 +201,31 @@ def test_a_killed_batch_loses_nothing_and_the_next_run_finishes(demo_course, tmp
 
 
 def test_gpu_defaults(monkeypatch):
-    monkeypatch.setattr(batch, "gpu_count", lambda: 2)
+    monkeypatch.setattr(settings, "gpu_count", lambda: 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert batch.default_workers() == 6
-    monkeypatch.setattr(batch, "gpu_count", lambda: 0)
-    assert batch.default_workers() == 16
+    assert settings.default_workers() == 6
+    monkeypatch.setattr(settings, "gpu_count", lambda: 0)
+    assert settings.default_workers() == 16
 
 
 def test_gpu_count_reads_device_nodes_and_cuda_visible_devices(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert batch.gpu_count(tmp_path) == 0
+    assert settings.gpu_count(tmp_path) == 0
     for name in ("nvidia0", "nvidia1", "nvidia2", "nvidiactl", "nvidia-uvm"):
         (tmp_path / name).touch()
-    assert batch.gpu_count(tmp_path) == 3
+    assert settings.gpu_count(tmp_path) == 3
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert batch.gpu_count(tmp_path) == 1
+    assert settings.gpu_count(tmp_path) == 1
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,-1,2")  # CUDA ignores everything after an invalid entry
-    assert batch.gpu_count(tmp_path) == 1
+    assert settings.gpu_count(tmp_path) == 1
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert batch.gpu_count(tmp_path) == 0
+    assert settings.gpu_count(tmp_path) == 0
 
 
 def test_the_grader_process_does_not_import_torch():
     # torch costs the grader seconds of start-up on the critical path (the kernels' template imports it)
     code = ("import sys, dlcourse.cli, dlcourse.grading.batch, dlcourse.grading.cli; "
-            "from dlcourse.grading.batch import default_workers; default_workers(); "
+            "from dlcourse.grading.settings import default_workers; default_workers(); "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -24,8 +24,8 @@ from dlcourse.authoring.source import read_source
 from dlcourse.cells import grade_id, score_columns, solution_texts
 from dlcourse import tables
 from dlcourse.course import Course
-from dlcourse.grading.batch import default_workers
 from dlcourse.grading.engine import GradeResult, Status, grade_notebook
+from dlcourse.grading.settings import default_workers
 from dlcourse.grading.template import Template, given_or_own
 
 @dataclass

@@ -49,7 +49,7 @@ def secret_lines(source: NotebookNode) -> dict[str, set[str]]:
     }
 
 
-def _cell_texts(nb: NotebookNode):
+def cell_texts(nb: NotebookNode):
     """Every text a reader of the notebook sees: cell sources and text outputs."""
     for index, cell in enumerate(nb.cells, start=1):
         yield index, cell.get("source", "")
@@ -73,7 +73,7 @@ def scan_notebook(path: Path, source: NotebookNode, allow_solutions: bool, root:
     nb = nbformat.read(str(path), as_version=4)
     name = str(path.relative_to(root)) if root else str(path)
     leaks: list[Leak] = []
-    for index, text in _cell_texts(nb):
+    for index, text in cell_texts(nb):
         for line in text.splitlines():
             stripped = line.strip()
             if stripped in MARKERS:

@@ -28,6 +28,7 @@ from dlcourse.course import Course, CourseError
 from dlcourse.cells import score_columns
 from dlcourse.grading.engine import CellScore, GradeResult, Status, grade_notebook
 from dlcourse.grading import settings
+from dlcourse.grading.settings import default_workers, gpu_count
 from dlcourse.grading.feedback import write_feedback
 from dlcourse.grading.gradebook import GradebookWriter
 from dlcourse.grading.late import LateWork, late_cells, late_header
@@ -81,29 +82,6 @@ def nbgrader_dir(course: Course) -> Path:
 
 def default_db_url(course: Course) -> str:
     return f"sqlite:///{nbgrader_dir(course) / 'gradebook.db'}"
-
-
-def gpu_count(dev: Path = Path("/dev")) -> int:
-    """GPUs this process may use, read from the device nodes (/dev/nvidia0, ...) and
-    CUDA_VISIBLE_DEVICES: importing torch here would cost seconds of start-up, and
-    asking CUDA would initialise it in the grader."""
-    devices = [p for p in dev.glob("nvidia*") if p.name[len("nvidia"):].isdigit()]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if not devices or visible is None:
-        return len(devices)
-    count = 0
-    for entry in visible.split(","):  # CUDA stops at the first empty or negative entry
-        if not entry.strip() or entry.strip().startswith("-"):
-            break
-        count += 1
-    return min(count, len(devices))
-
-
-def default_workers() -> int:
-    """Every core; on a GPU machine, up to three kernels per GPU (each holds a CUDA context)."""
-    cores = os.cpu_count() or 1
-    gpus = gpu_count()
-    return max(1, min(cores, 3 * gpus)) if gpus else cores
 
 
 def public_files(course: Course, assignment: str) -> dict[str, Path]:
