@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from dlcourse.grading.engine import Status, grade_notebook, restore_tests
+from dlcourse.grading.engine import Status, grade_notebook
 from dlcourse.grading.submissions import read_submission
 from tests.redteam.course import CORRECT, build_course, insert_after, with_solution
 
@@ -56,48 +56,6 @@ def test_json_that_is_not_a_notebook_is_reported(tmp_path, text, words):
 
 def test_missing_notebook_is_reported():
     assert read_submission(None) == (None, "no notebook in the submission")
-
-
-# -- restoring test cells (no kernel) -------------------------------------------------------------
-
-def _test_ids(nb):
-    return [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.get("nbgrader", {}).get("solution")]
-
-
-def test_restore_puts_back_deleted_duplicated_and_reordered_tests(redteam):
-    _, source, student = redteam
-    nb = copy.deepcopy(student)
-    cells = nb.cells
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
-    equal, close, shape, solution = (cells[ids.index(g)] for g in
-                                     ("test_square_equal", "test_square_close", "test_square_shape", "square"))
-    # close deleted, equal duplicated, shape moved above the solution
-    nb.cells = [c for c in cells if c not in (close, shape)]
-    nb.cells.insert(nb.cells.index(solution), shape)
-    nb.cells.append(copy.deepcopy(equal))
-    restored, flags = restore_tests(nb, source)
-    order = _test_ids(restored)
-    assert sorted(order) == ["test_square_close", "test_square_equal", "test_square_shape"]
-    solution_at = [c.metadata.get("nbgrader", {}).get("grade_id") for c in restored.cells].index("square")
-    positions = {g: i for i, g in enumerate(c.metadata.get("nbgrader", {}).get("grade_id") for c in restored.cells)}
-    assert all(positions[g] > solution_at for g in order)
-    assert any("missing test cell test_square_close restored" in f for f in flags)
-    assert any("duplicate of test cell test_square_equal" in f for f in flags)
-    assert any("test_square_shape moved back" in f for f in flags)
-    # the hidden test is back
-    assert "the hidden scalar test" in restored.cells[positions["test_square_close"]].source
-
-
-def test_restore_recognises_tests_whose_metadata_was_stripped(redteam):
-    _, source, student = redteam
-    nb = copy.deepcopy(student)
-    for cell in nb.cells:
-        cell.metadata = {}
-    restored, flags = restore_tests(nb, source)
-    assert sorted(_test_ids(restored)) == ["test_square_close", "test_square_equal", "test_square_shape"]
-    assert sum("recognised by content" in f for f in flags) == 3
-    assert not any("missing" in f for f in flags)
 
 
 # -- running (one batch of kernels, two at a time) -------------------------------------------------

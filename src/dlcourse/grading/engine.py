@@ -1,4 +1,4 @@
-"""Grade one notebook: restore the instructor's test cells into the submission,
+"""Grade one notebook: restore the instructor's graded cells into the submission (`restore`),
 run it top to bottom in a fresh, confined kernel process, and score every graded cell.
 Runs in the grader process (the `dlcourse grade` / `dlcourse check` process, or a Dask worker).
 
@@ -18,7 +18,6 @@ module with the messages of ``protocol`` (JSON only: the other end runs student 
 
 from __future__ import annotations
 
-import copy
 import enum
 import os
 import secrets
@@ -33,9 +32,10 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.cells import graded_cells, nbgrader_metadata, role, score_columns, strip_markers
+from dlcourse.cells import nbgrader_metadata, role, score_columns
 from dlcourse.grading import policy, settings
 from dlcourse.grading.protocol import MAX_MESSAGE, STOP, CellReply, Hello, RunCell
+from dlcourse.grading.restore import MISSING_ANSWER_KEY, restore
 from dlcourse.grading.template import Template, given_or_own
 
 
@@ -94,73 +94,6 @@ class GradeResult:
         return sum(c.max_points for c in self.cells if c.kind == "answer")
 
 
-def _normalized(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.strip().splitlines())
-
-
-def restore_tests(submission: NotebookNode, source: NotebookNode) -> tuple[NotebookNode, list[str]]:
-    """The submission with every test cell taken from the instructor's source.
-
-    Test cells are found by grade id, or by content when an editor stripped the
-    metadata; a deleted test cell is put back after the cell that preceded it in
-    the source, a duplicated one is kept once. Returns the notebook and flags
-    describing what had to be repaired.
-    """
-    nb = copy.deepcopy(submission)
-    flags: list[str] = []
-    source_tests = {c.metadata.nbgrader["grade_id"]: c for c in graded_cells(source, "tests")}
-    visible = {gid: _normalized(strip_markers(c.source, keep_hidden=False)) for gid, c in source_tests.items()}
-    placed: set[str] = set()
-    cells: list[NotebookNode] = []
-    for cell in nb.cells:
-        grade_id = nbgrader_metadata(cell).get("grade_id")
-        if grade_id not in source_tests and cell.get("cell_type") == "code":
-            # metadata stripped or rewritten: recognise the test by its visible text
-            text = _normalized(cell.get("source", ""))
-            grade_id = next((gid for gid, v in visible.items() if v and v == text), grade_id)
-            if grade_id in source_tests and grade_id not in placed:
-                flags.append(f"test cell {grade_id} recognised by content")
-        if grade_id in source_tests:
-            if grade_id in placed:
-                flags.append(f"duplicate of test cell {grade_id} dropped")
-                continue
-            placed.add(grade_id)
-            cells.append(copy.deepcopy(source_tests[grade_id]))
-            continue
-        if role(cell) == "tests":
-            flags.append(f"unknown test cell {nbgrader_metadata(cell).get('grade_id')!r} ignored")
-            cell.metadata.pop("nbgrader", None)
-        cells.append(cell)
-    # Put back deleted test cells after the cell that precedes them in the source.
-    order = [c.get("id") for c in source.cells]
-    for grade_id, test in source_tests.items():
-        if grade_id in placed:
-            continue
-        flags.append(f"missing test cell {grade_id} restored")
-        previous_ids = set(order[: order.index(test.id)])
-        previous_ids |= {nbgrader_metadata(c).get("grade_id") for c in source.cells[: order.index(test.id)]}
-        position = len(cells)
-        for index, cell in enumerate(cells):
-            if cell.get("id") in previous_ids or nbgrader_metadata(cell).get("grade_id") in previous_ids:
-                position = index + 1
-        cells.insert(position, copy.deepcopy(test))
-        placed.add(grade_id)
-    # A test moved above the solution it tests goes back below it.
-    for grade_id, test in source_tests.items():
-        before = source.cells[: order.index(test.id)]
-        solutions = [nbgrader_metadata(c).get("grade_id") for c in before if nbgrader_metadata(c).get("solution")]
-        if not solutions:
-            continue
-        anchor = solutions[-1]
-        where = {(nbgrader_metadata(c).get("grade_id")): i for i, c in enumerate(cells) if nbgrader_metadata(c).get("grade_id")}
-        if anchor in where and where[grade_id] < where[anchor]:
-            moved = cells.pop(where[grade_id])
-            cells.insert(where[anchor], moved)  # the anchor shifted up by one
-            flags.append(f"test cell {grade_id} moved back below {anchor}")
-    nb.cells = cells
-    return nb, flags
-
-
 # -- the kernel processes --------------------------------------------------------------------
 
 # -- one notebook ---------------------------------------------------------------------------
@@ -193,7 +126,7 @@ def grade_notebook(
     closes its own (seconds of imports).
     """
     started = time.perf_counter()
-    nb, flags = restore_tests(submission, source)
+    nb, flags = restore(submission, source)
     ensure_ids(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
@@ -246,8 +179,10 @@ def grade_notebook(
         if score is None:
             continue
         if score.kind == "answer":
-            score.ran = True
-            continue  # graded by hand in the formgrader
+            score.ran = True  # graded by hand in the formgrader; a missing answer starts at 0
+            if cell.metadata.get(MISSING_ANSWER_KEY):
+                score.points, score.error = 0.0, f"written answer {grade_id} missing"
+            continue
         verdict = verdicts.get(index)
         score.ran = verdict is not None
         score.points = score.max_points if verdict == "ok" else 0.0

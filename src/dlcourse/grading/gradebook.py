@@ -215,12 +215,14 @@ class GradebookWriter:
                     grade = gb.find_grade(cell.grade_id, self.notebook, self.assignment, student)
                 except MissingEntry:
                     continue
-                grade.auto_score = cell.points if cell.kind == "tests" else None
-                grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+                # A written answer has no automatic score, but 0 when it was missing (restore.py), with why.
+                grade.auto_score = cell.points
+                grade.needs_manual_grade = (grade.manual_score is not None or grade.auto_score is None
+                                            or cell.kind == "answer")
                 if cell.kind == "answer":
                     try:
                         comment = gb.find_comment(cell.grade_id, self.notebook, self.assignment, student)
-                        comment.auto_comment = None
+                        comment.auto_comment = cell.error if cell.points is not None else None
                     except MissingEntry:
                         pass
             submitted.flagged = bool(result.flags) or result.status != "graded"
