@@ -275,3 +275,30 @@ def test_nbgrader_export_reads_what_dlcourse_grade_wrote(demo_course, tmp_path):
     with open(tmp_path / "export.csv") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
     assert float(rows["alice"]["raw_score"]) == 2 and float(rows["bob"]["raw_score"]) == 0
+
+
+def test_the_formgrader_counts_and_lists_every_graded_submission(demo_course, tmp_path):
+    """nbgrader's API, as the formgrader's pages call it: a submission counts only when its copy is in
+    submitted/ with the gradebook's time; graded from nbgrader's own submitted/ tree, that tree is untouched."""
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    folder = make_batch(demo_course, tmp_path / "batch")
+    base = tmp_path / "nb"
+    grade_batch(demo_course, "99_demo", folder, BatchOptions(workers=1, progress=False, nbgrader_dir=base), log=quiet)
+    api = NbGraderAPI(coursedir=CourseDirectory(root=str(base), db_url=f"sqlite:///{base / 'gradebook.db'}"))
+    [assignment] = api.get_assignments()
+    assert (assignment["name"], assignment["num_submissions"]) == ("99_demo", 3)
+    submissions = {s["student"]: s for s in api.get_submissions("99_demo")}
+    assert sorted(submissions) == ["alice", "bob", "carol"]
+    assert all(s["autograded"] for s in submissions.values())
+    assert (submissions["alice"]["score"], submissions["bob"]["score"]) == (2.0, 0.0)
+    assert (base / "submitted" / "carol" / "99_demo" / "99_demo.ipynb").read_text() == '{"cells": ['  # as handed in
+    # Graded again from that submitted/ tree (nbgrader's layout, with its own timestamp.txt): same answer.
+    stamp = base / "submitted" / "alice" / "99_demo" / "timestamp.txt"
+    stamp.write_text("2026-10-01 12:00:00.000000 UTC")
+    grade_batch(demo_course, "99_demo", base / "submitted", BatchOptions(
+        workers=1, progress=False, nbgrader_dir=base, force=True), log=quiet)
+    assert stamp.read_text() == "2026-10-01 12:00:00.000000 UTC"
+    assert api.get_assignment("99_demo")["num_submissions"] == 3
+    assert {s["student"] for s in api.get_submissions("99_demo") if s["autograded"]} == {"alice", "bob", "carol"}

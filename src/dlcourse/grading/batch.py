@@ -122,6 +122,45 @@ def write_nbgrader_source(base: Path, assignment: str, source) -> Path:
     return path
 
 
+def _handed_in_at(submission: Submission):
+    """The time in nbgrader's timestamp.txt beside the submission (nbgrader's submitted/ tree), else None."""
+    from nbgrader.utils import parse_utc
+
+    path = submission.files.get("timestamp.txt")
+    try:
+        return parse_utc(path.read_text(encoding="utf-8").strip()) if path is not None else None
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
+def write_submitted_copy(base: Path, assignment: str, submission: Submission, timestamp) -> None:
+    """The submission as handed in, where nbgrader keeps it (`submitted/<student>/<assignment>/`, with the
+    gradebook's submission time in timestamp.txt): nbgrader's formgrader counts and lists a submission
+    only when it finds it there with the time the gradebook holds."""
+    folder = base / "submitted" / submission.student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = dict(submission.files)
+    if submission.notebook is not None:
+        copies[f"{assignment}.ipynb"] = submission.notebook
+    for name, path in copies.items():
+        target = folder / name
+        if target.exists() and target.resolve() == Path(path).resolve():
+            continue  # graded from nbgrader's own submitted folder
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    from nbgrader.utils import parse_utc
+
+    stamp = folder / "timestamp.txt"
+    try:
+        same = parse_utc(stamp.read_text(encoding="utf-8").strip()) == timestamp
+    except (OSError, ValueError, OverflowError):
+        same = False
+    if timestamp is None:
+        stamp.unlink(missing_ok=True)
+    elif not same:  # (nbgrader's own timestamp.txt, the time the gradebook holds, is left as it is)
+        stamp.write_text(str(timestamp), encoding="utf-8")
+
+
 def _record(path: Path) -> dict | None:
     try:
         return nbformat.read(str(path), as_version=4).metadata.get(RECORD_KEY)
@@ -211,7 +250,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
         # The gradebook first: nbgrader commits a submission in several steps, and only the autograded
         # notebook, written last, marks it as done (a run killed in between grades it again).
-        gradebook.save(submission.student, result, late=decision)
+        submitted_at = gradebook.save(submission.student, result, timestamp=_handed_in_at(submission), late=decision)
+        write_submitted_copy(base, assignment, submission, submitted_at)
         _write_atomic(executed, autograded_path(base, submission.student, assignment))
         if nb is not None and feedback_dir is not None:
             try:

@@ -200,9 +200,10 @@ class GradebookWriter:
         with _postgres_lock(self.db_url, WRITE_LOCK):
             self._transaction(write)
 
-    def save(self, student: str, result: GradeResult, timestamp: datetime | None = None, late=None) -> None:
-        """One submission's scores, flags and comments (the scores in the last commit)."""
-        def write(gb: Gradebook) -> None:
+    def save(self, student: str, result: GradeResult, timestamp: datetime | None = None, late=None) -> datetime | None:
+        """One submission's scores, flags and comments (the scores in the last commit); returns the submission
+        time as the gradebook holds it (nbgrader's tools compare it with the submitted copy's timestamp.txt)."""
+        def write(gb: Gradebook) -> datetime | None:
             gb.update_or_create_student(student)
             # late work (grading.late.LateDecision): when it came in (None: not known), the extension
             when = late.timestamp if late is not None else timestamp or datetime.now(timezone.utc)
@@ -228,5 +229,6 @@ class GradebookWriter:
             submitted.flagged = bool(result.flags) or result.status != "graded"
             if late is not None:  # where nbgrader keeps it: its export and the formgrader subtract it
                 submitted.late_submission_penalty = late.penalty or None
+            return submission.timestamp
         with _postgres_lock(self.db_url, WRITE_LOCK):
-            self._transaction(write)
+            return self._transaction(write)
