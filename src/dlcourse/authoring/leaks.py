@@ -58,12 +58,10 @@ def cell_texts(nb: NotebookNode):
                 yield index, output.get("text", "")
             elif output.get("output_type") == "error":
                 yield index, "\n".join(output.get("traceback", []))
-            else:
-                data = output.get("data", {})
-                for mime in ("text/plain", "text/markdown", "text/html"):
-                    if mime in data:
-                        text = data[mime]
-                        yield index, "".join(text) if isinstance(text, list) else text
+            else:  # every textual representation: plain, markdown, HTML, JSON, JavaScript
+                for mime, text in output.get("data", {}).items():
+                    if mime.startswith("text/") or mime.endswith(("json", "javascript")):
+                        yield index, "".join(text) if isinstance(text, list) else str(text)
 
 
 def scan_notebook(path: Path, source: NotebookNode, allow_solutions: bool, root: Path | None = None) -> list[Leak]:

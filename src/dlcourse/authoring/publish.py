@@ -36,7 +36,7 @@ import nbformat
 
 from dlcourse import __version__
 from dlcourse.authoring.build import colab_index, notebook_bytes
-from dlcourse.authoring.leaks import MIN_SECRET_CHARS
+from dlcourse.authoring.leaks import MIN_SECRET_CHARS, cell_texts
 from dlcourse.authoring.source import read_source, split_blocks
 from dlcourse.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, grade_id, role
 from dlcourse.course import Course, CourseError
@@ -145,18 +145,7 @@ def secrets(course: Course, names: list[str] | None = None) -> dict[str, Secret]
 def _file_texts(relative: str, data: bytes):
     """(cell or None, text) pieces of a file as a reader would see them; archives unpacked."""
     if relative.endswith(".ipynb"):
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-        for index, cell in enumerate(nb.cells, start=1):
-            yield index, cell.get("source", "")
-            for output in cell.get("outputs", []) or []:
-                if output.get("output_type") == "stream":
-                    yield index, output.get("text", "")
-                elif output.get("output_type") == "error":
-                    yield index, "\n".join(output.get("traceback", []))
-                else:
-                    for mime, text in output.get("data", {}).items():
-                        if mime.startswith("text/") or mime.endswith(("json", "javascript")):
-                            yield index, "".join(text) if isinstance(text, list) else str(text)
+        yield from cell_texts(nbformat.reads(data.decode("utf-8"), as_version=4))
         return
     if relative.endswith(".gz"):
         data = gzip.decompress(data)
