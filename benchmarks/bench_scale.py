@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dlcourse.course import load_course
 from dlcourse.grading.batch import BatchOptions, grade_batch
-from dlcourse.grading.sample import write_sample_batch
+from dlcourse.authoring.sample import write_sample_batch
 
 
 def start_cluster(workers: int, folder: Path) -> tuple[str, list[subprocess.Popen]]:

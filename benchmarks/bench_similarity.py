@@ -117,7 +117,7 @@ def synthetic_batch(count: int, copies: int, seed: int = 0) -> tuple[dict[str, o
     """student id -> notebook, and the planted (original, copy) pairs."""
     sys.path.insert(0, str(ROOT / "src"))
     from dlcourse.authoring.check import solved_notebook
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
     from dlcourse.cells import solution_texts
     from dlcourse.course import load_course
 

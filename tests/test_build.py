@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from dlcourse.authoring.build import build, stale_files, student_notebook
-from dlcourse.authoring.source import SourceError, read_source
+from dlcourse.source import SourceError, read_source
 from dlcourse.cli import EXIT_COURSE_ERROR, main
 from tests.conftest import DEMO_SOURCE, make_course
 

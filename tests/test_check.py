@@ -11,7 +11,7 @@ from dlcourse.authoring.build import build
 from dlcourse.authoring.check import check_assignment, format_table
 from dlcourse.authoring.leaks import scan_notebook
 from dlcourse.authoring.mutants import Edit, Mutant, MutantError
-from dlcourse.authoring.source import SourceError, read_source
+from dlcourse.source import SourceError, read_source
 
 
 def quiet(*_):

@@ -76,7 +76,7 @@ def test_cluster_grades_like_the_local_pool_and_only_the_client_writes(demo_cour
 def test_the_task_returns_json_safe_data_and_a_version_mismatch_names_the_worker(demo_course, cluster):
     from distributed import Client
 
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
     from dlcourse.grading.cluster import ClusterError, ClusterGrader, grade_on_worker
     from tests.test_grade_batch import solved
 
@@ -144,7 +144,7 @@ def test_a_worker_killed_mid_submission_is_regraded_elsewhere_each_submission_on
         os.kill(client.run(os.getpid, workers=[busy])[busy], signal.SIGKILL)
     thread.join(180)
     assert [(r.student, r.status, r.score) for r in rows] == [("ann", "graded", 2.0), ("ben", "graded", 2.0)]
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
 
     writer = GradebookWriter(f"sqlite:///{tmp_path / 'nb' / 'gradebook.db'}", "99_demo", "99_demo",
                              read_source(demo_course.source_path("99_demo")))

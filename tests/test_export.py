@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cli import main
 from dlcourse.export import POINTS_POSSIBLE, build_export, read_roster, summary, write_export
 from dlcourse.grading.engine import CellScore, GradeResult

@@ -20,7 +20,7 @@ import pytest
 from nbgrader.api import Gradebook
 
 from dlcourse.authoring.build import student_notebook
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cli import main
 from dlcourse.grading import batch, settings
 from dlcourse.grading.batch import BatchOptions, grade_batch, summary_table

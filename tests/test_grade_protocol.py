@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.grading import protocol, settings
 from dlcourse.grading.engine import grade_notebook
 from dlcourse.grading.policy import kernel_config

@@ -30,9 +30,13 @@ def pyproject_requirements() -> dict[str, str]:
 def conda_requirements() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     found = {}
+    items = []
     for item in env["dependencies"]:
-        if isinstance(item, dict) or item == "pip" or item.startswith("python"):
-            continue  # the pip section, pip itself and the interpreter are not packages of ours
+        if isinstance(item, dict):  # the pip section: what conda-forge lacks, and the package itself
+            items += [line for line in item["pip"] if not line.startswith("-e ")]
+        elif item != "pip" and not item.startswith("python"):  # pip itself and the interpreter are not ours
+            items.append(item)
+    for item in items:
         requirement = Requirement(item)
         found[CONDA_TO_PYPI.get(requirement.name.lower(), requirement.name.lower())] = str(requirement.specifier)
     return found

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from dlcourse.authoring.build import student_notebook
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cells import grade_id, role
 from dlcourse.grading.engine import grade_notebook
 from dlcourse.grading.restore import restore

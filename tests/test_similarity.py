@@ -58,7 +58,7 @@ def test_the_starter_code_alone_scores_no_similarity(batch):
     assert not [p for p in result.pairs if {p.a, p.b} & {"blank1", "blank2"}]
     course = load_course(ROOT)
     starter = nbformat.read(str(course.student_path("01_backprop")), as_version=4)
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
 
     lines, _ = instructor_text(starter, read_source(course.source_path("01_backprop")))
     assert own_code(starter, lines, set()) == ""

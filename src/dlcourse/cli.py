@@ -60,7 +60,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from dlcourse.grading.sample import write_sample_batch
+    from dlcourse.authoring.sample import write_sample_batch
 
     course = load_course()
     [name] = course.resolve([args.assignment])

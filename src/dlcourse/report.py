@@ -106,7 +106,7 @@ def collect(course: Course, assignment: str, db_url: str | None = None, nbgrader
     and flags from the autograded notebooks next to it."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
 
     course.resolve([assignment])
     db_url, base = gradebook_location(course, db_url, nbgrader_dir)

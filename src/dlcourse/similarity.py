@@ -201,7 +201,7 @@ def find_similar(course: Course, assignment: str, submissions: Path, threshold: 
     """Read every submission of `assignment`, remove what the course gave them, compare the rest."""
     import nbformat
 
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
     from dlcourse.grading.submissions import SubmissionError, find_submissions, read_submission
 
     course.resolve([assignment])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cells import role, solution_texts, strip_markers
 from dlcourse.course import Course, load_course
 

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 from dlcourse.authoring.build import student_notebook
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from tests.conftest import make_course
 
 NAME = "99_redteam"

@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cells import strip_markers
 from dlcourse.course import Course, CourseError
 

@@ -20,7 +20,7 @@ from nbformat import NotebookNode
 from dlcourse.authoring.build import stale_files, student_notebook
 from dlcourse.authoring.leaks import Leak, scan_notebook
 from dlcourse.authoring.mutants import Mutant, MutantError, read_mutants
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cells import grade_id, score_columns, solution_texts
 from dlcourse import tables
 from dlcourse.course import Course

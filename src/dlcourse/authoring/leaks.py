@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from dlcourse.authoring.source import split_blocks
+from dlcourse.source import split_blocks
 from dlcourse.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION
 
 MIN_SECRET_CHARS = 16

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlcourse.authoring.source import SourceError
+from dlcourse.source import SourceError
 
 if sys.version_info >= (3, 11):
     import tomllib

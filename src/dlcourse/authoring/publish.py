@@ -37,7 +37,7 @@ import nbformat
 from dlcourse import __version__
 from dlcourse.authoring.build import colab_index, notebook_bytes
 from dlcourse.authoring.leaks import MIN_SECRET_CHARS, cell_texts
-from dlcourse.authoring.source import read_source, split_blocks
+from dlcourse.source import read_source, split_blocks
 from dlcourse.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, grade_id, role
 from dlcourse.course import Course, CourseError
 

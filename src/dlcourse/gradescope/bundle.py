@@ -150,7 +150,7 @@ def build_wheel(course: Course, folder: Path) -> Path:
 def build_bundle(course: Course, assignment: str, output: Path, settings: GradescopeSettings | None = None,
                  wheel: Path | None = None) -> Path:
     """Write autograder.zip for `assignment` to `output`; returns its path."""
-    from dlcourse.authoring.source import read_source
+    from dlcourse.source import read_source
     from dlcourse.cells import score_columns
     from dlcourse.grading.batch import public_files
 

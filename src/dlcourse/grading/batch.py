@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.course import Course, CourseError
 from dlcourse.cells import score_columns
 from dlcourse.grading.engine import CellScore, GradeResult, Status, grade_notebook

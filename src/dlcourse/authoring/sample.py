@@ -17,7 +17,7 @@ import nbformat
 
 from dlcourse.authoring.build import student_notebook
 from dlcourse.authoring.check import find_mutants, solved_notebook
-from dlcourse.authoring.source import read_source
+from dlcourse.source import read_source
 from dlcourse.cells import solution_texts
 from dlcourse.course import Course
 
