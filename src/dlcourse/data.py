@@ -348,7 +348,7 @@ def _fallback_message(what: str, used: str, reason: str, how: str) -> str:
     )
 
 
-def _how_to_get(name: str) -> str:
+def _how_to_get() -> str:
     return (
         f"run with network access (in Colab it just works; unset ${OFFLINE_ENV}) and call the loader "
         f"again; the files go to {cache_display()} (set ${DATA_ENV} to change it)."
@@ -518,7 +518,7 @@ def load_mnist(train: bool = True, *, transform: Callable | None = None) -> Imag
         return dataset
     _announce("mnist", _fallback_message(
         "MNIST", "the offline subset of real MNIST digits (4,000 train / 1,000 test of 60,000 / 10,000)",
-        reason, _how_to_get("mnist")))
+        reason, _how_to_get()))
     return _offline_mnist(train, name="mnist", classes=MNIST_CLASSES, transform=transform)
 
 
@@ -539,7 +539,7 @@ def load_fashion_mnist(train: bool = True, *, transform: Callable | None = None)
         "Fashion-MNIST",
         "MNIST digits as a stand-in (the offline subset: 4,000 train / 1,000 test; same shape, "
         "10 classes, but digits, not clothes)",
-        reason, _how_to_get("fashion_mnist")))
+        reason, _how_to_get()))
     return _offline_mnist(train, name="fashion_mnist", classes=MNIST_CLASSES, transform=transform)
 
 
@@ -558,7 +558,7 @@ def load_cifar10(train: bool = True, transform: Callable | None = None) -> Image
         "CIFAR-10",
         "a synthetic CIFAR-shaped set (10 classes of coloured shapes, 5,000 train / 1,000 test "
         "images of 3x32x32; not photos, so accuracies are not comparable with CIFAR-10)",
-        reason, _how_to_get("cifar10")))
+        reason, _how_to_get()))
     synthetic = _synthetic_cifar_cached(train)
     return ImageDataset(synthetic.images.clone(), synthetic.targets.clone(), synthetic.classes, name="cifar10",
                         source=SYNTHETIC, train=train, transform=transform)
@@ -596,5 +596,5 @@ def load_text(name: str = "tiny_shakespeare") -> Text:
         f"text {name!r}",
         f"the offline names corpus instead ({len(corpus):,} characters, {corpus.count(chr(10)):,} US census "
         "names, one per line)",
-        reason, _how_to_get(name)))
+        reason, _how_to_get()))
     return corpus

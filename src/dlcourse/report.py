@@ -24,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 
+from dlcourse import tables
 from dlcourse.cells import grade_id, role, score_columns
 from dlcourse.course import Course, CourseError
 
@@ -164,16 +165,12 @@ def format_table(report: BatchReport) -> str:
     scores = [s.score for s in report.submissions]
     lines = [f"{report.assignment}: {n} submission(s), mean {statistics.fmean(scores) if scores else 0:.2f}"
              f"/{report.max_score:g}, median {statistics.median(scores) if scores else 0:g}"]
-    table = [("test", "passed", "rate", "most frequent failure")]
+    rows = []
     for t in sorted(report.tests, key=lambda t: (t.pass_rate, t.grade_id)):
         top = t.top_messages(1)
-        table.append((t.grade_id, f"{t.passed}/{t.graded}", f"{t.pass_rate:.0%}",
-                      (f"{top[0][1]}x {top[0][0][:70]}" if top else "")))
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
-    for i, row in enumerate(table):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+        rows.append((t.grade_id, f"{t.passed}/{t.graded}", f"{t.pass_rate:.0%}",
+                     (f"{top[0][1]}x {top[0][0][:70]}" if top else "")))
+    lines += tables.format_table(("test", "passed", "rate", "most frequent failure"), rows)
     statuses = Counter(s.status for s in report.submissions)
     lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
     flags = flag_counts(report)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlcourse import tables
 from dlcourse.cells import graded_cells, role, strip_markers
 from dlcourse.course import Course, CourseError
 
@@ -240,15 +241,9 @@ def format_table(result: SimilarityResult, limit: int = 50) -> str:
     lines = [f"{result.assignment}: {len(result.compared)} submission(s) compared, "
              f"{len(result.pairs)} pair(s) at or above {result.threshold:.0%} similar"]
     if result.pairs:
-        table = [("rank", "student", "student", "similar", "shares", "matched")]
-        for rank, p in enumerate(result.pairs[:limit], 1):
-            table.append((str(rank), p.a, p.b, f"{p.similarity:.0%}", f"{p.share_a:.0%} / {p.share_b:.0%}",
-                          str(p.matched)))
-        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-        for n, row in enumerate(table):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        rows = [(str(rank), p.a, p.b, f"{p.similarity:.0%}", f"{p.share_a:.0%} / {p.share_b:.0%}", str(p.matched))
+                for rank, p in enumerate(result.pairs[:limit], 1)]
+        lines += tables.format_table(("rank", "student", "student", "similar", "shares", "matched"), rows)
         if len(result.pairs) > limit:
             lines.append(f"... and {len(result.pairs) - limit} more (see the report)")
     for student, reason in result.not_compared.items():
