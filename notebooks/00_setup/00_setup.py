@@ -144,6 +144,8 @@ def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # %% tests="test_pairwise_sq_distances" points=2
+from dlcourse.checks import assert_close
+
 a = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
 b = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
 D = pairwise_sq_distances(a, b)
@@ -197,6 +199,8 @@ def grad_f(x: torch.Tensor) -> torch.Tensor:
 
 
 # %% tests="test_grad_f" points=2
+from dlcourse.checks import assert_close
+
 point = torch.linspace(-2, 2, 5, dtype=torch.float64, requires_grad=True)
 f(point).backward()
 assert_close(grad_f(point.detach()), point.grad, name="grad_f(x) against torch.autograd",
@@ -256,6 +260,8 @@ def fit_linear_regression(X: torch.Tensor, y: torch.Tensor, epochs: int = 100, l
 
 
 # %% tests="test_fit_linear_regression" points=3
+from dlcourse.checks import assert_close
+
 torch.manual_seed(0)
 model, losses = fit_linear_regression(X_train, y_train, epochs=200, lr=0.1)
 assert len(losses) == 200, (f"expected one loss per step (200), got {len(losses)}; "
@@ -324,6 +330,8 @@ def save_and_reload(model: nn.Linear, path: str) -> nn.Linear:
 # %% tests="test_save_and_reload" points=1
 import os
 import tempfile
+
+from dlcourse.checks import assert_close
 
 original = nn.Linear(3, 2)
 with tempfile.TemporaryDirectory() as folder:
