@@ -35,10 +35,17 @@
 # a CPU with tiny training budgets (`dlcourse.budget`), so no grade depends on how
 # well your model trains; your training run is for you.
 #
-# Run the cells in order, top to bottom.
+# Every test cell prints one line when it passes. Run the cells in order, top to
+# bottom.
+#
+# **Time.** Run All takes about 2 minutes on a 2-core CPU (the executed solution:
+# the offline names corpus, 300 training steps). On a Colab T4 with tiny
+# Shakespeare the larger model's 3,000 steps take about 5 minutes (an estimate:
+# this notebook was not timed on a T4).
 
 # %%
 import math
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -561,7 +568,8 @@ norm_ref = torch.nn.utils.clip_grad_norm_(reference, max_norm=2.0)
 assert abs(float(norm_mine) - float(norm_ref)) < 1e-6 * float(norm_ref), "global norm with a parameter whose grad is None"
 for i, (p, q) in enumerate(zip(with_none, reference)):
     assert_close(p.grad, q.grad, name=f"clipped gradient {i} (generator input, one grad None)")
-assert frozen.grad is None
+assert frozen.grad is None, ("clip_grad_norm gave a gradient to a parameter that had none; "
+                             "hint: skip parameters whose .grad is None")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -972,7 +980,8 @@ print("tbptt_batches: shapes, shifted targets and contiguous rows are right.")
 # the exact layout, a last batch that is shorter in time, and a batch of one
 data_h = torch.arange(1, 51) * 7  # not consecutive ids: the shift must be in the stream, not +1
 got = tbptt_batches(data_h, batch_size=3, seq_len=4)  # L = 49 // 3 = 16 -> 4 batches
-assert len(got) == 4
+assert len(got) == 4, (f"tbptt_batches(50 ids, batch_size=3, seq_len=4) gave {len(got)} batches, expected 4; "
+                       "hint: L = (len(data) - 1) // batch_size time steps per row, cut into chunks of seq_len")
 got = tbptt_batches(data_h, batch_size=3, seq_len=5)  # L = 16 -> 5, 5, 5, 1
 assert [tuple(i.shape) for i, _ in got] == [(3, 5), (3, 5), (3, 5), (3, 1)], "the last batch may be shorter"
 all_inputs = torch.cat([i for i, _ in got], dim=1)
@@ -1019,7 +1028,7 @@ def detach_hidden(hidden):
 weights = torch.randn(3, 4, device=device, requires_grad=True)
 h = torch.tanh(torch.randn(2, 3, device=device) @ weights)
 c = torch.sigmoid(torch.randn(2, 3, device=device) @ weights)
-assert h.grad_fn is not None and c.grad_fn is not None
+assert h.grad_fn is not None and c.grad_fn is not None, "test setup: h and c should be part of a graph"
 detached = detach_hidden((h, c))
 assert isinstance(detached, tuple) and len(detached) == 2, "an (h, c) tuple must come back as a tuple of two"
 for name, new, old in zip(["h", "c"], detached, (h, c)):
@@ -1105,7 +1114,9 @@ print("CharLM: shapes, embedding -> LSTM -> head, and the carried state are righ
 ### BEGIN HIDDEN TESTS
 # two layers, a batch of one, a sequence of length one, a given initial state
 model2 = CharLM(5, embed_dim=4, hidden_size=6, num_layers=2, dropout=0.1).to(device).eval()
-assert model2.lstm.num_layers == 2 and model2.lstm.batch_first
+assert model2.lstm.num_layers == 2 and model2.lstm.batch_first, (
+    f"CharLM(num_layers=2).lstm has num_layers={model2.lstm.num_layers}, batch_first={model2.lstm.batch_first}; "
+    "hint: nn.LSTM(embed_dim, hidden_size, num_layers=num_layers, batch_first=True, dropout=...)")
 idx2 = torch.randint(0, 5, (1, 6), device=device)
 with torch.no_grad():
     full, (h_full, c_full) = model2(idx2)
@@ -1130,10 +1141,10 @@ with torch.no_grad():
 # The loop below puts your pieces together. Each epoch starts from a zero state
 # (`None`); within an epoch the state flows from batch to batch, detached. The
 # gradient norm is clipped at 1; we record it before clipping, to see how often
-# clipping fires. Training stops after `max_steps` steps or `max_seconds`
-# seconds, whichever comes first, and the learning rate follows a cosine from
-# `lr` down to `lr / 10` over that budget. Under the grader it runs a handful of
-# steps only.
+# clipping fires. Training runs for `max_steps` steps (a budget in steps, so a
+# slower machine takes longer but reaches the same model), and the learning rate
+# follows a cosine from `lr` down to `lr / 10` over that budget. Under the grader
+# it runs a handful of steps only.
 #
 # Sizes: on a GPU with tiny Shakespeare a 2-layer, 512-unit LSTM (about 3.3 M
 # parameters); on a CPU, or with the small offline corpus, a 1-layer, 128-unit one.
@@ -1153,24 +1164,23 @@ def evaluate_nats(model, data, batch_size=128, seq_len=128):
     return total / count
 
 
-def train_char_lm(model, train_data, val_data, *, batch_size, seq_len, lr, max_steps, max_seconds,
-                  eval_every, max_norm=1.0):
+def train_char_lm(model, train_data, val_data, *, batch_size, seq_len, lr, max_steps, eval_every, max_norm=1.0):
     """Train with truncated BPTT; returns a history of losses and gradient norms."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = {"step": [], "train_loss": [], "grad_norm": [], "val_step": [], "val_loss": []}
     batches = tbptt_batches(train_data, batch_size, seq_len)
-    started, step, done = time.perf_counter(), 0, False
-    progress = tqdm(total=max_steps, desc="training")
+    step, done = 0, False
+    # silent while grading and when $DLCOURSE_PROGRESS=0 (the build: a saved bar is a frozen snapshot)
+    quiet = dlcourse.is_grading() or os.environ.get("DLCOURSE_PROGRESS") == "0"
+    progress = tqdm(total=max_steps, desc="training", disable=quiet)
     while not done:
         hidden = None  # a new epoch starts from a zero state
         for inputs, targets in batches:
-            # how far through the budget (steps or seconds) we are, for the schedule and the stop
-            done_fraction = max(step / max_steps, (time.perf_counter() - started) / max_seconds)
-            if done_fraction >= 1:
+            if step == max_steps:
                 done = True
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done_fraction)))
+            for group in optimizer.param_groups:  # cosine from lr down to lr / 10 over the budget
+                group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max_steps)))
             inputs, targets = inputs.to(device), targets.to(device)
             hidden = detach_hidden(hidden)  # keep the values, cut the graph
             logits, hidden = model(inputs, hidden)
@@ -1204,9 +1214,8 @@ config = dict(
     batch_size=dlcourse.budget(full=64, grading=8),
     seq_len=dlcourse.budget(full=128 if big else 32, grading=32),
     lr=3e-3 if big else 1e-2,
-    max_steps=dlcourse.budget(full=3000 if big else 1500, grading=3),
-    max_seconds=dlcourse.budget(full=270 if big else 150, grading=10),
-    eval_every=dlcourse.budget(full=250 if big else 100, grading=1000),
+    max_steps=dlcourse.budget(full=3000 if big else 300, grading=3),
+    eval_every=dlcourse.budget(full=250 if big else 50, grading=1000),
 )
 dlcourse.seed_everything(0)
 model = CharLM(
@@ -1222,7 +1231,8 @@ train_seconds = time.perf_counter() - started
 val_loss = history["val_loss"][-1]
 print(f"trained {history['step'][-1]} steps ({history['step'][-1] * config['batch_size'] * config['seq_len']:,} "
       f"characters) in {train_seconds:.0f} s on {device}")
-print(f"{corpus_name}: validation loss {val_loss:.3f} nats/char (perplexity {math.exp(val_loss):.2f})")
+print(f"{corpus_name}: validation loss {val_loss:.3f} nats/char (perplexity {math.exp(val_loss):.2f}; "
+      f"a uniform guess over the {len(vocab)} characters: {math.log(len(vocab)):.2f} nats/char)")
 
 # %%
 clip_rate = sum(n > 1.0 for n in history["grad_norm"]) / max(len(history["grad_norm"]), 1)
@@ -1246,13 +1256,13 @@ plt.show()
 # usually stays below 1, and the right-hand plot shows how rarely it fires. (A
 # vanilla RNN, or a larger learning rate, hits it far more often.)
 #
-# **Measured on this course's build machine** (a shared 2-core CPU, offline
-# names corpus, the 1-layer 128-unit model, 150 s of training): 380 steps reached
-# a validation loss of **2.15 nats per character** (perplexity 8.6; a uniform
-# guess costs 3.30). When the machine was heavily loaded and managed only about
-# 120 steps in the same 150 s, it reached 2.35. On tiny Shakespeare with a
-# Colab T4, the 2-layer model should reach a validation loss of at most 1.6 nats
-# per character within five minutes.
+# The lines under the training cell give the result of this budget: on a CPU
+# (or with the offline names corpus) the 1-layer 128-unit model trains for 300
+# steps, and the validation loss falls well below the uniform guess printed
+# beside it. The budget is counted in steps, so any machine reaches the same
+# loss; only the time differs. On tiny Shakespeare with a Colab T4, the 2-layer
+# model trains for 3,000 steps and should reach a validation loss of at most 1.6
+# nats per character in about five minutes.
 #
 # ### Sampling: temperature and top-k
 #
@@ -1305,7 +1315,10 @@ for tau in [0.5, 2.0]:
     # the log-probability gap between two characters scales as 1 / temperature
     gap, gap1 = (p.log()[0] - p.log()[1]).item(), (p1.log()[0] - p1.log()[1]).item()
     assert abs(gap * tau - gap1) < 1e-8, f"temperature {tau}: log p_0 - log p_1 should be (l_0 - l_1) / {tau}"
-assert next_char_probs(logits, temperature=0.5).max() > p1.max() > next_char_probs(logits, temperature=2.0).max()
+sharp, flat = next_char_probs(logits, temperature=0.5).max(), next_char_probs(logits, temperature=2.0).max()
+assert sharp > p1.max() > flat, (
+    f"largest probability at temperature 0.5, 1, 2: {float(sharp):.3f}, {float(p1.max()):.3f}, {float(flat):.3f}; "
+    "it should fall as the temperature rises; hint: divide the logits by the temperature before the softmax")
 p_top = next_char_probs(logits, top_k=3)
 kept = (p_top > 0).nonzero().flatten().sort().values
 assert torch.equal(kept, logits.topk(3).indices.sort().values), "top_k=3 must keep exactly the 3 largest logits"
@@ -1322,7 +1335,8 @@ for tau, k in [(0.7, 5), (1.3, None), (0.3, 1), (1.0, 9), (2.0, 2)]:
     assert_close(got, torch.softmax(scaled, dim=-1), name=f"probabilities (temperature {tau}, top_k {k})")
 # top_k=1 is greedy decoding: a one-hot vector on the argmax
 greedy = next_char_probs(batch_logits, top_k=1)
-assert torch.equal(greedy.argmax(-1), batch_logits.argmax(-1)) and torch.all(greedy.max(-1).values == 1)
+assert torch.equal(greedy.argmax(-1), batch_logits.argmax(-1)) and torch.all(greedy.max(-1).values == 1), (
+    "top_k=1 should give a one-hot vector on the largest logit; hint: keep only the k largest logits (the rest -inf)")
 # float32 logits and a low temperature stay finite
 low = next_char_probs(batch_logits.float() * 10, temperature=0.05)
 assert torch.isfinite(low).all(), "probabilities must be finite at a low temperature"
