@@ -21,9 +21,14 @@
 # 4. a **comparison**: the same grid of samples from all three, how long each takes to
 #    sample an image, and a quality score that needs no download.
 #
-# You write the cells marked `# YOUR CODE HERE`; the cell below each one tests it.
-# Training cells are sized so the whole notebook runs in a few minutes on a laptop CPU
-# (on a GPU they train longer and the samples get visibly better).
+# You write the cells marked `# YOUR CODE HERE`; the cell below each one tests it and
+# prints one line when it passes.
+#
+# **Time.** Training budgets are counted in steps. On a CPU Run All takes about 6 minutes
+# (measured on a 2-core CPU, what the executed solution used); on a GPU the models are wider
+# and train for about ten times as many steps, so the samples get visibly better: about 5
+# minutes on a Colab T4 (an estimate, not timed on a T4: ten times the steps at roughly ten
+# times a 2-core CPU's speed).
 # Under the grader every training run shrinks to a few steps: nothing graded depends
 # on how well your models train.
 
@@ -206,6 +211,7 @@ _, spread = sample_quality(FixedLogits(logits), torch.zeros(4, 1, 28, 28))
 p = torch.tensor([0.75, 0.25])
 assert_close(spread, math.exp(-(p * p.log()).sum().item()), rtol=1e-5, name="spread (3:1 mix)")
 ### END HIDDEN TESTS
+print("sample_quality: all visible tests passed")
 
 # %% [markdown]
 # The judge on real digits sets the bar the generators should reach:
@@ -296,6 +302,7 @@ z = reparameterize(torch.zeros(n, 2), torch.full((n, 2), 30.0))
 assert_finite(z, name="z for logvar = 30")
 assert_close(z.std(0) / math.exp(15.0), torch.ones(2), rtol=0.03, name="std of z / exp(15) for logvar = 30")
 ### END HIDDEN TESTS
+print("reparameterize: all visible tests passed")
 
 # %% solution="kl_to_standard_normal"
 def kl_to_standard_normal(mu, logvar):
@@ -341,6 +348,7 @@ kl = kl_to_standard_normal(mu, logvar)
 assert_finite(kl, name="KL at extreme log-variances")
 assert_close(kl, reference_kl(mu, logvar).float(), rtol=1e-5, name="KL at extreme log-variances")
 ### END HIDDEN TESTS
+print("kl_to_standard_normal: all visible tests passed")
 
 # %% solution="negative_elbo"
 def negative_elbo(x, logits, mu, logvar):
@@ -398,6 +406,7 @@ for batch in (1, 7):  # a batch of one too; gray-level targets, float64
     for got, want, what in zip(negative_elbo(*args), _reference_negative_elbo(*args), ("loss", "reconstruction", "kl")):
         assert_close(got, want, rtol=1e-6, name=f"{what} (batch of {batch})")
 ### END HIDDEN TESTS
+print("negative_elbo: all visible tests passed")
 
 # %% [markdown]
 # Now the model. The encoder is a small MLP whose last hidden layer feeds two linear
@@ -475,6 +484,7 @@ vae_check.eval()
 assert_close(vae_check(x1)[0], vae_check(x1)[0], name="eval mode is deterministic")
 assert_close(vae_check(x1)[2], vae_check.to_logvar(vae_check.encoder_body(x1)), name="logvar returned by forward")
 ### END HIDDEN TESTS
+print("VAE: all visible tests passed")
 
 # %% [markdown]
 # ### Train the VAE
@@ -658,6 +668,7 @@ for mode in ("train", "eval"):  # a batch of one
 assert_shape(Generator(z_dim=5, channels=16)(torch.randn(3, 5)), (3, 1, 28, 28), name="Generator(z_dim=5)")
 assert_shape(Discriminator(channels=16)(torch.randn(3, 1, 28, 28)), (3,), name="Discriminator(channels=16)")
 ### END HIDDEN TESTS
+print("Generator and Discriminator: all visible tests passed")
 
 # %% [markdown]
 # **Your task.** Write both losses from logits (means over each batch).
@@ -701,6 +712,7 @@ one_real, one_fake = torch.tensor([0.3]), torch.tensor([-1.2])  # a batch of one
 assert_close(discriminator_loss(one_real, one_fake),
              F.softplus(-one_real)[0] + F.softplus(one_fake)[0], name="D loss (batch of one)")
 ### END HIDDEN TESTS
+print("discriminator_loss: all visible tests passed")
 
 # %% tests="test_generator_loss" points=2
 assert_close(generator_loss(torch.full((8,), 20.0)), 0.0, atol=1e-6, name="G loss when D is fooled")
@@ -719,6 +731,7 @@ loss.backward()
 assert_close(fake_logits.grad, (torch.sigmoid(fake_logits) - 1).detach() / 9, name="dL_G / d fake logits")
 assert_close(generator_loss(torch.tensor([-200.0])), 200.0, rtol=1e-6, name="G loss (batch of one, logit -200)")
 ### END HIDDEN TESTS
+print("generator_loss: all visible tests passed")
 
 # %% [markdown]
 # **Alternating updates.** One training step does two things, in this order:
@@ -772,6 +785,28 @@ changed_g = [k for k, v in generator_check.state_dict().items() if v.is_floating
 changed_d = [k for k, v in discriminator_check.state_dict().items() if v.is_floating_point() and not torch.equal(v, d_before[k])]
 assert_true(len(changed_d) > 0, "the discriminator was not updated: call d_optimizer.step()")
 assert_true(len(changed_g) > 0, "the generator was not updated: call g_optimizer.step()")
+# One step with SGD on tiny networks (no batch norm), checked against the two updates the text
+# describes: D on the detached fakes, then G scored by the updated D.
+torch.manual_seed(3)
+tiny_g = nn.Sequential(nn.Linear(4, 12), nn.Tanh(), nn.Unflatten(1, (3, 4)))
+tiny_d = nn.Sequential(nn.Flatten(), nn.Linear(12, 1), nn.Flatten(0))
+g_start, d_start = copy.deepcopy(tiny_g), copy.deepcopy(tiny_d)
+tiny_real, tiny_z, lr = torch.randn(5, 3, 4), torch.randn(5, 4), 0.5
+gan_train_step(tiny_g, tiny_d, torch.optim.SGD(tiny_g.parameters(), lr=lr), torch.optim.SGD(tiny_d.parameters(), lr=lr),
+               tiny_real, tiny_z)
+d_grads = torch.autograd.grad(discriminator_loss(d_start(tiny_real), d_start(g_start(tiny_z).detach())),
+                              list(d_start.parameters()))
+for i, (p, p0, grad) in enumerate(zip(tiny_d.parameters(), d_start.parameters(), d_grads)):
+    assert_close(p.detach(), p0.detach() - lr * grad, rtol=1e-5, atol=1e-6, name=f"discriminator parameter {i} after one step",
+                 hint="the D step uses discriminator_loss on D(real) and D(fake.detach()), from a zero gradient")
+with torch.no_grad():
+    for p, p_new in zip(d_start.parameters(), tiny_d.parameters()):
+        p.copy_(p_new)  # the updated D scores the fakes in the G step
+g_grads = torch.autograd.grad(generator_loss(d_start(g_start(tiny_z))), list(g_start.parameters()))
+for i, (p, p0, grad) in enumerate(zip(tiny_g.parameters(), g_start.parameters(), g_grads)):
+    assert_close(p.detach(), p0.detach() - lr * grad, rtol=1e-5, atol=1e-6, name=f"generator parameter {i} after one step",
+                 hint="detach the fakes in the D step (else D's loss piles up in G's gradient), zero G's gradients "
+                      "before its step, and score the fakes with the just-updated D")
 ### BEGIN HIDDEN TESTS
 # exact check against the reference procedure, on tiny networks without batch norm, two steps with SGD
 def _tiny_pair():
@@ -811,6 +846,7 @@ for i, (a, b) in enumerate(zip(got_g, want_g)):
     assert_close(a, b, rtol=1e-5, atol=1e-6, name=f"generator parameter {i} after two steps",
                  hint="detach the fakes in the D step; score them with the updated D in the G step")
 ### END HIDDEN TESTS
+print("gan_train_step: all visible tests passed")
 
 # %% [markdown]
 # ### Train the GAN
@@ -823,7 +859,7 @@ for i, (a, b) in enumerate(zip(got_g, want_g)):
 # %%
 dlcourse.seed_everything(0)
 z_dim = 64
-gan_channels = 32 if on_gpu else 16  # narrower on a CPU, to train in about a minute
+gan_channels = 32 if on_gpu else 16  # narrower on a CPU, to train in a minute or two
 generator = Generator(z_dim, gan_channels).to(device)
 discriminator = Discriminator(gan_channels).to(device)
 g_optimizer = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -983,6 +1019,7 @@ assert_close(linear_betas(2, 0.1, 0.3), torch.tensor([0.1, 0.3], dtype=torch.flo
 one = alpha_bars_from_betas(torch.tensor([0.3], dtype=torch.float64))
 assert_close(one, torch.tensor([0.7], dtype=torch.float64), name="alpha_bars of one step")
 ### END HIDDEN TESTS
+print("the noise schedules: all visible tests passed")
 
 # %% [markdown]
 # The schedules side by side: $\bar\alpha_t$ is the fraction of the signal's variance left at
@@ -1054,6 +1091,7 @@ xt = q_sample(x0, t, noise, alpha_bars.float())
 expected = alpha_bars.float()[t, None].sqrt() * x0 + (1 - alpha_bars.float()[t, None]).sqrt() * noise
 assert_close(xt, expected, name="x_t in float32 (2D data)")
 ### END HIDDEN TESTS
+print("q_sample: all visible tests passed")
 
 # %% [markdown]
 # **The training loss.** A network $\varepsilon_\theta(x_t, t)$ learns to predict the noise that
@@ -1118,6 +1156,7 @@ eps = implied_noise(model.xt, x0, model.t, alpha_bars)
 assert_close(loss, ((-0.2 - eps) ** 2).mean(), name="the loss (batch of one)")
 assert_true(loss.dim() == 0, "return a scalar")
 ### END HIDDEN TESTS
+print("diffusion_loss: all visible tests passed")
 
 # %% [markdown]
 # **Ancestral sampling.** Start from $x_T \sim \mathcal N(0, I)$ and walk back one step at a time.
@@ -1203,6 +1242,7 @@ got = p_sample_step(OracleModel(eps), xt, 0, betas, alpha_bars, torch.randn_like
 assert_close(got, (xt - betas[0] / (1 - alpha_bars[0]).sqrt() * eps) / (1 - betas[0]).sqrt(),
              name="x_0 (batch of one)")
 ### END HIDDEN TESTS
+print("p_sample_step: all visible tests passed")
 
 # %% [markdown]
 # The sampler is a loop over your step, from index $T-1$ down to 0 (provided):
