@@ -18,10 +18,6 @@ from dlcourse.authoring.build import strip_widgets
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = sorted(p for folder in ("assignments", "solutions", "colab") for p in (REPO / folder).rglob("*.ipynb"))
 
-# Generated folders that predate issue 17's rebuild (every one has been rebuilt since; a folder
-# listed here must still show a trace: strict xfail, so the set only shrinks).
-NOT_YET_REBUILT: set[str] = set()
-
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:work|root|home|tmp|Users)/")
 WIDGET = re.compile(r"application/vnd\.jupyter\.widget-(?:state|view)\+json")
 HOST = socket.gethostname().split(".")[0]
@@ -73,9 +69,7 @@ def assignment_of(path: Path) -> str:
 
 
 @pytest.mark.parametrize("path", GENERATED, ids=lambda p: str(p.relative_to(REPO)))
-def test_generated_notebook_shows_no_trace_of_the_build_machine(path, request):
-    if "/".join(path.parts[-3:-1]) in NOT_YET_REBUILT:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="not rebuilt since issue 17"))
+def test_generated_notebook_shows_no_trace_of_the_build_machine(path):
     found = traces(path)
     assert not found, "remove these traces of the build machine, then rebuild:\n" + "\n".join(found)
 
@@ -83,7 +77,6 @@ def test_generated_notebook_shows_no_trace_of_the_build_machine(path, request):
 def test_every_assignment_is_scanned():
     names = {assignment_of(p) for p in GENERATED if p.parts[-3] in ("assignments", "solutions")}
     assert names == {p.name for p in (REPO / "notebooks").iterdir() if (p / f"{p.name}.py").is_file()}
-    assert {folder.split("/")[1] for folder in NOT_YET_REBUILT} <= names
 
 
 def test_the_scan_finds_each_kind_of_trace(tmp_path, monkeypatch):
