@@ -10,6 +10,22 @@ score is a point the attack stole.
 
 WRONG = "def square(x):\n    return x + 1\n"
 
+# What the frame attacks do once they hold a frame: walk out to the running test and put a fake
+# `torch` in its namespace, whose `tensor(...)` (evaluated after the student's call) returns the
+# student's own answer, so `torch.equal(square(x), torch.tensor(...))` and `assert_close` pass.
+FAKE_TORCH = (
+    "import sys, torch\n"
+    "answers = []\n"
+    "class FakeTorch:\n"
+    "    def __getattr__(self, name):\n        return getattr(torch, name)\n"
+    "    def tensor(self, *args, **kwargs):\n        return answers[-1] if answers else torch.tensor(*args, **kwargs)\n"
+    "def remember(value):\n    answers.append(value)\n    return value\n"
+    "def take_over(frame):\n"
+    "    while frame is not None and not frame.f_code.co_filename.startswith('<test'):\n"
+    "        frame = frame.f_back\n"
+    "    if frame is not None:\n        frame.f_globals['torch'] = FakeTorch()\n"
+)
+
 CASES = {
     # --- honest baselines -------------------------------------------------------------
     "honest_correct": ("def square(x):\n    return x * x\n", 3, None),
@@ -176,6 +192,120 @@ CASES = {
         "            except OSError:\n"
         "                break\n"
         "    return x + 1\n", 0, "tampering suspected"),
+    # --- code written against the guard itself (issue 13) -------------------------------
+    "frames_replace_the_test_namespace": (  # the reported attack (7/10 on 00_setup before): 2/3 here
+        FAKE_TORCH + "def square(x):\n    take_over(sys._getframe(1))\n    return remember(x + 1)\n",
+        0, "denied while test"),
+    "frames_through_inspect_currentframe": (
+        FAKE_TORCH + "import inspect\n"
+        "def square(x):\n    take_over(inspect.currentframe())\n    return remember(x + 1)\n", 0, "sys._getframe"),
+    "frames_through_a_traceback": (
+        FAKE_TORCH + "def square(x):\n"
+        "    try:\n        raise ValueError\n"
+        "    except ValueError as error:\n        take_over(error.__traceback__.tb_frame)\n"
+        "    return remember(x + 1)\n", 0, "tb_frame"),
+    "frames_through_traceback_walk_stack": (
+        FAKE_TORCH + "import traceback\n"
+        "def square(x):\n    take_over(next(traceback.walk_stack(None))[0])\n    return remember(x + 1)\n",
+        0, "sys._getframe"),
+    "gc_finds_the_test_namespace": (
+        FAKE_TORCH + "import gc\n"
+        "def square(x):\n"
+        "    for d in gc.get_referrers(torch):\n"
+        "        if isinstance(d, dict) and '__builtins__' in d:\n"
+        "            d['torch'] = FakeTorch()\n"
+        "    return remember(x + 1)\n", 0, "gc.get_referrers"),
+    "gc_finds_the_guard": (
+        "import gc, torch\n"
+        "try:\n"
+        "    for guard in [o for o in gc.get_objects() if type(o).__name__ == 'Guard']:\n"
+        "        guard.restore = lambda hooks=True: []\n"
+        "except RuntimeError:\n    pass\n"
+        "torch.equal = lambda a, b: True\n" + WRONG, 0, "gc.get_objects"),
+    "thread_reads_the_main_threads_frames": (
+        FAKE_TORCH + "import threading\n"
+        "def square(x):\n"
+        "    def reach():\n"
+        "        for frame in sys._current_frames().values():\n"
+        "            take_over(frame)\n"
+        "    worker = threading.Thread(target=reach)\n"
+        "    worker.start(); worker.join()\n"
+        "    return remember(x + 1)\n", 0, "sys._current_frames"),
+    "ctypes_writes_into_a_class": (
+        "import ctypes, torch\n"
+        "def square(x):\n"
+        "    ctypes.pythonapi.PyDict_SetItem(ctypes.py_object(torch.__dict__), ctypes.py_object('equal'),\n"
+        "                                    ctypes.py_object(lambda a, b: True))\n"
+        "    return x + 1\n", 0, "ctypes"),
+    "code_compiled_under_a_library_file_name": (
+        FAKE_TORCH + "namespace = {}\n"
+        "exec(compile('import sys\\ndef reach():\\n    return sys._getframe(2)\\n', torch.__file__, 'exec'),\n"
+        "     namespace)\n"
+        "def square(x):\n    take_over(namespace['reach']())\n    return remember(x + 1)\n", 0,
+        "under the file name"),
+    "code_object_renamed_to_a_library_file": (
+        FAKE_TORCH + "def reach():\n    return sys._getframe(2)\n"
+        "reach.__code__ = reach.__code__.replace(co_filename=torch.__file__)\n"
+        "def square(x):\n    take_over(reach())\n    return remember(x + 1)\n", 0, "code.__new__"),
+    "assert_close_code_swapped": (
+        "import dlcourse.checks\n"
+        "dlcourse.checks.assert_close.__code__ = (lambda *a, **k: None).__code__\n" + WRONG, 0, "__code__"),
+    "grader_classes_patched_then_checks": (  # the second reported attack
+        "import torch\nimport dlcourse.grading.runner as runner\n"
+        "runner.Guard.restore = lambda self, hooks=True: []\n"
+        "runner.Guard.rebound_names = lambda self, ns: []\n"
+        "torch.equal = lambda a, b: True\n"
+        "import dlcourse.checks\ndlcourse.checks.assert_close = lambda *a, **k: None\n" + WRONG, 0,
+        "grader's own code was patched"),
+    "grader_test_runner_replaced": (
+        "import dlcourse.grading.runner as runner\n"
+        "runner.Runner.run_test_cell = lambda self, source, grade_id: {\n"
+        "    'status': 'ok', 'error': None, 'flags': [], 'execution_count': 1}\n" + WRONG, 0,
+        "Runner.run_test_cell"),
+    "reply_encoding_forges_ok": (
+        "import json\nreal_dumps = json.dumps\n"
+        "def dumps(obj, *args, **kwargs):\n"
+        "    if isinstance(obj, dict) and 'status' in obj:\n"
+        "        obj = dict(obj, status='ok')\n"
+        "    return real_dumps(obj, *args, **kwargs)\n"
+        "json.dumps = dumps\n" + WRONG, 0, "json.dumps"),
+    "grader_patched_while_the_test_runs": (
+        "import torch\nimport dlcourse.grading.runner as runner\n"
+        "def square(x):\n"
+        "    runner.Guard.restore = lambda self, hooks=True: []\n"
+        "    torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)\n"
+        "    torch.Tensor.all = lambda self: torch.ones((), dtype=torch.bool)\n"
+        "    return x + 1\n", 0, "grader's own code was patched"),
+    # --- honest code that looks like the above: full marks, no flag --------------------------
+    "honest_inspect_signature": (
+        "import inspect\n"
+        "def square(x):\n"
+        "    assert list(inspect.signature(square).parameters) == ['x']\n"
+        "    return x * x\n", 3, None),
+    "honest_gc_collect": ("import gc\ndef square(x):\n    gc.collect()\n    return x * x\n", 3, None),
+    "honest_traceback_print_exc": (
+        "import traceback\n"
+        "def square(x):\n"
+        "    try:\n        1 / 0\n"
+        "    except ZeroDivisionError:\n        traceback.print_exc()\n"
+        "    return x * x\n", 3, None),
+    "honest_logging": (
+        "import logging\nlogging.basicConfig(level=logging.INFO)\nlog = logging.getLogger('square')\n"
+        "def square(x):\n    log.info('squaring %s', tuple(x.shape))\n    log.warning('careful')\n"
+        "    return x * x\n", 3, None),
+    "honest_matplotlib": (
+        "import matplotlib.pyplot as plt\nimport torch\n"
+        "plt.plot(torch.arange(5.0), torch.arange(5.0) ** 2)\nplt.title('squares')\nplt.show()\n"
+        "def square(x):\n    return x * x\n", 3, None),
+    "honest_dataloader_with_workers": (
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+        "loader = DataLoader(TensorDataset(torch.arange(8.0)), batch_size=4, num_workers=2)\n"
+        "assert sum(len(batch[0]) for batch in loader) == 8\n"
+        "def square(x):\n    return x * x\n", 3, None),
+    "honest_pdb_left_in_a_cell": (
+        "import pdb\n"
+        "def square(x):\n    return x * x\n"
+        "pdb.set_trace()\n", 3, None),
 }
 
 # Attacks on the notebook itself rather than on the kernel: name -> (edit, score, flag).

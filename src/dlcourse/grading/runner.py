@@ -19,11 +19,21 @@ guard that first puts back what student code may have changed to raise its score
 - a patch made while the test ran (by student code the test called) fails that
   test and is flagged.
 
+- an audit hook (PEP 578, `Watch`; installed in the template, so it is in place before any
+  student code and cannot be removed) denies notebook code frames (``sys._getframe``,
+  ``sys._current_frames``, a traceback's or generator's frame, also through ``inspect`` and
+  ``traceback`` helpers), ``gc.get_objects``/``get_referrers``/``get_referents``, ``ctypes``, code
+  compiled or renamed under a library's file name, and writing the ``__code__`` of grader or
+  ``dlcourse`` functions; what it denied fails the running test and flags the submission. Libraries
+  calling these for themselves (logging, pdb, traceback printing, torch.compile) are let through:
+  the caller is told apart by its code's file name, which notebook code cannot fake unseen;
+- the grader's own classes and modules (this one, `protocol`, ``json``, the pipe's ``Connection``)
+  are sealed (`make_seal`): put back around every cell by functions ``serve`` bound before student
+  code ran, and a change fails the test and flags the submission.
+
 The verdict is sent with the request's one-time nonce; the grader counts a test
-as passed only on an "ok" carrying the right nonce. Everything in this process
-is reachable by student code, so a targeted attack on this module's internals is
-not prevented; the grader flags the traces such an attack leaves (a forged or
-extra reply, a patch found after a test, a process that dies).
+as passed only on an "ok" carrying the right nonce. What is still not prevented,
+and why, is in docs/grading.md ("Not prevented").
 """
 
 from __future__ import annotations
@@ -233,6 +243,7 @@ class Guard:
         self.tensor_type = torch.Tensor if torch else None
         self.parameter_type = torch.nn.Parameter if torch else None
         self.no_torch_function = torch._C.DisableTorchFunctionSubclass if torch else None
+        self.watch = Watch(self)
 
     # -- restoring ---------------------------------------------------------
     def restore(self, hooks: bool = True) -> list[str]:
@@ -429,6 +440,138 @@ def _guarded(value) -> bool:
 
 _MISSING = _Missing()
 
+# Audit events (PEP 578) that hand out frames, the guard's objects or raw memory, or make code look
+# like a library's. Denied when notebook code asks; libraries (logging, pdb, traceback, torch.compile)
+# use them for themselves and are let through.
+_FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
+                           "gc.get_referents"})
+_FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
+_CODE_EVENTS = frozenset({"compile", "code.__new__"})
+_WATCHED = _FRAME_EVENTS | _CODE_EVENTS | {"object.__getattr__", "object.__setattr__", "object.__delattr__"}
+# Library functions that only pass a frame on to whoever called them: the caller is the one asking.
+_PASS_THROUGH = frozenset({"currentframe", "stack", "trace", "getinnerframes", "getouterframes", "walk_stack",
+                           "walk_tb", "_getframe"})
+
+
+class Watch:
+    """The kernel's audit hook. Installed in the template (a hook cannot be removed), armed in each
+    kernel before student code runs. What it denies raises `TamperingDenied` in the student's code
+    and is recorded in `seen`, which nothing outside this object refers to."""
+
+    def __init__(self, guard: "Guard"):
+        self.roots = guard.library_roots
+        self.ctypes_dir = os.path.dirname(os.path.realpath(os.__file__)) + "/ctypes/"
+        self.grading_dir = os.path.dirname(os.path.realpath(__file__)) + "/"
+        self.armed = False
+        self.seen: list[str] = []
+        getframe, isinstance_, str_ = sys._getframe, builtins.isinstance, str
+        busy = threading.local()
+        watched, frame_events, frame_attributes = _WATCHED, _FRAME_EVENTS, _FRAME_ATTRIBUTES
+        pass_through, code_events = _PASS_THROUGH, _CODE_EVENTS
+        notebook, roots, seen = self.notebook, self.roots, self.seen
+        ctypes_dir, grading_dir = self.ctypes_dir, self.grading_dir
+        watch = self
+
+        def hook(event, args):
+            if not watch.armed or (event not in watched and not event.startswith("ctypes.")):
+                return
+            if getattr(busy, "on", False):
+                return
+            busy.on = True
+            try:
+                what = None
+                if event in frame_events or (event == "object.__getattr__" and args[1] in frame_attributes):
+                    frame = getframe(1)
+                    while frame is not None and frame.f_code.co_name in pass_through and \
+                            frame.f_code.co_filename.startswith(roots):
+                        frame = frame.f_back
+                    if notebook(frame):
+                        what = event if event != "object.__getattr__" else f"reading .{args[1]}"
+                elif event.startswith("ctypes."):
+                    frame = getframe(1)
+                    while frame is not None and frame.f_code.co_filename.startswith(ctypes_dir):
+                        frame = frame.f_back
+                    if notebook(frame):
+                        what = event
+                elif event in code_events:
+                    filename = args[1]
+                    if isinstance_(filename, bytes):
+                        filename = filename.decode(errors="replace")
+                    if isinstance_(filename, str_) and (filename.startswith(roots) or filename.startswith("<test ")) \
+                            and notebook(getframe(1)):
+                        what = f"{event} under the file name {filename}"
+                elif event in ("object.__setattr__", "object.__delattr__"):
+                    target = args[0]
+                    code = getattr(target, "__code__", None)
+                    module = getattr(target, "__module__", None)
+                    if ((isinstance_(module, str_) and module.startswith("dlcourse"))
+                            or (code is not None and code.co_filename.startswith(grading_dir))) \
+                            and notebook(getframe(1)):
+                        what = f"{event} {args[1]} of {getattr(target, '__qualname__', target)!r}"
+                if what:
+                    seen.append(what)
+                    raise TamperingDenied(f"the grader does not allow notebook code to use {what}")
+            finally:
+                busy.on = False
+
+        sys.addaudithook(hook)
+
+    def notebook(self, frame) -> bool:
+        """Is this frame running notebook code (a cell, or code it made), rather than a library's?"""
+        if frame is None:
+            return False
+        filename = frame.f_code.co_filename
+        return not (filename.startswith(self.roots) or filename.startswith("<frozen ") or filename.startswith("<test "))
+
+
+# What the kernel itself runs on between cells: the grader's classes, the reply's encoding, the pipe.
+SEALED_MODULES = ("dlcourse.grading", "dlcourse.grading.runner", "dlcourse.grading.protocol", "json",
+                  "json.encoder", "traceback", "types", "time", "multiprocessing.connection")
+SEALED_CLASSES = (("dlcourse.grading.runner", "Guard"), ("dlcourse.grading.runner", "Runner"),
+                  ("dlcourse.grading.runner", "Watch"), ("dlcourse.grading.runner", "Capture"),
+                  ("dlcourse.grading.runner", "Stream"), ("dlcourse.grading.protocol", "CellReply"),
+                  ("json.encoder", "JSONEncoder"), ("multiprocessing.connection", "Connection"))
+
+
+def make_seal():
+    """A function that puts back the grader's own modules and classes as they were in the template and
+    says what it had to put back. ``serve`` calls it around every cell, with nothing looked up anew."""
+    import json.encoder  # noqa: F401  (sealed below)
+    import multiprocessing.connection  # noqa: F401
+
+    delattr_, set_type_attr, items = builtins.delattr, type.__setattr__, dict.items
+    saved = []
+    for name in SEALED_MODULES:
+        mod = sys.modules.get(name)
+        if mod is not None:
+            saved.append((name, vars(mod), dict(vars(mod)), None))
+    for module, name in SEALED_CLASSES:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            saved.append((f"{module}.{name}", vars(cls), dict(vars(cls)), cls))
+
+    def seal() -> list[str]:
+        changed = []
+        for label, current, pristine, cls in saved:
+            for key, value in items(pristine):
+                if current.get(key, _MISSING) is not value:
+                    changed.append(f"{label}.{key}")
+                    if cls is None:
+                        current[key] = value
+                    else:
+                        set_type_attr(cls, key, value)
+            for key in [k for k in current if k not in pristine]:
+                if cls is not None and not key.startswith("__"):
+                    changed.append(f"{label}.{key} (added)")
+                    delattr_(cls, key)
+        return changed
+
+    return seal
+
+
+class TamperingDenied(RuntimeError):
+    """Raised into notebook code that reaches for frames, gc, ctypes or the grader's own code."""
+
 
 def _wrap_student(function, guard: Guard, flags: list[str]):
     def call(*args, **kwargs):
@@ -458,24 +601,32 @@ class Runner:
         # The pristine copies: taken here, in the template, where no student code ever runs, so that
         # every forked kernel starts with them instead of spending 70 ms copying them again.
         self.guard = Guard(self.shell)
+        self.seal = make_seal()
 
     def start(self, output_limit: int) -> None:
         self.capture.limit = output_limit
         self.guard.own_threads = set(sys._current_frames())
+        self.guard.watch.armed = True  # from here on, student code runs in this process
 
     def run_code_cell(self, source: str, instructor: bool = False) -> dict:
+        seen = self.guard.watch.seen
+        already = len(seen)
         sys.stdout, sys.stderr = self.stdout, self.stderr
         result = self.shell.run_cell(source, store_history=True)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         error = result.error_in_exec or result.error_before_exec
         self.guard.remember(self.shell.user_ns, instructor)
+        flags = [f"tampering suspected: denied in cell {self.shell.execution_count - 1}: "
+                 + ", ".join(sorted(set(seen[already:]))[:6])] if len(seen) > already else []
         return {"status": "ok" if result.success else "error",
                 "error": f"{type(error).__name__}: {_safe_str(error)}" if error else None,
-                "execution_count": self.shell.execution_count - 1}
+                "execution_count": self.shell.execution_count - 1, "flags": flags}
 
     def run_test_cell(self, source: str, grade_id: str) -> dict:
         guard = self.guard
         flags: list[str] = []
+        seen = guard.watch.seen
+        already = len(seen)
         reverted = guard.restore()
         user_ns = self.shell.user_ns
         reverted += guard.rebound_names(user_ns)
@@ -513,6 +664,10 @@ class Runner:
             flags.append(f"tampering suspected: changed while test {grade_id} ran: " + ", ".join(sorted(set(during))[:12]))
             if status == "ok":
                 status, error = "error", "failed: protected code was changed while the test ran"
+        if len(seen) > already:
+            flags.append(f"tampering suspected: denied while test {grade_id} ran: "
+                         + ", ".join(sorted(set(seen[already:]))[:6]))
+            status, error = "error", "failed: notebook code reached for the grader's frames or objects"
         threads = sorted(set(threads) | set(guard.notebook_threads()))
         if threads:
             flags.append(f"tampering suspected: notebook threads running during test {grade_id}: "
@@ -565,6 +720,8 @@ def serve(fd: int, config: KernelConfig, runner: Runner | None = None, threadpoo
     sys.stdin = open(os.devnull)
     conn.send_bytes(Hello(report).encode())
     send = conn.send_bytes  # bound before student code runs
+    seal, run_test, run_code, reply_type, clock = runner.seal, runner.run_test_cell, runner.run_code_cell, \
+        CellReply, time.perf_counter
     while True:
         try:
             request = decode_request(conn.recv_bytes(MAX_MESSAGE))
@@ -572,17 +729,24 @@ def serve(fd: int, config: KernelConfig, runner: Runner | None = None, threadpoo
             break
         if request is None:
             break
+        before = seal()  # a cell may have patched the grader's own classes: put back, and fail the next test
         runner.capture.outputs = []
-        started = time.perf_counter()
+        started = clock()
         try:
             if request.kind == "test":
-                done = runner.run_test_cell(request.source, request.grade_id)
+                done = run_test(request.source, request.grade_id)
             else:
-                done = runner.run_code_cell(request.source, request.instructor)
+                done = run_code(request.source, request.instructor)
         except BaseException as exc:  # an interrupt that landed outside the cell
             done = {"status": "error", "error": f"{type(exc).__name__}: {_safe_str(exc)}", "flags": []}
-        reply = CellReply(nonce=request.nonce, index=request.index, status=done["status"],
+        during = seal()
+        if before or during:
+            done["flags"] = list(done.get("flags") or []) + [
+                "tampering suspected: the grader's own code was patched: " + ", ".join(sorted(set(before + during))[:8])]
+            if request.kind == "test":
+                done["status"], done["error"] = "error", "failed: the grader's own code was patched"
+        reply = reply_type(nonce=request.nonce, index=request.index, status=done["status"],
                           outputs=runner.capture.outputs, execution_count=done.get("execution_count"),
-                          seconds=time.perf_counter() - started, flags=done.get("flags", []), error=done.get("error"))
+                          seconds=clock() - started, flags=done.get("flags", []), error=done.get("error"))
         send(reply.encode())
     os._exit(0)
