@@ -231,6 +231,18 @@ CASES = {
         "    worker = threading.Thread(target=reach)\n"
         "    worker.start(); worker.join()\n"
         "    return remember(x + 1)\n", 0, "sys._current_frames"),
+    "tracer_is_handed_the_test_frame": (
+        FAKE_TORCH + "def square(x):\n"
+        "    def tracer(frame, event, arg):\n        take_over(frame)\n"
+        "    sys.settrace(tracer)\n    (lambda: None)()\n    sys.settrace(None)\n"
+        "    return remember(x + 1)\n", 0, "sys.settrace"),
+    "signal_handler_is_handed_the_test_frame": (  # no audit event: caught by what changed in the namespace
+        FAKE_TORCH + "import os, signal\n"
+        "def square(x):\n"
+        "    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: take_over(frame))\n"
+        "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+        "    signal.signal(signal.SIGUSR1, previous)\n"
+        "    return remember(x + 1)\n", 0, "changed from outside"),
     "ctypes_writes_into_a_class": (
         "import ctypes, torch\n"
         "def square(x):\n"

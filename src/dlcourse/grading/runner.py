@@ -421,6 +421,31 @@ class Guard:
         return value
 
 
+def _stored_names(source: str) -> set[str]:
+    """Every name a test cell's own statements bind (assignments, imports, defs, loops, ``with``)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            names.update(node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, ast.MatchAs) and node.name or isinstance(node, ast.MatchStar) and node.name:
+            names.add(node.name)
+    return names
+
+
 def _protected_origin(value) -> bool:
     """A function or class from torch, numpy, math or dlcourse (what tests import)."""
     if not isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
@@ -444,7 +469,7 @@ _MISSING = _Missing()
 # like a library's. Denied when notebook code asks; libraries (logging, pdb, traceback, torch.compile)
 # use them for themselves and are let through.
 _FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "gc.get_objects", "gc.get_referrers",
-                           "gc.get_referents"})
+                           "gc.get_referents", "sys.settrace", "sys.setprofile"})  # a tracer is handed frames
 _FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
 _CODE_EVENTS = frozenset({"compile", "code.__new__"})
 _WATCHED = _FRAME_EVENTS | _CODE_EVENTS | {"object.__getattr__", "object.__setattr__", "object.__delattr__"}
@@ -660,6 +685,22 @@ class Runner:
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         during = guard.restore(hooks=False)
+        try:
+            stored = _stored_names(guard.transformer.transform_cell(source))
+        except Exception:
+            stored = set()
+        foreign = sorted(name for name in set(before) | set(ns) if name not in stored and name not in IGNORED_NAMES
+                         and not name.startswith("_") and ns.get(name, _MISSING) is not before.get(name, _MISSING))
+        if foreign:  # only the test's own statements write its namespace; anything else reached in
+            flags.append(f"tampering suspected: the namespace of test {grade_id} was changed from outside it: "
+                         + ", ".join(foreign[:8]))
+            for name in foreign:
+                if name in before:
+                    ns[name] = before[name]
+                else:
+                    ns.pop(name, None)
+            if status == "ok":
+                status, error = "error", "failed: the test's namespace was changed from outside the test"
         if during:
             flags.append(f"tampering suspected: changed while test {grade_id} ran: " + ", ".join(sorted(set(during))[:12]))
             if status == "ok":
