@@ -23,7 +23,7 @@ def test_student_notebook_hides_solutions_and_hidden_tests(demo_course):
     assert "the hidden negative-number test" not in text
     assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     nb = nbformat.read(str(demo_course.student_path("99_demo")), as_version=4)
-    assert "raise NotImplementedError()" in cell_by_id(nb, "double").source
+    assert "raise NotImplementedError(\"not written yet: replace these two lines" in cell_by_id(nb, "double").source
     assert "YOUR ANSWER HERE" in cell_by_id(nb, "why_double").source
     tests = cell_by_id(nb, "test_double")
     assert tests.metadata.nbgrader["locked"] and tests.metadata.nbgrader["points"] == 2

@@ -54,6 +54,7 @@ def test_an_unsolved_exercise_says_it_is_not_implemented(notebook):
     notebook.run(test)
     shown = notebook.output(test)
     assert "NotImplementedError" in shown and "pairwise_sq_distances" in shown
+    assert "not written yet: replace these two lines with your code" in shown  # what to do, not only a traceback
 
 
 def test_a_typed_solution_passes_and_the_saved_file_grades_full_marks(notebook, lab, shots, tmp_path):

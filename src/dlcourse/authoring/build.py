@@ -26,7 +26,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
 from dlcourse.source import read_source
-from dlcourse.cells import strip_markers
+from dlcourse.cells import CODE_STUB, strip_markers
 from dlcourse.course import Course, CourseError
 
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
@@ -116,7 +116,7 @@ def student_notebook(course: Course, name: str, source: NotebookNode | None = No
     """The student version: solutions replaced by stubs, hidden tests removed, test cells locked."""
     nb = copy.deepcopy(source if source is not None else read_source(course.source_path(name)))
     resources: dict = {}
-    for preprocessor in (ClearSolutions(), ClearHiddenTests(), LockCells(), ComputeChecksums()):
+    for preprocessor in (ClearSolutions(code_stub=CODE_STUB), ClearHiddenTests(), LockCells(), ComputeChecksums()):
         nb, resources = preprocessor.preprocess(nb, resources)
     nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb") + nb.cells
     return nb

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from dlcourse.cells import CODE_STUB
 from dlcourse.grading.engine import GradeResult
 
 RETRIES = 30
@@ -169,7 +170,7 @@ class GradebookWriter:
     def _register(self, gb: Gradebook, source: NotebookNode) -> None:
         nb = copy.deepcopy(source)
         resources = {"nbgrader": {"notebook": self.notebook, "assignment": self.assignment, "db_url": self.db_url}}
-        for preprocessor in (LockCells(), ClearSolutions(), ComputeChecksums()):
+        for preprocessor in (LockCells(), ClearSolutions(code_stub=CODE_STUB), ComputeChecksums()):
             nb, resources = preprocessor.preprocess(nb, resources)
         gb.update_or_create_assignment(self.assignment)  # committed by nbgrader: SaveCells must see it
         SaveCells().preprocess(nb, resources)  # opens its own gradebook, as nbgrader does
