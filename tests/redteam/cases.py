@@ -243,6 +243,13 @@ CASES = {
         "    os.kill(os.getpid(), signal.SIGUSR1)\n"
         "    signal.signal(signal.SIGUSR1, previous)\n"
         "    return remember(x + 1)\n", 0, "changed from outside"),
+    "child_process_writes_the_kernels_memory": (  # a child has no audit hook once it execs
+        "import os, subprocess, sys\n"
+        "probe = 'import os; fd = os.open(\"/proc/%d/mem\" % os.getppid(), os.O_RDWR); print(\"opened\")'\n"
+        "result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)\n"
+        "if 'opened' in result.stdout:  # from here a write into the kernel's memory could do anything\n"
+        "    def square(x):\n        return x * x\n"
+        "else:\n    def square(x):\n        return x + 1\n", 0, None),
     "ctypes_writes_into_a_class": (
         "import ctypes, torch\n"
         "def square(x):\n"

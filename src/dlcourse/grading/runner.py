@@ -756,6 +756,14 @@ def serve(fd: int, config: KernelConfig, runner: Runner | None = None, threadpoo
             (threadpools or ThreadpoolController()).limit(limits=threads)
     except Exception:
         pass
+    try:
+        # Not dumpable: no other process of this uid (a child the notebook forks or spawns, which the
+        # audit hook may not follow) can open this one's /proc/<pid>/mem or ptrace it.
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except Exception:
+        pass
     runner = runner or Runner()
     runner.start(config.output_limit)
     sys.stdin = open(os.devnull)
