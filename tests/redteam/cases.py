@@ -250,6 +250,21 @@ CASES = {
         "if 'opened' in result.stdout:  # from here a write into the kernel's memory could do anything\n"
         "    def square(x):\n        return x * x\n"
         "else:\n    def square(x):\n        return x + 1\n", 0, None),
+    "frames_through_a_thread_pool_callback": (  # sys._current_frames called by the pool's worker, not the notebook
+        FAKE_TORCH + "from concurrent.futures import ThreadPoolExecutor\n"
+        "pool = ThreadPoolExecutor(1)\n"
+        "def square(x):\n"
+        "    for frame in pool.submit(sys._current_frames).result().values():\n"
+        "        take_over(frame)\n"
+        "    return remember(x + 1)\n", 0, "through a library callback"),
+    "gc_through_a_thread_pool_callback": (
+        FAKE_TORCH + "from concurrent.futures import ThreadPoolExecutor\nimport gc, functools\n"
+        "pool = ThreadPoolExecutor(1)\n"
+        "def square(x):\n"
+        "    for d in pool.submit(functools.partial(gc.get_referrers, torch)).result():\n"
+        "        if isinstance(d, dict) and '__builtins__' in d:\n"
+        "            d['torch'] = FakeTorch()\n"
+        "    return remember(x + 1)\n", 0, "through a library callback"),
     "ctypes_writes_into_a_class": (
         "import ctypes, torch\n"
         "def square(x):\n"

@@ -473,6 +473,12 @@ _FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "gc.get_objec
 _FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
 _CODE_EVENTS = frozenset({"compile", "code.__new__"})
 _WATCHED = _FRAME_EVENTS | _CODE_EVENTS | {"object.__getattr__", "object.__setattr__", "object.__delattr__"}
+# The names a library's own code uses when it asks for these itself (``sys._getframe(1)``).
+_ASKED_BY = {"sys._getframe": {"_getframe", "currentframe"}, "sys._current_frames": {"_current_frames"},
+             "gc.get_objects": {"get_objects"}, "gc.get_referrers": {"get_referrers"},
+             "gc.get_referents": {"get_referents"},
+             # a tracer set through a callback traces the thread it runs in (a pool's worker), not the test
+             "sys.settrace": None, "sys.setprofile": None}
 # Library functions that only pass a frame on to whoever called them: the caller is the one asking.
 _PASS_THROUGH = frozenset({"currentframe", "stack", "trace", "getinnerframes", "getouterframes", "walk_stack",
                            "walk_tb", "_getframe"})
@@ -492,7 +498,7 @@ class Watch:
         getframe, isinstance_, str_ = sys._getframe, builtins.isinstance, str
         busy = threading.local()
         watched, frame_events, frame_attributes = _WATCHED, _FRAME_EVENTS, _FRAME_ATTRIBUTES
-        pass_through, code_events = _PASS_THROUGH, _CODE_EVENTS
+        pass_through, code_events, names = _PASS_THROUGH, _CODE_EVENTS, _ASKED_BY
         notebook, roots, seen = self.notebook, self.roots, self.seen
         ctypes_dir, grading_dir = self.ctypes_dir, self.grading_dir
         watch = self
@@ -512,6 +518,13 @@ class Watch:
                         frame = frame.f_back
                     if notebook(frame):
                         what = event if event != "object.__getattr__" else f"reading .{args[1]}"
+                    elif frame is not None and names.get(event, ()) is not None and \
+                            not frame.f_code.co_filename.startswith(grading_dir) and \
+                            not (names.get(event) or {args[1]}).intersection(frame.f_code.co_names):
+                        # library code that asks for these names them; one that calls what it was handed
+                        # (a pool's worker, Thread.run) is running someone's callback
+                        what = (event if event != "object.__getattr__" else f"reading .{args[1]}") + \
+                            f" through a library callback ({frame.f_code.co_name})"
                 elif event.startswith("ctypes."):
                     frame = getframe(1)
                     while frame is not None and frame.f_code.co_filename.startswith(ctypes_dir):
