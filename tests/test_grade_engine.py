@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
@@ -18,6 +19,7 @@ import pytest
 
 from dlcourse.grading.engine import Status, grade_notebook
 from dlcourse.grading.submissions import read_submission
+from dlcourse.grading.template import Template
 from tests.redteam.course import CORRECT, build_course, insert_after, with_solution
 
 
@@ -108,8 +110,24 @@ def test_dead_kernel_keeps_earlier_points_and_says_why(runs):
 
 def test_interruptible_infinite_loop_is_interrupted_and_grading_goes_on(runs):
     result = runs["interruptible_loop"][0]
-    assert result.status == Status.TIMED_OUT and result.score == 3
+    assert (result.status, result.score) == (Status.TIMED_OUT, 3), result.message
     assert "interrupted" in result.message
+
+
+def test_grader_started_in_the_background_still_interrupts(redteam):
+    # `dlcourse grade ... &` from a script (and many CI runners) starts Python with SIGINT ignored;
+    # the kernels must still take the grader's interrupt, or a loop costs the rest of the notebook.
+    _, source, student = redteam
+    looping = insert_after(with_solution(student, CORRECT), "test_square_equal", "while True:\n    pass")
+    with Template() as template:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            template.start()  # the template process inherits SIGINT ignored
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        result = grade_notebook(looping, source, template=template, cell_timeout=5, timeout=60)[0]
+    assert (result.status, result.score) == (Status.TIMED_OUT, 3), result.message
+    assert "interrupted" in result.message and "could not" not in result.message
 
 
 def test_loop_that_ignores_interrupts_is_killed_and_keeps_earlier_points(runs):

@@ -65,6 +65,10 @@ def prepare(preload: list[str]):
 def main(fd: int, preload: list[str]) -> None:
     from dlcourse.grading import runner
 
+    # The grader stops a cell over its time with SIGINT. A process started in the background by a
+    # script (`dlcourse grade ... &`, many CI runners) inherits SIGINT ignored, and Python then keeps
+    # it ignored: every kernel forked from us would be killed instead, losing the rest of the notebook.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # No PR_SET_PDEATHSIG here: it fires when the *thread* that started us exits (a worker thread of a
     # pool), not the grader. The grader's death closes the control socket instead, and we exit on EOF.
     prepared = prepare(preload)
