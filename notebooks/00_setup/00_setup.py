@@ -292,6 +292,7 @@ print("fit_linear_regression reaches the least-squares fit.")
 # flattens at the noise level: no line can explain the noise.
 
 # %%
+dlcourse.require_written(fit_linear_regression)  # one clear line, not a traceback, until it is written
 model, losses = fit_linear_regression(X_train, y_train, epochs=dlcourse.budget(full=200, grading=50), lr=0.1)
 grid = torch.linspace(X_train.min(), X_train.max(), 100).unsqueeze(1)
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))

@@ -10,13 +10,15 @@ grader's parent process above all) should not pay seconds for it.
 """
 
 import importlib as _importlib
+import sys as _sys
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("checks", "data", "doctor", "gradcheck", "plots", "train")
+_SUBMODULES = ("checks", "data", "doctor", "gradcheck", "plots", "selfcheck", "train")
 _FROM_ENV = ("budget", "deterministic", "get_device", "in_colab", "is_grading", "mount_drive", "seed_everything")
+_FROM_SELFCHECK = ("require_written", "self_check")
 
-__all__ = [*_SUBMODULES, *_FROM_ENV]
+__all__ = [*_SUBMODULES, *_FROM_ENV, *_FROM_SELFCHECK]
 
 
 def __getattr__(name: str):
@@ -24,6 +26,8 @@ def __getattr__(name: str):
         value = _importlib.import_module(f"dlcourse.{name}")
     elif name in _FROM_ENV:
         value = getattr(_importlib.import_module("dlcourse.env"), name)
+    elif name in _FROM_SELFCHECK:
+        value = getattr(_importlib.import_module("dlcourse.selfcheck"), name)
     else:
         raise AttributeError(f"module 'dlcourse' has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
@@ -39,3 +43,14 @@ def load_all() -> None:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def _watch_notebook() -> None:
+    """In a Jupyter or Colab kernel, start recording which cells ran for the notebook's self-check
+    (`dlcourse.selfcheck`); elsewhere (the grader, a script) nothing happens and nothing is imported."""
+    ipython = _sys.modules.get("IPython")
+    if ipython is not None and ipython.get_ipython() is not None:
+        _importlib.import_module("dlcourse.selfcheck").watch()
+
+
+_watch_notebook()

@@ -9,9 +9,10 @@ neither.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from nbformat import NotebookNode
+if TYPE_CHECKING:  # plain dicts at run time: the student side (selfcheck) imports this without nbformat
+    from nbformat import NotebookNode
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"

@@ -4,8 +4,9 @@ Student notebook: nbgrader's own preprocessors clear the solutions and hidden
 tests, lock the test cells and record checksums, exactly as
 ``nbgrader generate_assignment`` does. Solution notebook: the markers and hidden
 tests are removed (stock ``nbgrader generate_solution`` keeps both), then it is
-executed in full, real training included. Both open with the badge row and the
-Colab setup cell, built from [tool.dlcourse] (the student repository and the ref students
+executed in full, real training included. Both end with the self-check (a markdown cell and a
+code cell calling `dlcourse.selfcheck.self_check` with the notebook's visible tests), and both
+open with the badge row and the Colab setup cell, built from [tool.dlcourse] (the student repository and the ref students
 install); after a change there, ``build --headers-only`` rewrites just those two cells and
 keeps the committed solutions' outputs (the setup cell prints nothing outside Colab, so the
 bytes are those of a full build).
@@ -26,7 +27,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
 from dlcourse.source import read_source
-from dlcourse.cells import CODE_STUB, strip_markers
+from dlcourse.cells import CODE_STUB, graded_cells, grade_id, nbgrader_metadata, strip_markers
+from dlcourse.selfcheck import fingerprint
 from dlcourse.course import Course, CourseError
 
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
@@ -111,6 +113,28 @@ def header_cells(course: Course, relative_path: str) -> list[NotebookNode]:
 
 HEADER_IDS = ("badges", "colab-setup")
 
+SELF_CHECK_NOTE = (
+    "## Self-check\n\n"
+    "Run this last. It lists the visible tests above: passed, failed, or not run in this session "
+    "(it is not graded; the grader runs every test again, hidden ones too). Hand in only after a "
+    "restart and a run of every cell from the top shows what you expect here."
+)
+
+
+def self_check_cells(name: str, student: NotebookNode) -> list[NotebookNode]:
+    """The closing cells of every generated notebook: the tally of the student notebook's visible tests."""
+    tests = "".join(f"\n    {grade_id(c)!r}: ({nbgrader_metadata(c)['points']:g}, {fingerprint(c.source)!r}),"
+                    for c in graded_cells(student, "tests"))
+    hand_graded = sum(float(nbgrader_metadata(c)["points"]) for c in graded_cells(student, "answer"))
+    code = ("from dlcourse.selfcheck import self_check\n\n"
+            "# test -> (points, fingerprint of its cell's text)\n"
+            f"self_check({name!r}, {{{tests}\n}}, hand_graded_points={hand_graded:g})")
+    note = nbformat.v4.new_markdown_cell(SELF_CHECK_NOTE)
+    note.id = "self-check-note"
+    cell = nbformat.v4.new_code_cell(code)
+    cell.id = "self-check"
+    return [note, cell]
+
 
 def student_notebook(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
     """The student version: solutions replaced by stubs, hidden tests removed, test cells locked."""
@@ -118,17 +142,20 @@ def student_notebook(course: Course, name: str, source: NotebookNode | None = No
     resources: dict = {}
     for preprocessor in (ClearSolutions(code_stub=CODE_STUB), ClearHiddenTests(), LockCells(), ComputeChecksums()):
         nb, resources = preprocessor.preprocess(nb, resources)
-    nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb") + nb.cells
+    nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb") + nb.cells + self_check_cells(name, nb)
     return nb
 
 
 def solution_cells(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
-    """The solution version, not yet executed: markers and hidden tests gone, nbgrader metadata gone."""
-    nb = copy.deepcopy(source if source is not None else read_source(course.source_path(name)))
+    """The solution version, not yet executed: markers and hidden tests gone, nbgrader metadata gone;
+    its self-check lists the student notebook's tests (same text, so the same fingerprints)."""
+    source = source if source is not None else read_source(course.source_path(name))
+    closing = self_check_cells(name, student_notebook(course, name, source))
+    nb = copy.deepcopy(source)
     for cell in nb.cells:
         cell.source = strip_markers(cell.source, keep_hidden=False)
         cell.metadata = {}
-    nb.cells = header_cells(course, f"solutions/{name}/{name}.ipynb") + nb.cells
+    nb.cells = header_cells(course, f"solutions/{name}/{name}.ipynb") + nb.cells + closing
     return nb
 
 

@@ -1,0 +1,146 @@
+"""The student's self-check, in the student's own kernel (Jupyter or Colab): which visible tests ran
+and passed in this session, and a one-line stop for a cell that needs an exercise not written yet.
+
+- `watch()` (called when `dlcourse` is imported in an IPython kernel) records every cell IPython runs:
+  a fingerprint of its text and whether it raised. Colab gives a kernel no access to its notebook
+  file, so the tally matches the text of the cells that ran, not the file.
+- `self_check(name, tests)` is the last cell of every notebook (`dlcourse build` appends it with the
+  notebook's visible tests: grade id, points, fingerprint of the test cell) and prints the tally.
+- `require_written(fn, ...)` opens a training or plotting cell: if one of those exercises is still
+  the notebook's stub, the cell stops with one line naming it instead of a library traceback.
+
+Nothing here changes a grade: under the grader (NBGRADER_EXECUTION set) nothing is recorded and
+the self-check says it is skipped. No torch, no nbformat: it runs wherever a student runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import types
+from typing import NamedTuple
+
+from dlcourse.cells import STUB_MESSAGE
+from dlcourse.tables import format_table
+
+RESTART_REMINDER = ("Before handing in: restart and run every cell from the top (JupyterLab: Kernel > Restart "
+                    "Kernel and Run All Cells; Colab: Runtime > Restart session and run all), check this tally "
+                    "again, then save and download the .ipynb.")
+
+
+def fingerprint(cell_text: str) -> str:
+    """What identifies a test cell's text: its non-blank lines without trailing spaces, hashed (so the
+    student notebook and the solution notebook, written by different tools, agree)."""
+    lines = [line.rstrip() for line in cell_text.splitlines() if line.strip()]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+class CellRun(NamedTuple):
+    error: str | None  # None: the cell ran to the end
+
+
+_runs: dict[str, CellRun] = {}  # fingerprint -> the latest run of a cell with that text
+
+
+def _record(result) -> None:
+    error = result.error_in_exec or result.error_before_exec
+    if error is None:
+        summary = None
+    elif isinstance(error, NotImplementedError) and STUB_MESSAGE in str(error):
+        summary = "not written yet"
+    else:
+        summary = f"{type(error).__name__}: {error}".splitlines()[0][:120]
+    _runs[fingerprint(result.info.raw_cell if result.info else "")] = CellRun(summary)
+
+
+def watch() -> None:
+    """Record the cells of this IPython session from now on (once per kernel; no-op elsewhere)."""
+    if os.environ.get("NBGRADER_EXECUTION"):
+        return
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None or getattr(shell, "_dlcourse_watched", False):
+        return
+    shell.events.register("post_run_cell", _record)
+    shell._dlcourse_watched = True
+
+
+def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], hand_graded_points: float = 0) -> dict:
+    """Print the tally of the visible tests: grade id -> (points, fingerprint of its cell).
+
+    Returns the counts (passed, failed, not run, points passed, points at stake)."""
+    if os.environ.get("NBGRADER_EXECUTION"):
+        print("Self-check: skipped while grading (it never changes a grade).")
+        return {}
+    ipython = sys.modules.get("IPython")
+    if ipython is None or ipython.get_ipython() is None or not getattr(ipython.get_ipython(), "_dlcourse_watched", False):
+        print("Self-check: needs Jupyter or Colab, with `import dlcourse` run before the tests; "
+              "run the notebook from the top.")
+        return {}
+    rows, counts = [], {"passed": 0, "failed": 0, "not run": 0}
+    points_passed = points_total = 0.0
+    for test, (points, cell_fingerprint) in visible_tests.items():
+        run = _runs.get(cell_fingerprint)
+        status = "not run" if run is None else "passed" if run.error is None else "failed"
+        counts[status] += 1
+        points_total += points
+        points_passed += points if status == "passed" else 0
+        rows.append((test, f"{points:g}", status.upper() if status == "failed" else status, (run.error or "") if run else ""))
+    print(f"Self-check of {assignment}: the visible tests you ran in this session (the grader adds hidden tests "
+          "of the same functions).")
+    header = ("test", "points", "status", "error")
+    if not any(row[3] for row in rows):  # all passed or not run: no empty column
+        header, rows = header[:3], [row[:3] for row in rows]
+    print("\n".join(format_table(header, rows)))
+    summary = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['not run']} not run: "
+               f"{points_passed:g} of {points_total:g} points pass their visible tests")
+    if hand_graded_points:
+        summary += f" (and {hand_graded_points:g} points of written answers, graded by hand)"
+    print(summary + ".")
+    if counts["not run"]:
+        print("A test not run, or a test cell whose text was changed, counts as not run here; the grader "
+              "always runs the original tests.")
+    print(RESTART_REMINDER)
+    return {**counts, "points passed": points_passed, "points": points_total}
+
+
+class ExerciseNotWritten(RuntimeError):
+    """A cell needs an exercise that is still the notebook's stub; shown as one line in Jupyter."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+def _code_objects(obj) -> list[types.CodeType]:
+    """The code of a function, of every function of a class (an instance counts as its class)."""
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, types.MethodType):
+        obj = obj.__func__
+    if isinstance(obj, types.FunctionType):
+        return [obj.__code__]
+    cls = obj if isinstance(obj, type) else type(obj)
+    return [code for value in vars(cls).values()
+            if isinstance(value, (types.FunctionType, staticmethod, classmethod, property))
+            for code in _code_objects(value.fget if isinstance(value, property) else value)]
+
+
+def _is_stub(code: types.CodeType) -> bool:
+    return any(const == STUB_MESSAGE or (isinstance(const, types.CodeType) and _is_stub(const))
+               for const in code.co_consts)
+
+
+def is_written(exercise) -> bool:
+    """False while the function (or any method of the class) still raises the notebook's stub."""
+    return not any(_is_stub(code) for code in _code_objects(exercise))
+
+
+def require_written(*exercises) -> None:
+    """Stop this cell, in one line, at the first exercise that is not written yet."""
+    for exercise in exercises:
+        if not is_written(exercise):
+            name = getattr(exercise, "__name__", None) or type(exercise).__name__
+            raise ExerciseNotWritten(
+                f"this cell needs `{name}`, which is not written yet: write it (replace the "
+                f"`raise NotImplementedError` in its cell), run its test, then run this cell again.")
