@@ -25,6 +25,7 @@ setup cell again (harmless), and a probe, through nbclient.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -44,7 +45,14 @@ from dlcourse.authoring.publish import publish
 from dlcourse.course import load_course
 
 ROOT = Path(__file__).resolve().parents[1]
-COURSE = load_course(ROOT)
+# The assignments by their sources, so that collecting these tests does not load the course.
+ASSIGNMENTS = sorted(path.parent.name for path in ROOT.glob("notebooks/[0-9][0-9]_*/[0-9][0-9]_*.py"))
+
+
+@functools.cache
+def course():
+    return load_course(ROOT)
+
 # Colab's GPU runtime, googlecolab/backend-info pip-freeze.gpu.txt (2026-08-19, Python 3.13)
 COLAB_VERSIONS = {"torch": "2.11.0", "torchvision": "0.26.0", "numpy": "2.1.3", "matplotlib": "3.10.0",
                   "scikit-learn": "1.6.1", "tqdm": "4.67.3"}
@@ -88,11 +96,11 @@ def git(*args, cwd=None):
 def student_remote(tmp_path_factory) -> Path:
     """The published student course as GitHub would hold it: a bare repository with the tag."""
     work = tmp_path_factory.mktemp("student-course")
-    publish(COURSE, work, log=lambda *_: None)
+    publish(course(), work, log=lambda *_: None)
     git("init", "-q", "-b", "main", cwd=work)
     git("add", "-A", cwd=work)
     git("commit", "-q", "-m", "dlcourse publish", cwd=work)
-    git("tag", COURSE.ref, cwd=work)
+    git("tag", course().ref, cwd=work)
     remote = tmp_path_factory.mktemp("github") / "student.git"
     git("clone", "-q", "--bare", str(work), str(remote))
     return remote
@@ -121,7 +129,7 @@ def make_colab_vm(tmp: Path, remote: Path) -> dict:
     home = tmp / "home"
     home.mkdir()
     gitconfig = home / ".gitconfig"
-    gitconfig.write_text(f'[url "{remote.as_uri()}"]\n\tinsteadOf = {COURSE.git_url()}\n')
+    gitconfig.write_text(f'[url "{remote.as_uri()}"]\n\tinsteadOf = {course().git_url()}\n')
     content = tmp / "content"
     content.mkdir()
     kernels = tmp / "jupyter" / "kernels" / "colab"
@@ -156,7 +164,7 @@ FIRST_CODE_CELLS = 2  # after the setup cell: the imports, and the data or Drive
 def first_cells(name: str) -> nbformat.NotebookNode:
     """The published notebook up to its first exercise (at most FIRST_CODE_CELLS code cells after
     the setup cell: 05_generative trains a classifier next), the setup cell again, and the probe."""
-    nb = nbformat.read(str(COURSE.student_path(name)), as_version=4)
+    nb = nbformat.read(str(course().student_path(name)), as_version=4)
     cells = []
     for cell in nb.cells:
         code_after_setup = sum(c.cell_type == "code" and c.get("id") != "colab-setup" for c in cells)
@@ -187,7 +195,7 @@ def test_colab_versions_are_inside_the_package_ranges():
         assert Version(COLAB_VERSIONS[requirement.name]) in requirement.specifier, requirement
 
 
-@pytest.mark.parametrize("name", COURSE.assignments())
+@pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_a_published_notebook_runs_its_setup_cell_as_in_colab(student_remote, tmp_path, monkeypatch, name):
     vm = make_colab_vm(tmp_path, student_remote)
     before = freeze(vm)
@@ -198,23 +206,23 @@ def test_a_published_notebook_runs_its_setup_cell_as_in_colab(student_remote, tm
     client.execute(env=vm["env"])
 
     setup_outputs = [stream(c) for c in nb.cells if c.source.startswith("# Setup: in Google Colab")]
-    commit = git("rev-parse", f"{COURSE.ref}^{{commit}}", cwd=student_remote).strip()
-    assert setup_outputs[0].strip() == f"dlcourse {COURSE_VERSION} from {COURSE.git_url()}@{COURSE.ref} (commit {commit[:12]})"
+    commit = git("rev-parse", f"{course().ref}^{{commit}}", cwd=student_remote).strip()
+    assert setup_outputs[0].strip() == f"dlcourse {COURSE_VERSION} from {course().git_url()}@{course().ref} (commit {commit[:12]})"
     assert setup_outputs[-1] == setup_outputs[0], "running the setup cell again changes nothing"
     assert "Restart" not in "".join(setup_outputs)
 
     probe = json.loads(stream(nb.cells[-1]).split("PROBE ", 1)[1])
     assert Path(probe["file"]).resolve().is_relative_to(vm["site"].resolve()), "dlcourse comes from the installed package"
     assert probe["version"] == COURSE_VERSION and probe["in_colab"]
-    assert probe["direct_url"]["url"] == COURSE.git_url()
-    assert probe["direct_url"]["vcs_info"] == {"vcs": "git", "requested_revision": COURSE.ref, "commit_id": commit}
+    assert probe["direct_url"]["url"] == course().git_url()
+    assert probe["direct_url"]["vcs_info"] == {"vcs": "git", "requested_revision": course().ref, "commit_id": commit}
     assert Path(probe["cache"]) == vm["content"] / "dlcourse-data"
     assert Path(probe["drive"]) == vm["content"] / "drive" / "MyDrive" / "dlcourse" and Path(probe["drive"]).is_dir()
     assert probe["downloads"] == ["probe.ipynb"]
-    assert probe["doctor"] == [commit, f"{COURSE.git_url()}@{COURSE.ref}"], "dlcourse doctor names the commit"
+    assert probe["doctor"] == [commit, f"{course().git_url()}@{course().ref}"], "dlcourse doctor names the commit"
 
     added, removed = freeze(vm) - before, before - freeze(vm)
-    assert removed == set() and added == {f"dlcourse @ git+{COURSE.git_url()}@{commit}"}, (
+    assert removed == set() and added == {f"dlcourse @ git+{course().git_url()}@{commit}"}, (
         "pip installed only dlcourse and changed none of Colab's packages")
 
 
@@ -230,14 +238,14 @@ def test_the_setup_cell_explains_a_failed_install_and_asks_for_a_restart_when_ne
     git("push", "-q", "origin", "HEAD:main", "v-fix", cwd=work)
     vm = make_colab_vm(tmp_path / "vm", remote)
     monkeypatch.setenv("JUPYTER_PATH", str(vm["jupyter"]))
-    setup = next(c for c in nbformat.read(str(COURSE.student_path("00_setup")), 4).cells if c.get("id") == "colab-setup")
-    ref_line = f'URL, REF = "{COURSE.git_url()}", "{COURSE.ref}"'
+    setup = next(c for c in nbformat.read(str(course().student_path("00_setup")), 4).cells if c.get("id") == "colab-setup")
+    ref_line = f'URL, REF = "{course().git_url()}", "{course().ref}"'
     assert ref_line in setup.source
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(setup.source.replace(ref_line, ref_line.replace(COURSE.ref, "v-missing"))),
+    nb.cells = [nbformat.v4.new_code_cell(setup.source.replace(ref_line, ref_line.replace(course().ref, "v-missing"))),
                 nbformat.v4.new_code_cell(setup.source),
                 nbformat.v4.new_code_cell("import dlcourse"),
-                nbformat.v4.new_code_cell(setup.source.replace(ref_line, ref_line.replace(COURSE.ref, "v-fix")))]
+                nbformat.v4.new_code_cell(setup.source.replace(ref_line, ref_line.replace(course().ref, "v-fix")))]
     client = NotebookClient(nb, timeout=300, kernel_name="colab", allow_errors=True,
                             resources={"metadata": {"path": str(vm["content"])}})
     client.execute(env=vm["env"])
@@ -245,10 +253,10 @@ def test_the_setup_cell_explains_a_failed_install_and_asks_for_a_restart_when_ne
     failed = nb.cells[0].outputs
     error = next(o for o in failed if o.output_type == "error")
     assert error.ename == "RuntimeError"
-    assert f"pip could not install dlcourse from {COURSE.git_url()}@v-missing (its last lines are above)" in error.evalue
+    assert f"pip could not install dlcourse from {course().git_url()}@v-missing (its last lines are above)" in error.evalue
     assert "has internet" in error.evalue and "Runtime > Restart session" in error.evalue
     assert "v-missing" in stream(nb.cells[0]), "pip's own reason is shown"
-    assert stream(nb.cells[1]).startswith(f"dlcourse {COURSE_VERSION} from {COURSE.git_url()}@{COURSE.ref} (commit ")
+    assert stream(nb.cells[1]).startswith(f"dlcourse {COURSE_VERSION} from {course().git_url()}@{course().ref} (commit ")
     fixed = stream(nb.cells[3])
     assert f"@v-fix (commit {git('rev-parse', 'v-fix^{commit}', cwd=remote)[:12]})" in fixed
     assert "RESTART NEEDED: dlcourse changed after it was imported. Runtime > Restart session" in fixed

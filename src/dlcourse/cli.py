@@ -290,12 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "[tool.dlcourse.gradescope] memory_mb)")
     gradescope.add_argument("--timeout", type=positive_int, default=None, metavar="S",
                             help="Gradescope's autograder timeout in seconds (default 600, or timeout_s)")
-    gradescope.add_argument("--hidden-visibility", default=None,
-                            choices=("hidden", "after_due_date", "after_published", "visible"),
-                            help="when students see tests with hidden parts (default after_published)")
-    gradescope.add_argument("--visible-visibility", default=None,
-                            choices=("hidden", "after_due_date", "after_published", "visible"),
-                            help="when students see tests without hidden parts (default visible)")
+    for tests, parts, default in (("hidden", "with", "after_published"), ("visible", "without", "visible")):
+        gradescope.add_argument(f"--{tests}-visibility", default=None,
+                                choices=("hidden", "after_due_date", "after_published", "visible"),
+                                help=f"when students see tests {parts} hidden parts (default {default})")
     gradescope.set_defaults(run=_gradescope)
 
     export = commands.add_parser("export", parents=[shared["assignments"]],

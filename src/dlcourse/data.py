@@ -511,15 +511,8 @@ def load_mnist(train: bool = True, *, transform: Callable | None = None) -> Imag
     Full: 60,000 train / 10,000 test. Offline (and always while grading): 4,000 / 1,000
     real MNIST digits shipped with dlcourse (400 / 100 per class); ``.source`` says which.
     """
-    tv_dataset, reason = _torchvision_dataset("mnist", "MNIST", train)
-    if tv_dataset is not None:
-        dataset = _from_torchvision(tv_dataset, "mnist", train, transform)
-        dataset.classes = list(MNIST_CLASSES)
-        return dataset
-    _announce("mnist", _fallback_message(
-        "MNIST", "the offline subset of real MNIST digits (4,000 train / 1,000 test of 60,000 / 10,000)",
-        reason, _how_to_get()))
-    return _offline_mnist(train, name="mnist", classes=MNIST_CLASSES, transform=transform)
+    return _mnist_shaped("mnist", "MNIST", MNIST_CLASSES, train, transform,
+                         "the offline subset of real MNIST digits (4,000 train / 1,000 test of 60,000 / 10,000)")
 
 
 def load_fashion_mnist(train: bool = True, *, transform: Callable | None = None) -> ImageDataset:
@@ -530,17 +523,22 @@ def load_fashion_mnist(train: bool = True, *, transform: Callable | None = None)
     (same shape, 10 classes; ``.classes`` are digit names); ``.source`` is
     'offline-subset' and a message says so.
     """
-    tv_dataset, reason = _torchvision_dataset("fashion_mnist", "FashionMNIST", train)
+    return _mnist_shaped("fashion_mnist", "FashionMNIST", FASHION_CLASSES, train, transform,
+                         "MNIST digits as a stand-in (the offline subset: 4,000 train / 1,000 test; same shape, "
+                         "10 classes, but digits, not clothes)")
+
+
+def _mnist_shaped(name: str, torchvision_name: str, classes, train: bool, transform, stand_in: str) -> ImageDataset:
+    """The torchvision data set when it is there (or can be downloaded), else the offline MNIST digits
+    with a message naming `stand_in`."""
+    tv_dataset, reason = _torchvision_dataset(name, torchvision_name, train)
     if tv_dataset is not None:
-        dataset = _from_torchvision(tv_dataset, "fashion_mnist", train, transform)
-        dataset.classes = list(FASHION_CLASSES)
+        dataset = _from_torchvision(tv_dataset, name, train, transform)
+        dataset.classes = list(classes)
         return dataset
-    _announce("fashion_mnist", _fallback_message(
-        "Fashion-MNIST",
-        "MNIST digits as a stand-in (the offline subset: 4,000 train / 1,000 test; same shape, "
-        "10 classes, but digits, not clothes)",
-        reason, _how_to_get()))
-    return _offline_mnist(train, name="fashion_mnist", classes=MNIST_CLASSES, transform=transform)
+    title = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}[name]
+    _announce(name, _fallback_message(title, stand_in, reason, _how_to_get()))
+    return _offline_mnist(train, name=name, classes=MNIST_CLASSES, transform=transform)
 
 
 def load_cifar10(train: bool = True, transform: Callable | None = None) -> ImageDataset:

@@ -192,7 +192,7 @@ CASES = {
         "            except OSError:\n"
         "                break\n"
         "    return x + 1\n", 0, "tampering suspected"),
-    # --- code written against the guard itself (issue 13) -------------------------------
+    # --- code written against the guard itself -------------------------------------
     "frames_replace_the_test_namespace": (  # the reported attack (7/10 on 00_setup before): 2/3 here
         FAKE_TORCH + "def square(x):\n    take_over(sys._getframe(1))\n    return remember(x + 1)\n",
         0, "denied while test"),
