@@ -2,12 +2,20 @@
 
 - the solution's modules, run as plain Python, agree with PyTorch beyond what the
   notebook's tests cover: gradients of multi-head attention, float32 generation with
-  and without the KV cache, attention in bfloat16 with a fully masked row.
+  and without the KV cache, attention in bfloat16 with a fully masked row;
+- the source shows everything it grades (issue 17): every test cell has a visible part whose
+  checks all carry a hint and that prints one line, batch_first=False is tested visibly, the
+  test cells stand alone, and every cell that runs an exercise first calls require_written.
 """
 
 from __future__ import annotations
 
+import ast
+
 import pytest
+
+from dlcourse.authoring.self_contained import borrowed_names
+from dlcourse.cells import grade_id, role, strip_markers
 
 torch = pytest.importorskip("torch")
 
@@ -58,3 +66,74 @@ def test_attention_in_bfloat16_with_a_fully_masked_row(solution):
     out, weights = solution["scaled_dot_product_attention"](q, k, v, mask=mask)
     assert torch.isfinite(out.float()).all()
     assert (out[:, 0] == 0).all() and (weights[:, 0] == 0).all()
+
+
+CHECKS = {"assert_close", "assert_shape", "assert_finite", "assert_true", "assert_rel_error", "assert_dtype"}
+
+
+def _test_cells(source):
+    return [(grade_id(cell), strip_markers(cell.source, keep_hidden=False))
+            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests"]
+
+
+def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, assignment):
+    for test, visible in _test_cells(sources(assignment)):
+        tree = ast.parse(visible)
+        checks = [node for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CHECKS]
+        assert checks, f"{test} has no visible check"
+        for call in checks:
+            assert any(k.arg == "hint" for k in call.keywords), f"{test}, line {call.lineno}: a check without hint="
+        assert not any(isinstance(node, ast.Assert) and node.msg is None for node in ast.walk(tree)), test
+        last = tree.body[-1]
+        assert isinstance(last, ast.Expr) and getattr(last.value.func, "id", None) == "print", \
+            f"{test} does not end with its success line"
+
+
+def test_batch_first_false_is_tested_visibly(sources, assignment):
+    assert any("batch_first=False" in visible for _, visible in _test_cells(sources(assignment)))
+
+
+def test_test_cells_stand_alone(sources, assignment):
+    assert borrowed_names(sources(assignment)) == []
+
+
+def test_cells_that_run_exercises_first_call_require_written(sources, assignment):
+    source = sources(assignment)
+    exercises = set()
+    for cell in source.cells:
+        if cell.cell_type == "code" and role(cell) == "solution":
+            tree = ast.parse(strip_markers(cell.source, keep_hidden=False))
+            exercises |= {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert {"GPT", "generate_cached", "DecoderBlock"} <= exercises
+    guarded = 0
+    for index, cell in enumerate(source.cells):
+        if cell.cell_type != "code" or role(cell) is not None:
+            continue
+        tree = ast.parse(cell.source)
+        runs = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        called = {node.func.id for stmt in runs for node in ast.walk(stmt)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)} & exercises
+        if not called:
+            continue
+        first = tree.body[0]
+        assert isinstance(first, ast.Expr) and ast.unparse(first.value.func) == "dlcourse.require_written", \
+            f"cell {index} runs {sorted(called)} but does not start with dlcourse.require_written(...)"
+        named = {arg.id for arg in first.value.args}
+        assert called <= named, f"cell {index}: require_written misses {sorted(called - named)}"
+        guarded += 1
+    assert guarded >= 7
+
+
+def test_mha_sequence_first_gradients_match_pytorch(solution):
+    torch.manual_seed(1)
+    ours = solution["MultiHeadAttention"](8, 2, batch_first=False).double()
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=False, dtype=torch.float64)
+    _copy_mha(ours, theirs)
+    x = torch.randn(5, 3, 8, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(5, 3, 8, dtype=torch.float64)
+    mine = torch.autograd.grad(ours(x, x, x), (x, ours.out_proj.weight), grad_out)
+    out, _ = theirs(x, x, x)
+    reference = torch.autograd.grad(out, (x, theirs.out_proj.weight), grad_out)
+    torch.testing.assert_close(mine[0], reference[0])
+    torch.testing.assert_close(mine[1], reference[1])
