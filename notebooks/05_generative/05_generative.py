@@ -19,7 +19,9 @@
 # 3. a **denoising diffusion model** (DDPM): learn to undo noise, one small step at a time,
 #    first on a 2D toy set, then on digits;
 # 4. a **comparison**: the same grid of samples from all three, how long each takes to
-#    sample an image, and a quality score that needs no download.
+#    sample an image, and three quality scores from a judge of our own (a digit classifier):
+#    confidence, class spread and a Fréchet distance on its features, beside the scores
+#    the judge gives real digits and non-digits.
 #
 # You write the cells marked `# YOUR CODE HERE`; the cell below each one tests it and
 # prints one line when it passes.
@@ -48,6 +50,8 @@ from torchvision.utils import make_grid
 import dlcourse
 from dlcourse.checks import assert_close, assert_finite, assert_shape, assert_true
 from dlcourse.data import is_offline_subset, load_mnist
+from dlcourse.selfcheck import require_written
+from dlcourse.tables import format_table
 
 dlcourse.seed_everything(0)
 dlcourse.deterministic()  # no TF32: the tests compare float32 results tightly
@@ -96,20 +100,27 @@ plt.show()
 # %% [markdown]
 # ## 0 · A judge: a small digit classifier
 #
-# To compare generators we need a number, not just our eyes. Scores such as FID need a
-# large pretrained network (a download); here we train our own small digit classifier and
-# use it as the judge. For a batch of generated images with predicted class probabilities
-# $p(y \mid x_i)$ we report
+# To compare generators we need numbers, not just our eyes. The standard scores (the
+# Inception Score and FID) use a large network pretrained on ImageNet (a download); here we
+# train our own small digit classifier and use it as the judge, in three ways. For a batch
+# of generated images with predicted class probabilities $p(y \mid x_i)$:
 #
 # - **confidence**: the mean over images of $\max_y p(y \mid x_i)$. Clear digits get a
-#   confident answer; blurry or half-formed ones do not.
+#   confident answer; blurry or half-formed ones should not.
 # - **class spread**: $\exp H(\bar p)$, where $\bar p = \frac1N \sum_i p(\cdot \mid x_i)$ is the
 #   average prediction and $H$ its entropy in nats. It is the *effective number of classes*:
 #   10 when every digit appears equally often, 1 when the generator only makes one digit
 #   (mode collapse).
+# - **Fréchet distance** (FID, on our judge's features instead of Inception's): how far the
+#   *distribution* of the judge's internal features on generated images is from that on real
+#   images. Section 0.1 explains it; you write it.
 #
-# These are the two ingredients of the Inception Score, with our classifier in place of
-# Inception. The classifier is provided; train it now.
+# Confidence and spread are the two ingredients of the Inception Score. Both only read the
+# judge's final answer, and a classifier must answer *something* for every input, noise
+# included: trained on digits only, it can be confidently wrong on images that look like no
+# digit at all. So a score means little until we know the judge's **floors**, its scores on
+# inputs that are certainly not digits: pure noise, and an untrained generator. We measure
+# both and put them in the final table. The classifier is provided; train it now.
 
 # %%
 class DigitClassifier(nn.Module):
@@ -184,8 +195,11 @@ images = torch.zeros(10, 1, 28, 28)
 one_class = torch.full((10, 10), -30.0)
 one_class[:, 3] = 30.0
 confidence, spread = sample_quality(FixedLogits(one_class), images)
-assert_true(isinstance(confidence, float) and isinstance(spread, float), "return two Python floats (use .item())")
-assert_close(confidence, 1.0, atol=1e-6, name="confidence (every image surely a 3)")
+assert_true(isinstance(confidence, float) and isinstance(spread, float),
+            f"sample_quality returned {type(confidence).__name__} and {type(spread).__name__}, not two Python floats",
+            hint="call .item() on each 0-dimensional tensor")
+assert_close(confidence, 1.0, atol=1e-6, name="confidence (every image surely a 3)",
+             hint="softmax over the classes (dim=-1), then the max of each row, then the mean over images")
 assert_close(spread, 1.0, atol=1e-6, name="spread (every image the same class)",
              hint="the spread is exp(entropy of the MEAN prediction): one class -> 1")
 all_classes = torch.full((10, 10), -30.0) + 60.0 * torch.eye(10)
@@ -195,7 +209,8 @@ assert_close(spread, 10.0, atol=1e-5, name="spread (each image a different, sure
 confidence, spread = sample_quality(FixedLogits(torch.zeros(10, 10)), images)
 assert_close(confidence, 0.1, atol=1e-6, name="confidence (uniform predictions)",
              hint="confidence is a probability: apply softmax to the logits")
-assert_close(spread, 10.0, atol=1e-5, name="spread (uniform predictions)")
+assert_close(spread, 10.0, atol=1e-5, name="spread (uniform predictions)",
+             hint="exp of the entropy in nats (natural log) of the mean prediction: uniform over 10 classes -> 10")
 ### BEGIN HIDDEN TESTS
 # a batch of one: the spread is exp of the entropy of that single prediction
 logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -1.0, -2.0, 0.0, 0.3, 0.1]])
@@ -214,11 +229,179 @@ assert_close(spread, math.exp(-(p * p.log()).sum().item()), rtol=1e-5, name="spr
 print("sample_quality: all visible tests passed")
 
 # %% [markdown]
-# The judge on real digits sets the bar the generators should reach:
+# ### 0.1 · The Fréchet distance
+#
+# Confidence and spread look at each image's predicted class and nothing else. The
+# **Fréchet Inception Distance** (FID; Heusel et al., 2017) compares what the network sees
+# *inside*: run real images and generated images through the network, take the activations
+# of its penultimate layer (for our judge, the 64 features that feed its last linear layer),
+# fit a Gaussian to each set (mean $\mu_r$ and covariance $\Sigma_r$ for the real features,
+# $\mu_g$ and $\Sigma_g$ for the generated ones), and report the Fréchet (2-Wasserstein)
+# distance between the two Gaussians:
+#
+# $$d^2 = \lVert \mu_r - \mu_g \rVert^2 + \operatorname{Tr}\Big(\Sigma_r + \Sigma_g - 2\,\big(\Sigma_r \Sigma_g\big)^{1/2}\Big).$$
+#
+# It is 0 when the two Gaussians coincide and grows when the generated features sit in the
+# wrong place (the mean term) or vary too much, too little or in the wrong directions (the
+# trace term): blur, half-formed strokes, missing digits and too little variety all raise
+# it. **Lower is better.** The standard FID uses Inception-v3 features; ours uses the judge's
+# features, so its values are comparable within this notebook only.
+#
+# **The matrix square root, done stably.** $\Sigma_r \Sigma_g$ is not symmetric, but it has the
+# same eigenvalues as the symmetric positive semi-definite matrix
+# $M = \Sigma_r^{1/2} \Sigma_g \Sigma_r^{1/2}$ (they are similar matrices), so
+# $\operatorname{Tr}\big((\Sigma_r \Sigma_g)^{1/2}\big) = \sum_i \sqrt{\lambda_i(M)}$. For a symmetric
+# matrix use `torch.linalg.eigh` (real eigenvalues, numerically stable):
+# $\Sigma^{1/2} = V \operatorname{diag}(\sqrt{\lambda})\, V^\top$ with `values, V = torch.linalg.eigh(S)`,
+# and `torch.linalg.eigvalsh(M)` for the eigenvalues of $M$ (symmetrize it first,
+# $(M + M^\top)/2$, as round-off breaks the symmetry slightly). Two shortcuts are wrong
+# whenever the covariances do not commute: $\operatorname{Tr}(\Sigma_r^{1/2}\Sigma_g^{1/2})$, and an
+# elementwise `sqrt` of the product. Covariances of features are often **singular** (always
+# when there are fewer images than features): their zero eigenvalues come out of `eigh` as
+# tiny negative numbers such as $-10^{-16}$, and `sqrt` turns those into NaN, so clamp the
+# eigenvalues at 0 before every square root.
+#
+# One caveat for reading the numbers: estimated from $N$ images, $d^2$ is biased upwards (two
+# sets of real digits do not give exactly 0), and the bias shrinks as $N$ grows. Only compare
+# distances computed from the same number of images, as the table at the end does.
+#
+# **Your task.** Write `frechet_distance(mu1, cov1, mu2, cov2)` for two Gaussians given by
+# their means `(d,)` and covariances `(d, d)` (float64), returning $d^2$ as a Python float.
+# The test checks one dimension, where $d^2 = (m_1 - m_2)^2 + (s_1 - s_2)^2$ for standard
+# deviations $s_1, s_2$; a Gaussian against itself (0); two covariances that do not commute
+# (against the closed form for $2\times 2$ matrices); and singular covariances (a finite, exact
+# answer).
+
+# %% solution="frechet_distance"
+def frechet_distance(mu1, cov1, mu2, cov2):
+    """Squared Fréchet distance between N(mu1, cov1) and N(mu2, cov2).
+
+    Args:
+        mu1, mu2: (d,) means; cov1, cov2: (d, d) symmetric positive semi-definite covariances
+            (possibly singular); all float64.
+    Returns:
+        |mu1 - mu2|^2 + Tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2)), a Python float.
+    """
+    ### BEGIN SOLUTION
+    values, vectors = torch.linalg.eigh(cov1)
+    sqrt_cov1 = vectors @ torch.diag(values.clamp_min(0).sqrt()) @ vectors.T
+    middle = sqrt_cov1 @ cov2 @ sqrt_cov1
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    distance = (mu1 - mu2).pow(2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2 * trace_sqrt
+    return distance.item()
+    ### END SOLUTION
+
+
+# %% tests="test_frechet_distance" points=2
+double = torch.float64
+# one dimension: N(1, 2^2) against N(-2, 0.5^2) is (1 - (-2))^2 + (2 - 0.5)^2
+distance = frechet_distance(torch.tensor([1.0], dtype=double), torch.tensor([[4.0]], dtype=double),
+                            torch.tensor([-2.0], dtype=double), torch.tensor([[0.25]], dtype=double))
+assert_true(isinstance(distance, float), f"frechet_distance returned {type(distance).__name__}, not a Python float",
+            hint="end with .item() on the 0-dimensional result")
+assert_close(distance, 3.0**2 + 1.5**2, rtol=1e-9, name="d^2 of N(1, 2^2) and N(-2, 0.5^2)",
+             hint="the mean term is the SQUARED distance of the means; in 1D the trace term is "
+                  "s1^2 + s2^2 - 2 s1 s2 = (s1 - s2)^2")
+# a Gaussian against itself
+dlcourse.seed_everything(0)
+root = torch.randn(5, 5, dtype=double)
+mu, cov = torch.randn(5, dtype=double), root @ root.T + 0.1 * torch.eye(5, dtype=double)
+assert_close(frechet_distance(mu, cov, mu, cov), 0.0, atol=1e-9, name="d^2 of a Gaussian and itself",
+             hint="(S S)^(1/2) = S, so the trace term is Tr(S + S - 2 S) = 0: check the factor 2")
+# covariances that do not commute; for 2x2 matrices Tr(M^(1/2)) = sqrt(Tr M + 2 sqrt(det M))
+cov1 = torch.tensor([[4.0, 0.0], [0.0, 0.25]], dtype=double)
+cov2 = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=double)
+mu1, mu2 = torch.tensor([0.5, -1.0], dtype=double), torch.tensor([0.0, 1.0], dtype=double)
+product = cov1 @ cov2
+trace_sqrt = math.sqrt(torch.trace(product).item() + 2 * math.sqrt(torch.det(product).item()))
+expected = ((mu1 - mu2) ** 2).sum().item() + torch.trace(cov1 + cov2).item() - 2 * trace_sqrt
+assert_close(frechet_distance(mu1, cov1, mu2, cov2), expected, rtol=1e-9, name="d^2 for covariances that do not commute",
+             hint="Tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1^(1/2) S2 S1^(1/2); "
+                  "neither Tr(S1^(1/2) S2^(1/2)) nor an elementwise sqrt of S1 @ S2")
+# singular covariances, rotated so that round-off makes their zero eigenvalues slightly negative
+rotation = torch.linalg.qr(torch.randn(6, 6, dtype=double))[0]
+cov1 = rotation @ torch.diag(torch.tensor([4.0, 1.0, 0, 0, 0, 0], dtype=double)) @ rotation.T
+cov2 = rotation @ torch.diag(torch.tensor([1.0, 0, 0, 0, 0, 0], dtype=double)) @ rotation.T
+zero = torch.zeros(6, dtype=double)
+distance = frechet_distance(zero, cov1, zero, cov2)
+assert_finite(torch.tensor(distance), name="d^2 for singular covariances",
+              hint="clamp the eigenvalues at 0 before taking square roots (round-off makes some -1e-16)")
+assert_close(distance, (2.0 - 1.0) ** 2 + (1.0 - 0.0) ** 2, atol=1e-6, name="d^2 for singular covariances",
+             hint="use torch.linalg.eigh / eigvalsh (symmetric matrices), not a Cholesky factor or an inverse")
+### BEGIN HIDDEN TESTS
+def _reference_frechet(mu1, cov1, mu2, cov2):
+    """Another route: the (real, non-negative) eigenvalues of the non-symmetric product S1 S2."""
+    eigenvalues = torch.linalg.eigvals(cov1 @ cov2).real.clamp_min(0)
+    return ((mu1 - mu2) ** 2).sum().item() + torch.trace(cov1 + cov2).item() - 2 * eigenvalues.sqrt().sum().item()
+
+
+for d in (1, 3, 8):  # random covariances in several dimensions, both orders
+    a, b = torch.randn(d, d, dtype=double), torch.randn(d, d, dtype=double)
+    mu1, mu2 = torch.randn(d, dtype=double), torch.randn(d, dtype=double)
+    cov1, cov2 = a @ a.T + 0.05 * torch.eye(d, dtype=double), b @ b.T
+    assert_close(frechet_distance(mu1, cov1, mu2, cov2), _reference_frechet(mu1, cov1, mu2, cov2), rtol=1e-6, atol=1e-8,
+                 name=f"d^2 of random Gaussians (d = {d})")
+    assert_close(frechet_distance(mu2, cov2, mu1, cov1), _reference_frechet(mu1, cov1, mu2, cov2), rtol=1e-6, atol=1e-8,
+                 name=f"d^2 of random Gaussians, arguments swapped (d = {d})")
+# the sample statistics of 3 points in 10 dimensions (rank 2), as from a batch smaller than the features
+x, y = torch.randn(3, 10, dtype=double), 2 + torch.randn(3, 10, dtype=double)
+cov_x, cov_y = torch.cov(x.T), torch.cov(y.T)
+got = frechet_distance(x.mean(0), cov_x, y.mean(0), cov_y)
+assert_finite(torch.tensor(got), name="d^2 of rank-2 sample covariances")
+assert_close(got, _reference_frechet(x.mean(0), cov_x, y.mean(0), cov_y), rtol=1e-5, atol=1e-5,
+             name="d^2 of rank-2 sample covariances")
+# equal covariances: only the mean term is left
+assert_close(frechet_distance(mu1, cov1, mu1 + 3.0, cov1), 9.0 * len(mu1), rtol=1e-6, name="d^2 with equal covariances")
+### END HIDDEN TESTS
+print("frechet_distance: all visible tests passed")
+
+# %% [markdown]
+# With the two scores written, set the judge's bar and its floor. The features are the
+# judge's penultimate layer (`classifier.net[:-1]`: everything but the last linear layer).
+# The real statistics come from the training digits; every score below uses the same number
+# of images, `n_compare`. The **held-out** test digits give the best a generator could hope
+# for (a FID near 0: real digits the statistics never saw), **pure noise** (uniform random
+# pixels) the worst.
 
 # %%
-real_confidence, real_spread = sample_quality(classifier, test_images[:256])
-print(f"real test digits: confidence {real_confidence:.3f}, class spread {real_spread:.2f} (of 10)")
+require_written(sample_quality, frechet_distance)
+
+
+@torch.no_grad()
+def judge_features(classifier, images, batch_size=500):
+    """The judge's 64 penultimate features (after its last ReLU) of images in [0, 1], float64 (N, 64)."""
+    features = [classifier.net[:-1](images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+    return torch.cat(features).double()
+
+
+def feature_statistics(features):
+    """Mean (d,) and covariance (d, d) of features (N, d)."""
+    return features.mean(0), torch.cov(features.T)
+
+
+n_reference = dlcourse.budget(full=10_000, grading=500)
+real_mu, real_cov = feature_statistics(judge_features(classifier, train_images[:n_reference]))
+
+
+def judge(images):
+    """The judge's three scores of a batch of images in [0, 1]."""
+    confidence, spread = sample_quality(classifier, images)
+    fid = frechet_distance(*feature_statistics(judge_features(classifier, images)), real_mu, real_cov)
+    return dict(confidence=confidence, spread=spread, fid=fid)
+
+
+n_compare = dlcourse.budget(full=500 if on_gpu else 200, grading=16)
+dlcourse.seed_everything(0)
+floor_images = {
+    "real test digits (held out)": test_images[:n_compare],
+    "pure noise": torch.rand(n_compare, 1, 28, 28, device=device),  # every pixel uniform in [0, 1]
+}
+judge_floors = {name: judge(images) for name, images in floor_images.items()}
+print(f"the judge's bar and floor, {n_compare} images each, FID against {min(n_reference, len(train_images))} "
+      f"training digits{' (offline subset)' if offline else ''}:")
+for name, scores in judge_floors.items():
+    print(f"  {name:28s} confidence {scores['confidence']:.3f}, class spread {scores['spread']:5.2f} (of 10), "
+          f"FID {scores['fid']:8.2f}")
 
 # %% [markdown]
 # ## 1 · Variational autoencoder
@@ -244,10 +427,25 @@ print(f"real test digits: confidence {real_confidence:.3f}, class spread {real_s
 #
 # We estimate the expectation with one sample of $z$ per image, and report the **negative
 # ELBO in nats per image**: the reconstruction term (binary cross-entropy of the decoder's
-# logits, *summed* over the 784 pixels) plus the KL, averaged over the batch. It is an upper
-# bound on $-\log p(x)$: lower is better.
+# logits, *summed* over the 784 pixels) plus the KL, averaged over the batch. For a proper
+# likelihood it is an upper bound on $-\log p(x)$: lower is better.
 #
-# **Your task.** Write `reparameterize`, `kl_to_standard_normal` and `negative_elbo`.
+# **A word on the likelihood.** A Bernoulli distribution is a distribution over *binary*
+# pixels, and our pixels are grey levels in $[0, 1]$. The binary cross-entropy is still a
+# sound training loss (for a grey level $x$ it is smallest when the decoder's mean equals $x$),
+# but for continuous $x$ the Bernoulli "likelihood" $p^x (1 - p)^{1 - x}$ is not a probability
+# density: it does not integrate to 1 over $[0, 1]$ (the *continuous Bernoulli* of Loaiza-Ganem
+# and Cunningham, 2019, adds the missing normalizing constant), and even a perfect
+# reconstruction of a grey pixel costs its binary entropy, not 0. So the nats per image we
+# print are a training objective, not a bound on a true log-likelihood, and they **cannot be
+# compared with the figures published for binarised MNIST**, where every pixel is 0 or 1 and
+# the Bernoulli likelihood is exact. (To compare, binarise the digits, e.g. `torch.bernoulli(x)`,
+# or use a likelihood that is a density on $[0, 1]$.)
+#
+# **Your task.** Write `reparameterize`, `kl_to_standard_normal` and `negative_elbo`. In the KL,
+# use `logvar` itself for $\log\sigma^2$ and `logvar.exp()` for $\sigma^2$: rebuilding them from
+# $\sigma = \exp(\tfrac12 \log\sigma^2)$ (as `std**2` and `torch.log(std**2)`) underflows in float32
+# for a log-variance such as $-120$ and gives an infinite KL (the test tries that value).
 
 # %% solution="reparameterize"
 def reparameterize(mu, logvar):
@@ -271,22 +469,22 @@ mu = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64).repeat(n, 1)
 variance = torch.tensor([0.25, 4.0, 1.0], dtype=torch.float64)
 logvar = variance.log().repeat(n, 1)
 z = reparameterize(mu, logvar)
-assert_shape(z, (n, 3), name="z")
+assert_shape(z, (n, 3), name="z", hint="z has the shape of mu: draw the noise with torch.randn_like")
 # the sample moments, within about 5 standard errors
 assert_close(z.mean(0), mu[0], atol=0.025, name="sample mean of z", hint="z = mu + sigma * eps")
 assert_close(z.var(0), variance, rtol=0.03, name="sample variance of z",
              hint="sigma is exp(0.5 * logvar): the encoder predicts the log of the VARIANCE")
 assert_true(not torch.equal(reparameterize(mu[:5], logvar[:5]), reparameterize(mu[:5], logvar[:5])),
-            "two calls returned the same z: draw fresh noise every call (torch.randn_like)")
+            "two calls returned the same z", hint="draw fresh noise inside the function on every call (torch.randn_like)")
 # gradients must reach mu and logvar (and through them the encoder)
 mu = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
 logvar = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
 z = reparameterize(mu, logvar)
 z.sum().backward()
-assert_true(mu.grad is not None and logvar.grad is not None,
-            "no gradient reached mu or logvar: build z from them with differentiable operations "
-            "(mu + sigma * eps), not with torch.normal or a detached sample")
-assert_close(mu.grad, torch.ones_like(mu), name="dz/dmu")
+assert_true(mu.grad is not None and logvar.grad is not None, "no gradient reached mu or logvar",
+            hint="build z from them with differentiable operations (mu + sigma * eps), "
+                 "not with torch.normal or a detached sample")
+assert_close(mu.grad, torch.ones_like(mu), name="dz/dmu", hint="z = mu + sigma * eps, so dz/dmu = 1: add mu, unscaled")
 ### BEGIN HIDDEN TESTS
 # dz/dlogvar = 0.5 * sigma * eps = 0.5 * (z - mu)
 assert_close(logvar.grad, 0.5 * (z - mu).detach(), name="dz/dlogvar")
@@ -333,9 +531,13 @@ assert_shape(kl, (6,), name="kl", hint="one KL per example: sum over the latent 
 assert_close(kl, reference_kl(mu, logvar), name="KL(q || N(0, I))",
              hint="KL = 0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2); sigma^2 = exp(logvar)")
 assert_close(kl_to_standard_normal(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2),
-             name="KL of N(0, I) to itself")
+             name="KL of N(0, I) to itself", hint="at mu = 0, logvar = 0 each term mu^2 + exp(logvar) - 1 - logvar is 0")
 assert_true((kl_to_standard_normal(torch.randn(100, 3), torch.randn(100, 3)) >= 0).all(),
-            "a KL divergence is never negative: check the sign")
+            "a KL divergence is never negative", hint="KL = +0.5 * sum(...): check the sign of each term")
+# an extreme log-variance in float32: sigma^2 = exp(-120) underflows to 0, its log must not be taken
+assert_close(kl_to_standard_normal(torch.zeros(1, 1), torch.full((1, 1), -120.0)), torch.tensor([59.5]), rtol=1e-6,
+             name="KL for mu = 0, logvar = -120 (float32)",
+             hint="use logvar itself for log sigma^2: log(std**2) is log(0) = -inf once exp(logvar) underflows")
 ### BEGIN HIDDEN TESTS
 # a batch of one, float32
 mu, logvar = torch.randn(1, 8), torch.randn(1, 8)
@@ -377,15 +579,15 @@ zero_mu, zero_logvar = torch.zeros(5, 16), torch.zeros(5, 16)
 loss, reconstruction, kl = negative_elbo(x, torch.zeros(5, 1, 28, 28), zero_mu, zero_logvar)
 assert_close(reconstruction, 784 * math.log(2), rtol=1e-5, name="reconstruction for logits = 0",
              hint="sum the binary cross-entropy over the 784 pixels, average over the batch")
-assert_close(kl, 0.0, atol=1e-6, name="kl for mu = 0, logvar = 0")
+assert_close(kl, 0.0, atol=1e-6, name="kl for mu = 0, logvar = 0", hint="return kl_to_standard_normal(mu, logvar) averaged over the batch")
 # a perfect, confident decoder costs (almost) nothing
 loss, reconstruction, kl = negative_elbo(x, 40.0 * (2 * x - 1), zero_mu, zero_logvar)
 assert_close(reconstruction, 0.0, atol=1e-6, name="reconstruction for a perfect decoder",
              hint="the decoder outputs logits, not probabilities: use binary_cross_entropy_with_logits")
 # the KL term: mu = 1 in 16 dimensions costs 16 * 1/2 = 8 nats
 loss, reconstruction, kl = negative_elbo(x, torch.zeros(5, 1, 28, 28), torch.ones(5, 16), zero_logvar)
-assert_close(kl, 8.0, rtol=1e-6, name="kl for mu = 1 (16 dims)")
-assert_close(loss, reconstruction + kl, rtol=1e-6, name="loss = reconstruction + kl")
+assert_close(kl, 8.0, rtol=1e-6, name="kl for mu = 1 (16 dims)", hint="the KL is summed over the latent dimensions (kl_to_standard_normal does that), then averaged over the batch")
+assert_close(loss, reconstruction + kl, rtol=1e-6, name="loss = reconstruction + kl", hint="the negative ELBO adds the KL to the reconstruction cost, both in nats per image")
 # per image: doubling the batch does not change the loss
 logits, mu, logvar = torch.randn(5, 1, 28, 28), torch.randn(5, 16), torch.randn(5, 16)
 single = negative_elbo(x, logits, mu, logvar)[0]
@@ -455,19 +657,21 @@ dlcourse.seed_everything(0)
 vae_check = VAE(latent_dim=8, hidden_dim=32)
 x = torch.rand(5, 1, 28, 28)
 mu, logvar = vae_check.encode(x)
-assert_shape(mu, (5, 8), name="mu")
-assert_shape(logvar, (5, 8), name="logvar")
+assert_shape(mu, (5, 8), name="mu", hint="encode returns (mu, logvar), each (batch, latent_dim)")
+assert_shape(logvar, (5, 8), name="logvar", hint="encode returns (mu, logvar), each (batch, latent_dim)")
 hidden = vae_check.encoder_body(x)
 assert_close(mu, vae_check.to_mu(hidden), name="mu", hint="mu comes from the to_mu head")
 assert_close(logvar, vae_check.to_logvar(hidden), name="logvar", hint="logvar comes from the to_logvar head")
 logits, mu, logvar = vae_check(x)
-assert_shape(logits, (5, 1, 28, 28), name="logits")
+assert_shape(logits, (5, 1, 28, 28), name="logits", hint="forward returns (self.decode(z), mu, logvar)")
 assert_true(not torch.equal(vae_check(x)[0], vae_check(x)[0]),
-            "in training mode forward must sample z (two calls should differ)")
+            "in training mode two calls of forward gave the same logits",
+            hint="while self.training is True, sample z = reparameterize(mu, logvar)")
 # the reconstruction term alone must send gradient into the log-variance head
 F.binary_cross_entropy_with_logits(logits, x, reduction="sum").backward()
 assert_true(vae_check.to_logvar.weight.grad is not None and vae_check.to_logvar.weight.grad.abs().sum() > 0,
-            "no gradient from the reconstruction reached to_logvar: sample z with reparameterize(mu, logvar)")
+            "no gradient from the reconstruction reached to_logvar",
+            hint="sample z with reparameterize(mu, logvar), so that the decoder's input depends on logvar")
 vae_check.eval()
 logits, mu, logvar = vae_check(x)
 assert_close(logits, vae_check.decode(mu), name="logits in eval mode", hint="in eval mode decode z = mu")
@@ -494,6 +698,7 @@ print("VAE: all visible tests passed")
 # put information into $z$.
 
 # %%
+require_written(reparameterize, kl_to_standard_normal, negative_elbo, VAE)
 dlcourse.seed_everything(0)
 vae = VAE(latent_dim=16).to(device)
 optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
@@ -530,6 +735,8 @@ dlcourse.seed_everything(1)
 vae_nelbo = vae_test_negative_elbo(vae, test_images)
 print(f"test negative ELBO: {vae_nelbo:.1f} nats per image"
       + (" (offline subset: trained on 4,000 digits)" if offline else ""))
+print("  (a Bernoulli likelihood on grey-level pixels: a training objective, not comparable with "
+      "published negative ELBOs on binarised MNIST)")
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 for ax, key in zip(axes, ("reconstruction", "kl")):
@@ -547,6 +754,7 @@ plt.show()
 # Smooth transitions mean the KL term has packed the codes into one connected region.
 
 # %%
+require_written(reparameterize, VAE)
 with torch.no_grad():
     originals = test_images[:16]
     reconstructions = torch.sigmoid(vae(originals)[0])
@@ -644,7 +852,8 @@ class Discriminator(nn.Module):
 dlcourse.seed_everything(0)
 generator_check, discriminator_check = Generator(z_dim=16, channels=8), Discriminator(channels=8)
 fake = generator_check(torch.randn(6, 16))
-assert_shape(fake, (6, 1, 28, 28), name="generator output")
+assert_shape(fake, (6, 1, 28, 28), name="generator output",
+             hint="linear to 2c*7*7, unflatten to (2c, 7, 7), two ConvTranspose2d(kernel 4, stride 2, padding 1)")
 logits = discriminator_check(fake)
 assert_shape(logits, (6,), name="discriminator output", hint="one logit per image: squeeze the last dimension")
 # make every weight large: a tanh output still stays in [-1, 1], logits leave [0, 1]
@@ -653,11 +862,12 @@ with torch.no_grad():
     for p in list(big_generator.parameters()) + list(big_discriminator.parameters()):
         p.mul_(20.0)
 fake = big_generator(torch.randn(64, 16))
-assert_true(fake.abs().max() <= 1.0, "generator images must lie in [-1, 1]: end with nn.Tanh()")
-assert_true((fake.abs() > 0.99).any(), "generator output looks squashed into a narrower range than [-1, 1]")
+assert_true(fake.abs().max() <= 1.0, "generator images leave [-1, 1]", hint="end the generator with nn.Tanh()")
+assert_true((fake.abs() > 0.99).any(), "generator output looks squashed into a narrower range than [-1, 1]",
+            hint="end with nn.Tanh() alone, not a sigmoid or a rescaled tanh")
 logits = big_discriminator(torch.randn(64, 1, 28, 28))
-assert_true(((logits < 0) | (logits > 1)).any(),
-            "the discriminator must return logits (any real number): no sigmoid at the end")
+assert_true(((logits < 0) | (logits > 1)).any(), "the discriminator's outputs all lie in [0, 1]: probabilities, not logits",
+            hint="end with the linear layer (no sigmoid): the losses take logits")
 ### BEGIN HIDDEN TESTS
 for mode in ("train", "eval"):  # a batch of one
     generator_check.train(mode == "train")
@@ -692,8 +902,10 @@ def generator_loss(fake_logits):
 
 # %% tests="test_discriminator_loss" points=2
 sure, unsure = torch.full((8,), 20.0), torch.zeros(8)
-assert_close(discriminator_loss(sure, -sure), 0.0, atol=1e-6, name="D loss of a perfect discriminator")
-assert_close(discriminator_loss(unsure, unsure), 2 * math.log(2), rtol=1e-6, name="D loss when D(x) = 1/2 everywhere")
+assert_close(discriminator_loss(sure, -sure), 0.0, atol=1e-6, name="D loss of a perfect discriminator",
+             hint="real images have target 1, fakes target 0: BCE with logits against ones and zeros")
+assert_close(discriminator_loss(unsure, unsure), 2 * math.log(2), rtol=1e-6, name="D loss when D(x) = 1/2 everywhere",
+             hint="the loss is the SUM of the real term and the fake term, each a mean over its batch")
 assert_close(discriminator_loss(unsure, sure[:3]), math.log(2) + 20.0, rtol=1e-6,
              name="D loss when D calls real x 50/50 and is sure the fakes are real",
              hint="real images should have D(x) -> 1 and fakes D(G(z)) -> 0; average each term over its own batch")
@@ -715,14 +927,17 @@ assert_close(discriminator_loss(one_real, one_fake),
 print("discriminator_loss: all visible tests passed")
 
 # %% tests="test_generator_loss" points=2
-assert_close(generator_loss(torch.full((8,), 20.0)), 0.0, atol=1e-6, name="G loss when D is fooled")
-assert_close(generator_loss(torch.zeros(8)), math.log(2), rtol=1e-6, name="G loss when D(G(z)) = 1/2")
+assert_close(generator_loss(torch.full((8,), 20.0)), 0.0, atol=1e-6, name="G loss when D is fooled",
+             hint="-log D(G(z)) is BCE with logits against target 1 (ones), a mean over the batch")
+assert_close(generator_loss(torch.zeros(8)), math.log(2), rtol=1e-6, name="G loss when D(G(z)) = 1/2",
+             hint="-log(1/2) = log 2: average over the batch, do not sum")
 assert_close(generator_loss(torch.full((5,), -20.0)), 20.0, rtol=1e-6, name="G loss when D rejects every fake",
              hint="the non-saturating loss is -log D(G(z)), large when D rejects the fakes")
 fake_logits = torch.full((4,), -10.0, requires_grad=True)
 generator_loss(fake_logits).backward()
 assert_true(fake_logits.grad is not None and (fake_logits.grad < -0.2).all(),
-            "the gradient vanishes when D rejects the fakes: that is the saturating loss log(1 - D(G(z)))")
+            "the gradient vanishes when D rejects the fakes: that is the saturating loss log(1 - D(G(z)))",
+            hint="use the non-saturating loss -log D(G(z)) = BCE with logits against ones")
 ### BEGIN HIDDEN TESTS
 fake_logits = torch.randn(9, dtype=torch.float64, requires_grad=True)
 loss = generator_loss(fake_logits)
@@ -779,12 +994,15 @@ g_optimizer = torch.optim.Adam(generator_check.parameters(), lr=1e-3)
 d_optimizer = torch.optim.Adam(discriminator_check.parameters(), lr=1e-3)
 real, z = torch.rand(8, 1, 28, 28) * 2 - 1, torch.randn(8, 16)
 d_loss, g_loss = gan_train_step(generator_check, discriminator_check, g_optimizer, d_optimizer, real, z)
-assert_true(isinstance(d_loss, float) and isinstance(g_loss, float), "return the two losses as Python floats")
-assert_true(math.isfinite(d_loss) and math.isfinite(g_loss), "the losses should be finite")
+assert_true(isinstance(d_loss, float) and isinstance(g_loss, float),
+            f"gan_train_step returned {type(d_loss).__name__} and {type(g_loss).__name__}, not two Python floats",
+            hint="return d_loss.item(), g_loss.item()")
+assert_true(math.isfinite(d_loss) and math.isfinite(g_loss), f"the losses are not finite: {d_loss}, {g_loss}",
+            hint="compute them with discriminator_loss and generator_loss on the logits")
 changed_g = [k for k, v in generator_check.state_dict().items() if v.is_floating_point() and not torch.equal(v, g_before[k])]
 changed_d = [k for k, v in discriminator_check.state_dict().items() if v.is_floating_point() and not torch.equal(v, d_before[k])]
-assert_true(len(changed_d) > 0, "the discriminator was not updated: call d_optimizer.step()")
-assert_true(len(changed_g) > 0, "the generator was not updated: call g_optimizer.step()")
+assert_true(len(changed_d) > 0, "the discriminator was not updated", hint="d_loss.backward(), then d_optimizer.step()")
+assert_true(len(changed_g) > 0, "the generator was not updated", hint="g_loss.backward(), then g_optimizer.step()")
 # One step with SGD on tiny networks (no batch norm), checked against the two updates the text
 # describes: D on the detached fakes, then G scored by the updated D.
 torch.manual_seed(3)
@@ -857,11 +1075,13 @@ print("gan_train_step: all visible tests passed")
 # samples: the histogram of predicted classes is a first look at **mode collapse**.
 
 # %%
+require_written(Generator, Discriminator, discriminator_loss, generator_loss, gan_train_step, sample_quality)
 dlcourse.seed_everything(0)
 z_dim = 64
 gan_channels = 32 if on_gpu else 16  # narrower on a CPU, to train in a minute or two
 generator = Generator(z_dim, gan_channels).to(device)
 discriminator = Discriminator(gan_channels).to(device)
+untrained_generator = copy.deepcopy(generator).eval()  # one of the judge's floors, in the final table
 g_optimizer = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
 d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
 gan_steps = dlcourse.budget(full=6000 if on_gpu else 600, grading=3)
@@ -929,7 +1149,9 @@ plt.show()
 # whether the generator's classes stay roughly uniform (10% each, like MNIST) or pile up on a
 # few digits; in the grids, whether different $z$ give different digits. The class spread
 # score below puts a number on it (10 = all digits equally often). The VAE cannot collapse
-# like this: its reconstruction term makes it account for every training image.
+# like this: its reconstruction term makes it account for every training image. The bars at
+# step 0 are the judge's answers for the untrained generator: it must name a digit even for
+# grey blobs, which is why the final table also shows its scores on such inputs (its floors).
 #
 # ## 3 · Denoising diffusion (DDPM)
 #
@@ -986,22 +1208,30 @@ def alpha_bars_from_betas(betas):
 
 # %% tests="test_noise_schedules" points=2
 betas = linear_betas(1000)
-assert_shape(betas, (1000,), name="linear_betas(1000)")
-assert_true(betas.dtype == torch.float64, "return float64 (dtype=torch.float64)")
-assert_close(betas[0].item(), 1e-4, rtol=1e-9, name="beta_1 of the linear schedule")
-assert_close(betas[-1].item(), 0.02, rtol=1e-9, name="beta_T of the linear schedule")
-assert_close(betas.diff(), torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64), name="linear spacing")
+assert_shape(betas, (1000,), name="linear_betas(1000)", hint="one beta per step: torch.linspace(beta_start, beta_end, T)")
+assert_true(betas.dtype == torch.float64, f"linear_betas returned {betas.dtype}, not float64",
+            hint="pass dtype=torch.float64 to torch.linspace")
+assert_close(betas[0].item(), 1e-4, rtol=1e-9, name="beta_1 of the linear schedule",
+             hint="the first entry is beta_start itself")
+assert_close(betas[-1].item(), 0.02, rtol=1e-9, name="beta_T of the linear schedule",
+             hint="the last entry is beta_end itself: T points from beta_start to beta_end, both included")
+assert_close(betas.diff(), torch.full((999,), (0.02 - 1e-4) / 999, dtype=torch.float64), name="linear spacing",
+             hint="evenly spaced: torch.linspace")
 assert_close(alpha_bars_from_betas(torch.tensor([0.5, 0.5, 0.2], dtype=torch.float64)),
              torch.tensor([0.5, 0.25, 0.2], dtype=torch.float64), name="alpha_bars_from_betas([0.5, 0.5, 0.2])",
              hint="alpha-bar at step t includes alpha_t itself: the first entry is 1 - beta_1")
 betas = cosine_betas(1000)
-assert_shape(betas, (1000,), name="cosine_betas(1000)")
+assert_shape(betas, (1000,), name="cosine_betas(1000)",
+             hint="f has T + 1 values (t = 0..T); beta_t = 1 - alpha_bar_t / alpha_bar_(t-1) for t = 1..T")
 assert_true(((betas > 0) & (betas <= 0.999)).all(), "cosine betas must lie in (0, 0.999]",
             hint="every beta_t > 0 (t starts at 1), and clip at max_beta")
 alpha_bars = alpha_bars_from_betas(betas)
-assert_true((alpha_bars.diff() < 0).all(), "alpha-bar must decrease with t")
-assert_close(alpha_bars[499].item(), 0.4938, atol=2e-4, name="cosine alpha-bar at t = T/2 (about cos^2(pi/4))")
-assert_true(alpha_bars[-1] < 1e-6, "alpha-bar_T of the cosine schedule should be ~0 (pure noise)")
+assert_true((alpha_bars.diff() < 0).all(), "alpha-bar must decrease with t",
+            hint="a cumulative product of the factors 1 - beta_t (torch.cumprod), each below 1")
+assert_close(alpha_bars[499].item(), 0.4938, atol=2e-4, name="cosine alpha-bar at t = T/2 (about cos^2(pi/4))",
+             hint="f(t) = cos^2((t/T + s) / (1 + s) * pi / 2), alpha_bar_t = f(t) / f(0); index 499 is t = 500")
+assert_true(alpha_bars[-1] < 1e-6, f"alpha-bar_T of the cosine schedule is {alpha_bars[-1].item():.3g}, not ~0 (pure noise)",
+            hint="the last beta is clipped to max_beta = 0.999, so alpha-bar_T is about 0")
 ### BEGIN HIDDEN TESTS
 def _f(t, T, s=0.008):
     return math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
@@ -1026,6 +1256,7 @@ print("the noise schedules: all visible tests passed")
 # step $t$.
 
 # %%
+require_written(linear_betas, cosine_betas, alpha_bars_from_betas)
 fig, ax = plt.subplots(figsize=(5, 3))
 for name, betas in (("linear", linear_betas(1000)), ("cosine", cosine_betas(1000))):
     ax.plot(np.arange(1, 1001), alpha_bars_from_betas(betas).numpy(), label=name)
@@ -1064,16 +1295,18 @@ n = 100_000
 x0 = torch.tensor([[1.5, -0.5]], dtype=torch.float64).repeat(n, 1)
 for step in (99, 599):
     xt = q_sample(x0, torch.full((n,), step), torch.randn_like(x0), alpha_bars)
-    assert_shape(xt, (n, 2), name="x_t")
+    assert_shape(xt, (n, 2), name="x_t", hint="x_t has the shape of x0")
     # moments of q(x_t | x_0), within about 5 standard errors
-    assert_close(xt.mean(0), alpha_bars[step].sqrt() * x0[0], atol=0.016, name=f"sample mean of x_t (index {step})")
+    assert_close(xt.mean(0), alpha_bars[step].sqrt() * x0[0], atol=0.016, name=f"sample mean of x_t (index {step})",
+                 hint="the signal is scaled by sqrt(alpha_bars[t]), with t the index itself (no shift)")
     assert_close(xt.var(0), (1 - alpha_bars[step]).repeat(2), rtol=0.025, name=f"sample variance of x_t (index {step})",
                  hint="x_t = sqrt(alpha_bar) * x0 + sqrt(1 - alpha_bar) * noise")
 # images, with a different step for each example
 x0 = torch.rand(3, 1, 28, 28, dtype=torch.float64)
 t = torch.tensor([0, 500, 999])
 xt = q_sample(x0, t, torch.zeros_like(x0), alpha_bars)
-assert_shape(xt, (3, 1, 28, 28), name="x_t for images")
+assert_shape(xt, (3, 1, 28, 28), name="x_t for images",
+             hint="reshape alpha_bars[t] to (batch, 1, 1, 1) so that it broadcasts against x0")
 for i in range(3):
     assert_close(xt[i], alpha_bars[t[i]].sqrt() * x0[i], name=f"x_t of image {i} without noise",
                  hint="reshape alpha_bars[t] to (batch, 1, 1, 1) so each image gets its own step")
@@ -1137,12 +1370,15 @@ alpha_bars = alpha_bars_from_betas(linear_betas(10, 0.05, 0.5))
 x0 = torch.randn(20_000, 2, dtype=torch.float64)
 model = RecordingModel(constant=0.3)
 loss = diffusion_loss(model, x0, alpha_bars)
-assert_shape(model.t, (20_000,), name="t passed to the model")
-assert_true(not model.t.is_floating_point(), "t should be integer step indices (torch.randint)")
+assert_shape(model.t, (20_000,), name="t passed to the model", hint="one step index per example: shape (batch,)")
+assert_true(not model.t.is_floating_point(), f"t has dtype {model.t.dtype}: it should hold integer step indices",
+            hint="draw t with torch.randint")
 assert_true(set(model.t.tolist()) == set(range(10)),
-            f"t should cover every index 0..T-1 = 0..9; got {sorted(set(model.t.tolist()))}")
+            f"t should cover every index 0..T-1 = 0..9; got {sorted(set(model.t.tolist()))}",
+            hint="torch.randint(0, len(alpha_bars), ...): the upper end is excluded")
 eps = implied_noise(model.xt, x0, model.t, alpha_bars)
-assert_close(eps.mean(0), torch.zeros(2, dtype=torch.float64), atol=0.04, name="mean of the noise in x_t")
+assert_close(eps.mean(0), torch.zeros(2, dtype=torch.float64), atol=0.04, name="mean of the noise in x_t",
+             hint="the noise is standard normal (torch.randn_like(x0)), mean 0")
 assert_close(eps.std(0), torch.ones(2, dtype=torch.float64), atol=0.03, name="std of the noise in x_t",
              hint="build x_t with q_sample and fresh standard normal noise")
 assert_close(loss, ((0.3 - eps) ** 2).mean(), name="the loss", hint="the target is the noise, not x0")
@@ -1216,7 +1452,8 @@ for t in (30, 1):
     xt = torch.sqrt(alpha_bars[t]) * x0 + torch.sqrt(1 - alpha_bars[t]) * eps  # x_t given x0 and the noise
     model = OracleModel(eps)
     x_prev = p_sample_step(model, xt, t, betas, alpha_bars, torch.zeros_like(xt))
-    assert_close(model.t, torch.full((4,), t), name="t passed to the model")
+    assert_close(model.t, torch.full((4,), t), name="t passed to the model",
+                 hint="call the model with a (batch,) int64 tensor filled with t")
     # with the true noise, the mean of p(x_{t-1} | x_t) equals the true posterior mean given x0
     alpha_bar_prev = alpha_bars[t - 1]
     posterior_mean = (alpha_bar_prev.sqrt() * betas[t] * x0
@@ -1227,6 +1464,12 @@ for t in (30, 1):
 xt = torch.sqrt(alpha_bars[0]) * x0 + torch.sqrt(1 - alpha_bars[0]) * eps
 x_prev = p_sample_step(OracleModel(eps), xt, 0, betas, alpha_bars, torch.randn_like(xt))
 assert_close(x_prev, x0, name="x_0 from the last reverse step", hint="no noise at index 0")
+# the noise term at every other index: sigma_t * noise with sigma_t = sqrt(beta_t)
+noise = torch.randn_like(xt)
+with_noise = p_sample_step(OracleModel(eps), xt, 30, betas, alpha_bars, noise)
+without_noise = p_sample_step(OracleModel(eps), xt, 30, betas, alpha_bars, torch.zeros_like(xt))
+assert_close(with_noise - without_noise, betas[30].sqrt() * noise, name="noise added at index 30",
+             hint="sigma_t is the standard deviation sqrt(beta_t), not the variance beta_t")
 ### BEGIN HIDDEN TESTS
 # the noise term: sigma_t = sqrt(beta_t), at the first step (index T-1) and in the middle
 for t in (49, 20):
@@ -1269,6 +1512,7 @@ def ddpm_sample(model, shape, betas, alpha_bars, keep=()):
 # linear schedule with the same number of steps: try `linear_betas(100, 1e-3, 0.2)`).
 
 # %%
+require_written(cosine_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
 def timestep_embedding(t, dim):
     """(batch,) step indices -> (batch, dim) sines and cosines at geometric frequencies."""
     half = dim // 2
@@ -1362,6 +1606,7 @@ plt.show()
 # schedule clip the predicted $\hat x_0$ to the data range at every step to avoid this.
 
 # %%
+require_written(linear_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
 class ResidualBlock(nn.Module):
     """conv -> GroupNorm -> SiLU (+ the step embedding) -> conv -> GroupNorm -> SiLU, plus a skip."""
 
@@ -1458,6 +1703,7 @@ plt.show()
 # not graded): 25 steps instead of 200.
 
 # %%
+require_written(linear_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
 @torch.no_grad()
 def ddim_sample(model, shape, alpha_bars, num_steps=25):
     """Deterministic DDIM sampling on an evenly spaced subsequence of the step indices."""
@@ -1481,11 +1727,16 @@ plt.show()
 # %% [markdown]
 # ## 4 · Side by side
 #
-# The same number of samples from each model, the time to sample one image, and the judge's
-# scores. Sampling time is measured after a warm-up call; on a GPU, time only after
-# `torch.cuda.synchronize()`.
+# The same number of samples from each model (`n_compare`, as for the judge's bar and floor in
+# section 0), the time to sample one image, and the judge's three scores. Sampling time is
+# measured after a warm-up call; on a GPU, time only after `torch.cuda.synchronize()`. The
+# table has the held-out real digits at one end and the judge's two floors (pure noise, and
+# the GAN's generator before its first training step) at the other, and is sorted by FID.
 
 # %%
+require_written(sample_quality, frechet_distance, VAE, Generator, p_sample_step)
+
+
 def timed(sample_function):
     """Time one call of a sampler (after a small warm-up call); returns (images in [0, 1], seconds)."""
     sample_function(2)
@@ -1498,48 +1749,82 @@ def timed(sample_function):
     return images.clamp(0, 1), time.perf_counter() - started
 
 
-n_compare = dlcourse.budget(full=500 if on_gpu else 100, grading=8)
 dlcourse.seed_everything(0)
 samplers = {
     "VAE": lambda n: torch.sigmoid(vae.decode(torch.randn(n, vae.latent_dim, device=device))),
     "GAN": lambda n: gan_generate(torch.randn(n, z_dim, device=device)),
     f"DDPM ({digit_T} steps)": lambda n: (ddpm_sample(unet, (n, 1, 28, 28), digit_betas, digit_alpha_bars)[0] + 1) / 2,
     f"DDIM ({min(25, digit_T)} steps)": lambda n: (ddim_sample(unet, (n, 1, 28, 28), digit_alpha_bars) + 1) / 2,
+    "untrained generator (floor)": lambda n: (untrained_generator(torch.randn(n, z_dim, device=device)) + 1) / 2,
 }
 comparison = {}
 with torch.no_grad():
     for name, sampler in samplers.items():
         images, seconds = timed(sampler)
-        confidence, spread = sample_quality(classifier, images)
-        comparison[name] = dict(images=images, ms_per_image=1000 * seconds / n_compare,
-                                confidence=confidence, spread=spread)
+        comparison[name] = dict(images=images, ms_per_image=1000 * seconds / n_compare, **judge(images))
+comparison["real test digits (held out)"] = dict(images=floor_images["real test digits (held out)"],
+                                                 **judge_floors["real test digits (held out)"])
+comparison["pure noise (floor)"] = dict(images=floor_images["pure noise"], **judge_floors["pure noise"])
+ranking = sorted(comparison, key=lambda name: comparison[name]["fid"])
 
-print(f"{'model':18s} {'ms / image':>10s} {'confidence':>11s} {'class spread':>13s}")
-print(f"{'real test digits':18s} {'':>10s} {real_confidence:11.3f} {real_spread:13.2f}")
-for name, row in comparison.items():
-    print(f"{name:18s} {row['ms_per_image']:10.3f} {row['confidence']:11.3f} {row['spread']:13.2f}")
+rows = [(name, f"{comparison[name]['ms_per_image']:.3f}" if "ms_per_image" in comparison[name] else "",
+         f"{comparison[name]['confidence']:.3f}", f"{comparison[name]['spread']:.2f}", f"{comparison[name]['fid']:.1f}")
+        for name in ranking]
+print(f"{n_compare} images each; FID on the judge's features, against {min(n_reference, len(train_images))} training "
+      f"digits{' (offline subset)' if offline else ''}; sorted by FID, lower is better")
+print("\n".join(format_table(("model", "ms / image", "confidence", "class spread (of 10)", "FID"), rows)))
 
-fig, axes = plt.subplots(1, len(comparison), figsize=(4 * len(comparison), 4.3))
-for ax, (name, row) in zip(axes, comparison.items()):
-    show_grid(row["images"][:64], f"{name}\nconf {row['confidence']:.2f}, spread {row['spread']:.1f}", ax=ax)
+# What the table says, read from its numbers (so it stays true when the budgets change).
+models = [name for name in samplers if "floor" not in name]
+floors = [name for name in comparison if "floor" in name]
+best_floor_fid = min(comparison[name]["fid"] for name in floors)
+print(f"\nfirst by FID: {ranking[0]}; last: {ranking[-1]}")
+print(f"trained models between the real digits and the floors (by FID): "
+      f"{', '.join(name for name in models if comparison[name]['fid'] < best_floor_fid) or 'none'}")
+beaten = [name for name in models if comparison[name]["confidence"] <= max(comparison[f]["confidence"] for f in floors)]
+print(f"trained models no more confident than a floor: {', '.join(beaten) or 'none'} "
+      f"(highest floor confidence {max(comparison[f]['confidence'] for f in floors):.3f})")
+
+fig, axes = plt.subplots(1, len(ranking), figsize=(3.2 * len(ranking), 3.9))
+for ax, name in zip(axes, ranking):
+    row = comparison[name]
+    show_grid(row["images"][:36], f"{name}\nconf {row['confidence']:.2f}, spread {row['spread']:.1f}, FID {row['fid']:.0f}",
+              nrow=6, ax=ax)
+    ax.title.set_fontsize(8)
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to look for, and what the numbers cannot tell you:
+# **How to read the table.** Start at the ends. The held-out real digits are the best any
+# generator could do: their FID is not 0 only because it is estimated from `n_compare` images
+# (the finite-sample bias of section 0.1), so it is the *noise level* of the FID column, not
+# a flaw of the real digits. The two floors are images that are certainly not digits, and the
+# judge still answers for them: its confidence and class spread on noise are far from 0 and 1.
+# So read confidence and spread only *relative to the floors*: a model that scores 0.7 where
+# noise already scores 0.5 has gained less than it seems. FID separates the rows much more
+# clearly, because it compares the whole distribution of features with that of real digits
+# instead of reading one answer per image. Which floor comes last? In the executed solution
+# it is the untrained generator: its images are nearly flat grey, and in the judge's features
+# a grey image is even further from a digit (black background, a few white strokes) than
+# random pixels are.
 #
-# - **VAE**: the fastest sampler (one decoder pass) and good coverage (a high class spread),
-#   but blurry, so the judge is less confident than on real digits.
+# Between the ends, the trained models; the lines under the table say where each one landed,
+# and the grids show why. What the numbers cannot tell you:
+#
+# - **VAE**: the fastest sampler (one decoder pass); its blur shows in the confidence and the FID.
 # - **GAN**: also one network pass per image, and sharp digits once training has gone on long
-#   enough; on a short CPU budget they are still ragged. Check the spread for mode collapse.
-# - **Diffusion**: $T$ network passes per image, two to four orders of magnitude slower than
-#   the others. On a CPU budget the U-Net is undertrained: look closely at its strokes,
-#   the judge does not see every artefact. Trained for a few minutes
-#   on a GPU it overtakes the others, which is why diffusion won. DDIM buys most of the speed
-#   back, at some cost in quality when the network is this rough.
-# - The judge only measures *recognisability and variety*; a model that memorised the
-#   training set would score perfectly. FID-style scores compare feature statistics with
-#   real data instead, and a likelihood (the VAE's ELBO) measures something else again.
+#   enough; on a short CPU budget they are still ragged. Check the class spread (and the
+#   histogram in section 2) for mode collapse.
+# - **Diffusion**: $T$ network passes per image, orders of magnitude slower than the others
+#   (the "ms / image" column). On a CPU budget the U-Net is undertrained, so compare its row
+#   with the others rather than with the real digits; trained for many more steps on a GPU
+#   it overtakes the others, which is why diffusion won. DDIM buys most of the speed back
+#   with 25 steps instead of 200, at some cost when the network is this rough.
+# - All three scores measure the judge's view only. A model that memorised the training set
+#   would score like the real digits on all three, and a likelihood (the VAE's ELBO) measures
+#   something else again. With one small judge and a few hundred images, differences of a
+#   few FID points between models are within the noise: rerun with another seed before
+#   trusting them.
 #
 # ## 5 · Written questions
 #
@@ -1547,20 +1832,27 @@ plt.show()
 #
 # **Q1.** In the ELBO, what does the KL term trade against? What happens to the
 # reconstructions, to the samples from the prior and to the KL itself if you multiply the KL
-# term by a weight $\beta \gg 1$, or let $\beta \to 0$?
+# term by a weight $\beta \gg 1$, or let $\beta \to 0$? For which $\beta$ is the weighted loss
+# (reconstruction $+\ \beta\,$KL) still an upper bound on $-\log p(x)$?
 
 # %% [markdown] answer="q_kl_tradeoff" points=2
 # ### BEGIN SOLUTION
 # The KL term trades against the reconstruction term: it pulls every q(z|x) towards the prior
-# N(0, I), which limits how much information z can carry about x (the KL is, on average, an
-# upper bound on that information in nats), while the reconstruction term wants z to pin x down
-# exactly. With beta >> 1 the codes collapse towards the prior: KL -> 0, z is ignored
-# ("posterior collapse"), reconstructions become blurry averages, but prior samples look like the
-# (blurry) training distribution because the aggregate posterior matches the prior. With
+# N(0, I), which limits how much information z can carry about x (averaged over the data, the
+# KL is an upper bound on that information in nats), while the reconstruction term wants z to
+# pin x down exactly. With beta >> 1 the KL wins: the cheapest solution is q(z|x) = p(z) for
+# every x, so the KL goes to 0 and the encoder ignores x ("posterior collapse"). The decoder
+# then receives a z that says nothing about x, and the best it can do is output one image for
+# every z: the pixelwise mean of the training digits, a grey blur. Reconstructions all look the
+# same, and prior samples all decode to about that same mean image: they do NOT look like the
+# training distribution. (A moderately large beta stops short of that: a few latent dimensions
+# stay in use, and reconstructions and samples are blurry averages of several digits.) With
 # beta -> 0 the model becomes a plain autoencoder: sharp reconstructions, a large KL, codes
-# scattered anywhere in latent space, and decoding z ~ N(0, I) lands in regions the decoder never
-# saw, so prior samples are poor. beta = 1 is the one value for which the loss is a bound on
-# -log p(x).
+# scattered anywhere in latent space, so decoding z ~ N(0, I) lands in regions the decoder
+# never saw and prior samples are poor. The bound: the KL is never negative, so for beta >= 1,
+# reconstruction + beta * KL >= reconstruction + KL = -ELBO >= -log p(x). Every beta >= 1 gives
+# an upper bound on -log p(x) (a lower bound on log p(x)); beta = 1 gives the tightest of them,
+# the ELBO itself. For beta < 1 the loss can fall below -log p(x): no bound.
 # ### END SOLUTION
 
 # %% [markdown]

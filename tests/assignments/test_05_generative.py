@@ -4,10 +4,15 @@
   one-point data set, ancestral DDPM sampling and DDIM both end exactly on that point,
   for the linear and the cosine schedule (a mistake in any of the schedule, q_sample or
   the reverse step would leave them elsewhere);
-- the VAE's KL and negative ELBO agree with torch.distributions on random inputs.
+- the VAE's KL and negative ELBO agree with torch.distributions on random inputs;
+- the Fréchet distance agrees with SciPy's matrix square root (another algorithm: Schur, on the
+  non-symmetric product) on random covariances, and, through the notebook's feature_statistics,
+  estimates the closed-form distance of two Gaussians from samples.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -53,3 +58,31 @@ def test_kl_and_negative_elbo_against_torch_distributions(solution):
     loss, reconstruction, kl_mean = solution["negative_elbo"](x, logits, mu, logvar)
     torch.testing.assert_close(reconstruction, -log_likelihood.mean())
     torch.testing.assert_close(loss, (kl - log_likelihood).mean())
+
+
+@pytest.mark.parametrize("d", [2, 10, 64])
+def test_frechet_distance_against_scipy_sqrtm(solution, d):
+    linalg = pytest.importorskip("scipy.linalg")
+    generator = torch.Generator().manual_seed(d)
+    a, b = torch.randn(d, d, generator=generator, dtype=torch.float64), torch.randn(d, d, generator=generator, dtype=torch.float64)
+    cov1, cov2 = a @ a.T / d + 0.01 * torch.eye(d, dtype=torch.float64), b @ b.T / d
+    mu1, mu2 = torch.randn(d, generator=generator, dtype=torch.float64), torch.randn(d, generator=generator, dtype=torch.float64)
+    root = linalg.sqrtm(cov1.numpy() @ cov2.numpy())
+    expected = ((mu1 - mu2) ** 2).sum().item() + torch.trace(cov1 + cov2).item() - 2 * float(root.trace().real)
+    got = solution["frechet_distance"](mu1, cov1, mu2, cov2)
+    assert isinstance(got, float)
+    assert math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-8), (got, expected)
+
+
+def test_frechet_distance_from_samples_of_two_gaussians(solution):
+    # N(m1, diag(s1^2)) against N(m2, diag(s2^2)): d^2 = |m1 - m2|^2 + sum (s1 - s2)^2
+    generator = torch.Generator().manual_seed(0)
+    m1, m2 = torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64), torch.tensor([1.0, 1.0, 0.5], dtype=torch.float64)
+    s1, s2 = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64), torch.tensor([1.5, 1.0, 0.5], dtype=torch.float64)
+    x = m1 + s1 * torch.randn(200_000, 3, generator=generator, dtype=torch.float64)
+    y = m2 + s2 * torch.randn(200_000, 3, generator=generator, dtype=torch.float64)
+    got = solution["frechet_distance"](*solution["feature_statistics"](x), *solution["feature_statistics"](y))
+    expected = ((m1 - m2) ** 2).sum().item() + ((s1 - s2) ** 2).sum().item()  # 3.25 + 1.25 = 4.5
+    assert math.isclose(got, expected, abs_tol=0.05), (got, expected)
+    same = solution["frechet_distance"](*solution["feature_statistics"](x), *solution["feature_statistics"](x))
+    assert abs(same) < 1e-6, same
