@@ -108,7 +108,8 @@ def test_a_written_answer_retyped_without_its_metadata_is_kept_as_that_answer(ch
     assert cell.source == "Because three x is x and two x more." and role(cell) == "answer"
 
 
-def test_a_deleted_written_answer_is_a_grade_box_at_zero_with_why(chained, tmp_path, template):
+@pytest.mark.parametrize("colab", [False, True], ids=["jupyter", "colab-saved"])
+def test_a_deleted_written_answer_is_a_grade_box_at_zero_with_why(chained, tmp_path, template, colab):
     from nbgrader.api import Gradebook
 
     from dlcourse.grading.batch import BatchOptions, grade_batch
@@ -116,9 +117,14 @@ def test_a_deleted_written_answer_is_a_grade_box_at_zero_with_why(chained, tmp_p
 
     source, nb, course = chained
     nb.cells = [c for c in nb.cells if grade_id(c) != "why_triple"]
+    if colab:  # no cell ids: the self-check's heading after the question is still not the student's answer
+        nb = _as_colab_saves(nb)
     restored, flags = restore(nb, source)
     assert flags == ["written answer why_triple missing"]
     assert _ids(restored)[-1] == "why_triple"  # in its place, after the question
+    place = next(i for i, c in enumerate(restored.cells) if grade_id(c) == "why_triple")
+    assert restored.cells[place - 1].source.startswith("Explain in one sentence")
+    assert restored.cells[place + 1].source.startswith("## Self-check")  # build's closing cells stay last
     result, _ = grade_notebook(nb, source, template=template)
     answer = next(c for c in result.cells if c.grade_id == "why_triple")
     assert (answer.points, answer.error) == (0.0, "written answer why_triple missing")

@@ -27,6 +27,23 @@ MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "solutio
            BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
 
 
+# The cells `dlcourse build` puts around the source's, by id and by how each one opens (Colab drops
+# cell ids): the badge row and the setup cell first, the self-check last. Not the student's, not graded.
+GENERATED_CELLS = {
+    "badges": "[![Open In Colab]",
+    "colab-setup": "# Setup: in Google Colab",
+    "self-check-note": "## Self-check",
+    "self-check": "from dlcourse.selfcheck import self_check",
+}
+
+
+def is_generated(cell: NotebookNode) -> bool:
+    """One of the cells build adds (badges, setup, self-check), with or without its id."""
+    source = cell.get("source", "") if isinstance(cell, dict) else ""
+    source = "".join(source) if isinstance(source, list) else source
+    return cell.get("id") in GENERATED_CELLS or source.lstrip().startswith(tuple(GENERATED_CELLS.values()))
+
+
 class MarkerError(ValueError):
     """Unpaired or nested markers; the message names the cell and the line."""
 

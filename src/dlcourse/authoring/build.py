@@ -27,7 +27,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
 from dlcourse.source import read_source
-from dlcourse.cells import CODE_STUB, graded_cells, grade_id, nbgrader_metadata, strip_markers
+from dlcourse.cells import CODE_STUB, GENERATED_CELLS, graded_cells, grade_id, nbgrader_metadata, strip_markers
 from dlcourse.selfcheck import fingerprint
 from dlcourse.course import Course, CourseError
 
@@ -114,7 +114,7 @@ def header_cells(course: Course, relative_path: str) -> list[NotebookNode]:
 HEADER_IDS = ("badges", "colab-setup")
 
 SELF_CHECK_NOTE = (
-    "## Self-check\n\n"
+    GENERATED_CELLS["self-check-note"] + "\n\n"
     "Run this last. It lists the visible tests above: passed, failed, or not run in this session "
     "(it is not graded; the grader runs every test again, hidden ones too). Hand in only after a "
     "restart and a run of every cell from the top shows what you expect here."
@@ -126,7 +126,7 @@ def self_check_cells(name: str, student: NotebookNode) -> list[NotebookNode]:
     tests = "".join(f"\n    {grade_id(c)!r}: ({nbgrader_metadata(c)['points']:g}, {fingerprint(c.source)!r}),"
                     for c in graded_cells(student, "tests"))
     hand_graded = sum(float(nbgrader_metadata(c)["points"]) for c in graded_cells(student, "answer"))
-    code = ("from dlcourse.selfcheck import self_check\n\n"
+    code = (GENERATED_CELLS["self-check"] + "\n\n"
             "# test -> (points, fingerprint of its cell's text)\n"
             f"self_check({name!r}, {{{tests}\n}}, hand_graded_points={hand_graded:g})")
     note = nbformat.v4.new_markdown_cell(SELF_CHECK_NOTE)

@@ -23,7 +23,7 @@ import copy
 
 from nbformat import NotebookNode
 
-from dlcourse.cells import graded_cells, grade_id, nbgrader_metadata, role, strip_markers
+from dlcourse.cells import graded_cells, grade_id, is_generated, nbgrader_metadata, role, strip_markers
 
 MISSING_ANSWER_KEY = "dlcourse_missing_answer"  # cell metadata: this answer cell was put in by the grader
 
@@ -109,8 +109,9 @@ def restore_answers(nb: NotebookNode, source: NotebookNode) -> list[str]:
 
 
 def _is_retyped_answer(cell: NotebookNode, source: NotebookNode) -> bool:
-    """A markdown cell with no graded role that is not one of the instructor's cells: the student's text."""
-    if cell.get("cell_type") != "markdown" or role(cell) is not None:
+    """A markdown cell with no graded role that is not one of the instructor's cells (the source's, or one
+    build adds, such as the self-check's heading): the student's text."""
+    if cell.get("cell_type") != "markdown" or role(cell) is not None or is_generated(cell):
         return False
     text = _normalized(cell.get("source", ""))
     return bool(text) and all(text != _normalized(c.source) for c in source.cells if role(c) != "answer")
