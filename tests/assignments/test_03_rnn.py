@@ -1,7 +1,11 @@
 """What the 03_rnn solution does beyond its graded tests, checked fast (no notebook execution).
 
 - the solution cells, run as plain Python, agree with PyTorch's own modules
-  (nn.RNN, nn.LSTM) and build the truncated-BPTT layout the notebook describes.
+  (nn.RNN, nn.LSTM, nn.GRUCell) and build the truncated-BPTT layout the notebook describes;
+- the hand-written LSTM backward pass (one step and through time) equals autograd through nn.LSTM,
+  the gradients into the initial state (h0, c0) included;
+- the masked mean is a masked loss (equal to a loop over the real lengths, whatever the padding), and
+  the name classifier gives each name the logits it gets alone, for all three recurrent cells.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def test_lstm_by_hand_matches_nn_lstm(solution):
     lstm = torch.nn.LSTM(D, H, batch_first=True).double()
     b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
     with torch.no_grad():
-        h, (h_T, c_T) = solution["lstm_forward"](x, lstm.weight_ih_l0.T, lstm.weight_hh_l0.T, b, state)
+        h, (h_T, c_T), _ = solution["lstm_forward"](x, lstm.weight_ih_l0.T, lstm.weight_hh_l0.T, b, state)
         ref, (h_ref, c_ref) = lstm(x, tuple(s.unsqueeze(0) for s in state))
     torch.testing.assert_close(h, ref)
     torch.testing.assert_close(c_T, c_ref[0])
@@ -59,7 +63,7 @@ def test_tbptt_layout_and_detach(solution):
     assert not h.requires_grad and not c.requires_grad
 
 
-def test_char_lm_carries_state_and_probs_follow_temperature(solution):
+def test_char_lm_carries_state(solution):
     torch.manual_seed(2)
     model = solution["CharLM"](7, embed_dim=4, hidden_size=6)
     idx = torch.randint(0, 7, (2, 5))
@@ -68,7 +72,102 @@ def test_char_lm_carries_state_and_probs_follow_temperature(solution):
         first, state = model(idx[:, :2])
         second, _ = model(idx[:, 2:], state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
-    logits = torch.randn(7, dtype=torch.float64)
-    probs = solution["next_char_probs"](logits, temperature=0.5, top_k=3)
-    torch.testing.assert_close(probs.sum(), torch.tensor(1.0, dtype=torch.float64))
-    assert int((probs > 0).sum()) == 3
+
+
+def _lstm_with_weights(D, H, seed):
+    torch.manual_seed(seed)
+    lstm = torch.nn.LSTM(D, H, batch_first=True).double()
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.uniform_(-0.8, 0.8)
+    weights = (lstm.weight_ih_l0.detach().T, lstm.weight_hh_l0.detach().T,
+               (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach())
+    return lstm, weights
+
+
+def test_lstm_backward_matches_autograd_through_nn_lstm(solution):
+    N, T, D, H = 3, 6, 4, 5
+    lstm, (Wx, Wh, b) = _lstm_with_weights(D, H, seed=3)
+    x = torch.randn(N, T, D, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(N, H, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(N, H, dtype=torch.float64, requires_grad=True)
+    out, _ = lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)))
+    dout = torch.randn_like(out)
+    out.backward(dout)
+    h, _, cache = solution["lstm_forward"](x.detach(), Wx, Wh, b, (h0.detach(), c0.detach()))
+    torch.testing.assert_close(h, out.detach())
+    dx, dh0, dc0, dWx, dWh, db = solution["lstm_backward"](dout, cache)
+    torch.testing.assert_close(dx, x.grad)
+    torch.testing.assert_close(dh0, h0.grad)
+    torch.testing.assert_close(dc0, c0.grad)
+    torch.testing.assert_close(dWx, lstm.weight_ih_l0.grad.T)
+    torch.testing.assert_close(dWh, lstm.weight_hh_l0.grad.T)
+    torch.testing.assert_close(db, lstm.bias_ih_l0.grad)
+    torch.testing.assert_close(db, lstm.bias_hh_l0.grad)  # the two biases get the same gradient
+
+
+def test_lstm_step_backward_matches_autograd_of_the_step(solution):
+    N, D, H = 4, 3, 2
+    _, (Wx, Wh, b) = _lstm_with_weights(D, H, seed=4)
+    inputs = [torch.randn(N, D, dtype=torch.float64), torch.randn(N, H, dtype=torch.float64),
+              torch.randn(N, H, dtype=torch.float64), Wx.clone(), Wh.clone(), b.clone()]
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    h, c, _ = solution["lstm_step_forward"](*leaves)
+    dh, dc = torch.randn_like(h), torch.randn_like(c)
+    ((h * dh).sum() + (c * dc).sum()).backward()
+    _, _, cache = solution["lstm_step_forward"](*inputs)
+    mine = solution["lstm_step_backward"](dh, dc, cache)
+    for got, leaf in zip(mine, leaves):
+        torch.testing.assert_close(got, leaf.grad)
+
+
+def test_gru_step_matches_nn_gru_cell(solution):
+    torch.manual_seed(5)
+    cell = torch.nn.GRUCell(3, 4).double()
+    with torch.no_grad():
+        cell.bias_hh.normal_()
+    x, h = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    with torch.no_grad():
+        got = solution["gru_step_forward"](x, h, cell.weight_ih.T, cell.weight_hh.T, cell.bias_ih, cell.bias_hh)
+        torch.testing.assert_close(got, cell(x, h))
+
+
+def test_masked_mean_is_a_masked_loss_whatever_the_padding(solution):
+    torch.manual_seed(6)
+    masked_mean = solution["masked_mean"]
+    lengths = torch.tensor([4, 1, 6, 3])
+    N, T, V = 4, 6, 5
+    logits = torch.randn(N, T, V, dtype=torch.float64)
+    targets = torch.randint(0, V, (N, T))
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (N, T)
+    for n, length in enumerate(lengths.tolist()):
+        losses[n, length:] = 1e6  # what sits in the padding must not matter
+    by_loop = torch.stack([
+        torch.nn.functional.cross_entropy(logits[n, :length], targets[n, :length])
+        for n, length in enumerate(lengths.tolist())
+    ])
+    torch.testing.assert_close(masked_mean(losses, lengths), by_loop)
+    wider = torch.cat([losses, torch.full((N, 3), -7.0, dtype=torch.float64)], dim=1)
+    torch.testing.assert_close(masked_mean(wider, lengths), by_loop)
+    states = torch.randn(N, T, 3, dtype=torch.float64)
+    expected = torch.stack([states[n, :length].mean(0) for n, length in enumerate(lengths.tolist())])
+    torch.testing.assert_close(masked_mean(states, lengths), expected)
+
+
+def test_name_classifier_reads_each_name_to_its_own_end(solution):
+    NameClassifier, make_batch, encode_name = (solution[k] for k in ("NameClassifier", "make_batch", "encode_name"))
+    batch = [("jo", 1), ("ojnathan", 0), ("maria", 1), ("zz" + "abc", 0)]
+    for cell in ("rnn", "gru", "lstm"):
+        torch.manual_seed(7)
+        model = NameClassifier(cell=cell, embed_dim=4, hidden_size=5).double().eval()
+        ids, lengths, labels = make_batch(batch, extra_padding=2)
+        assert ids.shape == (4, 10) and lengths.tolist() == [2, 8, 5, 5] and labels.tolist() == [1, 0, 1, 0]
+        with torch.no_grad():
+            logits = model(ids, lengths)
+            for n, (name, _) in enumerate(batch):
+                alone, _, _ = make_batch([(name, 0)])
+                torch.testing.assert_close(logits[n : n + 1], model(alone, torch.tensor([len(name)])))
+                # and by hand, with no packing at all: the module run on the name alone
+                out, hidden = model.rnn(model.embedding(encode_name(name)[None]))
+                h_n = hidden[0] if cell == "lstm" else hidden
+                torch.testing.assert_close(logits[n], model.head(torch.cat([h_n[-1], out.mean(1)], 1))[0])
