@@ -43,3 +43,75 @@ def test_benchmark_runs_on_cpu():
     assert result.returncode == 0, result.stderr
     assert "baseline: eager fp32" in result.stdout
     assert "ratio notebook / baseline:" in result.stdout
+
+
+def test_test_cells_stand_alone(sources):
+    from dlcourse.authoring.self_contained import borrowed_names
+
+    assert borrowed_names(sources(NAME)) == []
+
+
+def test_two_written_questions(sources):
+    from dlcourse.cells import role
+
+    answers = [cell for cell in sources(NAME).cells if role(cell) == "answer"]
+    assert len(answers) >= 2
+
+
+def test_curves_use_the_validation_split(sources):
+    code = "\n".join(cell.source for cell in sources(NAME).cells if cell.cell_type == "code")
+    assert "val_loader=mnist_test_loader" not in code
+    assert "cifar_accuracy(model, cifar_val_x, cifar_val_y" in code
+    assert code.count("evaluate(lenet, mnist_test_loader") == 1
+
+
+def test_own_layers_train_like_torch_nn(solution):
+    """Part 5, small: convnet_loss with SGD follows the torch.nn twin with torch.optim.SGD, step by step."""
+    ns = solution
+    params = ns["init_convnet"](1, 6, 6, num_filters=3, kernel_size=3, num_classes=4, seed=0)
+    twin = ns["torch_twin"](params)
+    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x = torch.randn(5, 1, 6, 6, generator=generator, dtype=torch.float64)
+        y = torch.randint(0, 4, (5,), generator=generator)
+        loss, grads = ns["convnet_loss"](params, x, y)
+        params = {name: value - 0.1 * grads[name] for name, value in params.items()}
+        twin_loss = torch.nn.functional.cross_entropy(twin(x), y)
+        optimizer.zero_grad()
+        twin_loss.backward()
+        optimizer.step()
+        assert abs(loss.item() - twin_loss.item()) < 1e-10
+    assert torch.allclose(params["conv_w"], twin[0].weight, atol=1e-12)
+    assert torch.allclose(params["fc_w"], twin[4].weight.T, atol=1e-12)
+
+
+def _cells_needing_require_written(source):
+    """Plain code cells whose own statements (not their definitions) call an exercise, and which do
+    not open with require_written(...)."""
+    import ast
+
+    from dlcourse.cells import role, strip_markers
+
+    exercises = set()
+    for cell in source.cells:
+        if cell.cell_type == "code" and role(cell) == "solution":
+            for node in ast.parse(strip_markers(cell.source, keep_hidden=False)).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    exercises.add(node.name)
+    missing = []
+    for cell in source.cells:
+        if cell.cell_type != "code" or role(cell) is not None:
+            continue
+        body = ast.parse(cell.source).body
+        statements = [n for n in body if not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))]
+        used = {n.id for s in statements for n in ast.walk(s) if isinstance(n, ast.Name)} & exercises
+        opens = (bool(body) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Call)
+                 and getattr(body[0].value.func, "id", None) == "require_written")
+        if used and not opens:
+            missing.append(f"{cell.source.splitlines()[0]!r} uses {sorted(used)}")
+    return missing
+
+
+def test_cells_that_run_exercises_open_with_require_written(sources):
+    assert _cells_needing_require_written(sources(NAME)) == []
