@@ -46,8 +46,8 @@
 # bottom. A training or plotting cell that needs an exercise you have not written
 # yet stops with one line naming it.
 #
-# **Time.** Run All takes about 3 minutes on a 2-core CPU (the executed solution,
-# offline: four name classifiers for 6 epochs each, about 2 minutes, and a
+# **Time.** Run All takes 2 to 3 minutes on a 2-core CPU (the executed solution,
+# offline: four name classifiers for 6 epochs each, 1 to 2 minutes, and a
 # language model for 500 steps, under a minute; the training cells print their
 # times). On a Colab T4 (estimates: this notebook was not timed on a T4) sections
 # 1 to 4 take about 2 minutes, and section 5 about 5 minutes with tiny
@@ -1494,7 +1494,8 @@ class NameClassifier(nn.Module):
         self.head = nn.Linear(2 * hidden_size, num_classes)
 
     def forward(self, ids, lengths):
-        """ids: (N, T) letter ids padded with PAD; lengths: (N,) true lengths. Returns logits (N, num_classes)."""
+        """ids: (N, T) letter ids padded with PAD; lengths: (N,) true lengths, on any device (packing needs
+        them on the CPU). Returns logits (N, num_classes)."""
         logits = None
         ### BEGIN SOLUTION
         packed = pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -1527,8 +1528,9 @@ for cell in ["rnn", "gru", "lstm"]:
         assert_close(logits, torch.stack(alone), name=f"logits of a padded batch vs each name alone ({cell})",
                      hint=hint)
         ids_wide, lengths_wide, _ = make_batch(batch_names, extra_padding=3)
-        assert_close(model(ids_wide.to(device), lengths_wide), logits,
-                     name=f"logits with 3 more padded columns ({cell})", hint=hint)
+        # lengths on the model's device this time (packing needs a CPU copy)
+        assert_close(model(ids_wide.to(device), lengths_wide.to(device)), logits,
+                     name=f"logits with 3 more padded columns, lengths on {device} ({cell})", hint=hint)
 print("NameClassifier: for RNN, GRU and LSTM, padding changes nothing and each name is read to its own end.")
 ### BEGIN HIDDEN TESTS
 # a batch of one, lengths on the model's device, and a batch where every name has the same length
@@ -1832,7 +1834,7 @@ print(f"TEST (used once): {chosen} {test_acc:.1%} accuracy on {len(test_set):,} 
 # %%
 text = load_text("tiny_shakespeare")
 offline = is_offline_subset(text)
-corpus_name = "offline names corpus" if offline else "tiny Shakespeare"
+corpus_name = "offline names corpus (a stand-in for tiny Shakespeare)" if offline else "tiny Shakespeare"
 print(f"corpus: {corpus_name}, {len(text):,} characters")
 print("-" * 40)
 print(text[:300])
@@ -2208,7 +2210,7 @@ ax_loss.plot(history["step"], history["train_loss"], alpha=0.5, label="train (pe
 ax_loss.plot(history["val_step"], history["val_loss"], marker="o", label="validation")
 ax_loss.set_xlabel("step")
 ax_loss.set_ylabel("nats per character")
-ax_loss.set_title(f"{corpus_name}: {'a stand-in for tiny Shakespeare' if offline else 'the real corpus'}")
+ax_loss.set_title(corpus_name)
 ax_loss.legend()
 ax_norm.semilogy(history["step"], history["grad_norm"], lw=0.8)
 ax_norm.axhline(1.0, color="red", ls="--", label="max_norm")
@@ -2252,11 +2254,11 @@ plt.semilogx(chunk_lengths, carried, marker="o", base=2, label="state carried ac
 plt.semilogx(chunk_lengths, reset, marker="o", base=2, label="zero state at every chunk")
 plt.xlabel("chunk length (characters)")
 plt.ylabel("validation nats per character")
-plt.title(f"{corpus_name}{' (stand-in for tiny Shakespeare)' if offline else ''}: carried vs reset state")
+plt.title(f"{corpus_name}:\ncarried vs reset state")
 plt.legend()
 plt.show()
 for L, c, r in zip(chunk_lengths, carried, reset):
-    print(f"chunks of {L:3d}: carried {c:.3f}, reset {r:.3f} nats/char (reset costs {r - c:+.3f})")
+    print(f"{corpus_name}, chunks of {L:3d}: carried {c:.3f}, reset {r:.3f} nats/char (reset costs {r - c:+.3f})")
 
 # %% [markdown]
 # Carrying the state costs nothing and makes the model's loss independent of
