@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
+
+import pytest
 
 from dlcourse.authoring.self_contained import borrowed_names
 from dlcourse.source import read_source
+from dlcourse.authoring.build import build
 from tests.conftest import DEMO_SOURCE, make_course
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BORROWING = (DEMO_SOURCE + textwrap.dedent('''\
 
@@ -36,9 +42,18 @@ def test_hidden_tests_count_too(tmp_path):
     assert len(borrowed_names(read_source(course.source_path("99_demo")))) == 1
 
 
-def test_00_setups_tests_stand_alone():
-    """The case found by hand: every test of 00_setup used the assert_close its first test imported."""
-    from dlcourse.course import load_course
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "notebooks").iterdir() if p.name[:2].isdigit()))
+def test_every_assignments_tests_stand_alone(name):
+    """Found by hand in 00_setup: every test used the assert_close its first test imported, so deleting
+    that cell cost 8 of 10 points."""
+    assert borrowed_names(read_source(ROOT / "notebooks" / name / f"{name}.py")) == []
 
-    course = load_course()
-    assert borrowed_names(read_source(course.source_path("00_setup"))) == []
+
+def test_check_fails_an_assignment_whose_test_borrows_from_another(tmp_path, template):
+    from dlcourse.authoring.check import check_assignment
+
+    course = make_course(tmp_path, source=BORROWING)
+    build(course, "99_demo", execute_solution=False, log=lambda *_: None)
+    report = check_assignment(course, "99_demo", log=lambda *_: None, template=template)
+    assert not report.ok
+    assert any("test_double_again uses 'isclose'" in problem for problem in report.problems)

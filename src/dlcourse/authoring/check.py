@@ -40,7 +40,6 @@ class CheckReport:
     leaks: list[Leak] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # printed, not (yet) failing the check
     seconds: float = 0.0
 
     @property
@@ -136,9 +135,9 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     report.leaks += check_leaks(course, name)
     if report.leaks:
         report.problems.append(f"{len(report.leaks)} leak(s): " + "; ".join(str(l) for l in report.leaks[:5]))
-    # Test cells that use what only another test cell makes (self_contained.py). A warning until every
-    # assignment's tests stand alone; then a problem.
-    report.warnings += borrowed_names(source)
+    # Test cells that use what only another test cell makes (self_contained.py): a deleted or failing
+    # test cell would take the next ones down with it.
+    report.problems += borrowed_names(source)
     report.stale = stale_files(course, name)
     if report.stale:
         report.problems.append(f"stale generated files (run `dlcourse build {name}`): {', '.join(report.stale)}")
@@ -164,6 +163,4 @@ def format_table(reports: list[CheckReport]) -> str:
     for r in reports:
         for problem in r.problems:
             lines.append(f"{r.assignment}: {problem}")
-        for warning in r.warnings:
-            lines.append(f"{r.assignment}: warning: {warning}")
     return "\n".join(lines)
