@@ -106,6 +106,30 @@ def test_the_task_returns_json_safe_data_and_a_version_mismatch_names_the_worker
             client.submit(grade_on_worker, {**task, "source_sha256": "0" * 64}, pure=False).result()
 
 
+def test_kernels_share_their_machines_cores_among_all_its_workers_threads(demo_course, cluster):
+    """Two single-thread workers on this machine: each kernel gets half the cores, as in the local pool
+    with two workers (it got every core, so two kernels oversubscribed the machine)."""
+    from distributed import Client
+
+    from dlcourse.source import read_source
+    from dlcourse.grading.cluster import ClusterGrader, kernel_threads
+
+    address, _ = cluster
+    grader = ClusterGrader(address, "99_demo", read_source(demo_course.source_path("99_demo")), {})
+    try:
+        by_host, slots = grader.slots_by_host(), grader.slots()
+    finally:
+        grader.close()
+    assert by_host == {"127.0.0.1": 2} and slots == 2
+    with Client(address, timeout=30, set_as_default=False) as client:
+        for worker in client.scheduler_info()["workers"]:
+            on_worker = client.submit(kernel_threads, worker, by_host, workers=[worker], pure=False).result()
+            assert on_worker == max(1, (os.cpu_count() or 1) // 2)
+            # a worker that joined after the client looked counts its own single thread
+            assert client.submit(kernel_threads, worker, {}, workers=[worker], pure=False).result() == \
+                (os.cpu_count() or 1)
+
+
 def test_no_scheduler_is_one_clear_message(demo_course, tmp_path):
     _dask()
     batch = make_batch(demo_course, tmp_path / "in")

@@ -206,7 +206,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
 
         cluster = ClusterGrader(options.scheduler, assignment, source, {
             "cell_timeout": options.cell_timeout, "timeout": options.timeout, "memory_mb": options.memory_mb,
-            "isolate": options.isolate, "threads": None, "slots": 1})
+            "isolate": options.isolate, "threads": None})
         workers = cluster.slots()
 
     graded = set() if options.force else gradebook.graded_students()

@@ -28,6 +28,7 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nbformat
 
@@ -87,6 +88,25 @@ class TemplatePlugin(WorkerPlugin):
             self.template.close()
 
 
+def _host(address: str) -> str:
+    return urlparse(address).hostname or address
+
+
+def kernel_threads(worker_address: str, slots_by_host: dict[str, int]) -> int:
+    """Torch and BLAS threads for one kernel: this machine's cores shared among the gradings its workers run
+    at once (every thread of every worker on the host), as the local pool shares them among its workers.
+    A worker the client did not see when it connected counts its own threads only."""
+    slots = slots_by_host.get(_host(worker_address))
+    if not slots:
+        try:
+            from distributed import get_worker
+
+            slots = get_worker().state.nthreads
+        except Exception:
+            slots = 1
+    return max(1, (os.cpu_count() or 1) // max(1, slots))
+
+
 def grade_on_worker(task: dict) -> dict:
     """Runs on a Dask worker: check versions and file hashes, grade, return JSON-safe data."""
     import dlcourse
@@ -119,7 +139,7 @@ def grade_on_worker(task: dict) -> dict:
         options = task["options"]
         result, executed = grade_notebook(
             notebook_from_data(task["submission"]), notebook_from_data(task["source"]), files=files,
-            threads=options.get("threads") or max(1, (os.cpu_count() or 1) // max(1, options.get("slots", 1))),
+            threads=options.get("threads") or kernel_threads(where, options.get("slots_by_host", {})),
             cell_timeout=options["cell_timeout"], timeout=options["timeout"], memory_mb=options["memory_mb"],
             isolate=options["isolate"], notebook_name=f"{task['assignment']}.ipynb", template=template)
     return {"result": result_to_data(result), "executed": notebook_data(executed), "worker": where}
@@ -150,11 +170,21 @@ class ClusterGrader:
 
     def slots(self) -> int:
         """Gradings the cluster runs at once: one per worker thread (a worker offers one per core)."""
-        return max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+        return max(1, sum(self.slots_by_host().values()))
+
+    def slots_by_host(self) -> dict[str, int]:
+        """Worker threads per machine: the gradings that share its cores."""
+        hosts: dict[str, int] = {}
+        for address, info in self.client.scheduler_info()["workers"].items():
+            host = info.get("host") or _host(address)
+            hosts[host] = hosts.get(host, 0) + int(info.get("nthreads", 1))
+        return hosts
 
     def grade(self, submission, files: dict[str, Path]) -> tuple[GradeResult, nbformat.NotebookNode]:
         import dlcourse
 
+        if "slots_by_host" not in self.options:
+            self.options = {**self.options, "slots_by_host": self.slots_by_host()}
         task = {"assignment": self.assignment, "dlcourse_version": dlcourse.__version__,
                 "source": self.source_data, "source_sha256": self.sha, "submission": notebook_data(submission),
                 "options": self.options, "template": self.template_plugin,
