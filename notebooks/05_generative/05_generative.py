@@ -771,9 +771,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Prior samples are recognisable but **blurry**: the decoder's mean averages over all the
-# digits that could have produced a region of latent space, and the pixelwise likelihood
-# rewards hedging. GANs were invented to get rid of this blur.
+# Some prior samples are recognisable digits, many are half-formed, and all are **blurry**:
+# the decoder's mean averages over all the digits that could have produced a region of
+# latent space, and the pixelwise likelihood rewards hedging. GANs were invented to get rid of this blur.
 #
 # ## 2 · Generative adversarial network
 #
@@ -1799,32 +1799,41 @@ plt.show()
 # generator could do: their FID is not 0 only because it is estimated from `n_compare` images
 # (the finite-sample bias of section 0.1), so it is the *noise level* of the FID column, not
 # a flaw of the real digits. The two floors are images that are certainly not digits, and the
-# judge still answers for them: its confidence and class spread on noise are far from 0 and 1.
-# So read confidence and spread only *relative to the floors*: a model that scores 0.7 where
-# noise already scores 0.5 has gained less than it seems. FID separates the rows much more
-# clearly, because it compares the whole distribution of features with that of real digits
-# instead of reading one answer per image. Which floor comes last? In the executed solution
-# it is the untrained generator: its images are nearly flat grey, and in the judge's features
-# a grey image is even further from a digit (black background, a few white strokes) than
-# random pixels are.
+# judge still answers for them: on pure noise its confidence is far above the 0.1 of a judge
+# that admits it cannot tell, and its answers spread over several classes. So read confidence
+# and spread only *relative to the floors*: a model that scores 0.7 where noise already
+# scores about 0.5 has gained less than it seems. FID separates the rows much more clearly,
+# because it compares the whole distribution of features with that of real digits instead of
+# reading one answer per image. Which floor comes last? In the executed solution it is the
+# untrained generator: its images are nearly flat grey, and in the judge's features a grey
+# image is even further from a digit (black background, a few white strokes) than random
+# pixels are.
 #
-# Between the ends, the trained models; the lines under the table say where each one landed,
-# and the grids show why. What the numbers cannot tell you:
+# Between the ends, the trained models; the lines under the table say where each one landed.
+# In the executed solution (CPU budgets) all four sit far from both floors and far from the
+# real digits, and the judge and your eyes do not always agree:
 #
-# - **VAE**: the fastest sampler (one decoder pass); its blur shows in the confidence and the FID.
-# - **GAN**: also one network pass per image, and sharp digits once training has gone on long
-#   enough; on a short CPU budget they are still ragged. Check the class spread (and the
-#   histogram in section 2) for mode collapse.
-# - **Diffusion**: $T$ network passes per image, orders of magnitude slower than the others
-#   (the "ms / image" column). On a CPU budget the U-Net is undertrained, so compare its row
-#   with the others rather than with the real digits; trained for many more steps on a GPU
-#   it overtakes the others, which is why diffusion won. DDIM buys most of the speed back
-#   with 25 steps instead of 200, at some cost when the network is this rough.
+# - **VAE**: the fastest sampler (one decoder pass) and the widest class spread of the
+#   trained models (its loss accounts for every training image, so it covers every digit).
+#   To the eye its blurry samples are the most digit-like of the four, yet the GAN gets a
+#   lower FID: the judge's features respond to sharp, high-contrast strokes, and blur costs
+#   more there than ragged shapes do.
+# - **GAN**: also one network pass per image; on a short CPU budget its digits are ragged
+#   strokes, sharp but rarely readable. Its class spread is the lowest of the four: look at
+#   the histogram in section 2 for the digits it makes too often or never (mode collapse
+#   starts this way).
+# - **Diffusion**: $T$ network passes per image, orders of magnitude slower than the VAE and
+#   the GAN (the "ms / image" column). On a CPU budget the U-Net is undertrained and
+#   DDPM ranks last of the four on FID; trained for many more steps on a GPU, diffusion
+#   overtakes the others, which is why it won. DDIM buys the speed back (25 network passes
+#   instead of 200) and here even scores better than DDPM on FID and confidence, although
+#   its grid shows grey, speckled backgrounds: another place where one number is not the
+#   whole story.
 # - All three scores measure the judge's view only. A model that memorised the training set
 #   would score like the real digits on all three, and a likelihood (the VAE's ELBO) measures
-#   something else again. With one small judge and a few hundred images, differences of a
-#   few FID points between models are within the noise: rerun with another seed before
-#   trusting them.
+#   something else again. With one small judge, one seed and a few hundred images, a gap of
+#   a few FID points between two models means nothing; look at the grids before trusting
+#   any single number.
 #
 # ## 5 · Written questions
 #
