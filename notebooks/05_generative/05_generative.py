@@ -26,11 +26,13 @@
 # You write the cells marked `# YOUR CODE HERE`; the cell below each one tests it and
 # prints one line when it passes.
 #
-# **Time.** Training budgets are counted in steps. On a CPU Run All takes about 6 minutes
-# (measured on a 2-core CPU, what the executed solution used); on a GPU the models are wider
-# and train for about ten times as many steps, so the samples get visibly better: about 5
-# minutes on a Colab T4 (an estimate, not timed on a T4: ten times the steps at roughly ten
-# times a 2-core CPU's speed).
+# **Time.** Training budgets are counted in steps, so the results do not depend on the
+# machine; only the time does. On a 2-core CPU Run All takes from about 6 minutes (with the
+# cores to itself) to about half an hour (when other programs share them); each training
+# line prints its own time, and those printed in the executed solution add up to about 20
+# minutes. On a GPU the models are wider and train for about ten times as many steps, so the
+# samples get visibly better: about 5 minutes on a Colab T4 (an estimate, not timed on a T4:
+# ten times the steps at roughly ten times the speed of an idle 2-core CPU).
 # Under the grader every training run shrinks to a few steps: nothing graded depends
 # on how well your models train.
 
