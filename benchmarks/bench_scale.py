@@ -25,7 +25,9 @@ from dlcourse.grading.batch import BatchOptions, grade_batch
 from dlcourse.authoring.sample import write_sample_batch
 
 
-def start_cluster(workers: int, folder: Path) -> tuple[str, list[subprocess.Popen]]:
+def start_cluster(workers: int, folder: Path, preload: bool = True) -> tuple[str, list[subprocess.Popen]]:
+    """A scheduler and `workers` single-thread worker processes; with `preload`, each worker starts its
+    grading template with itself (`--preload dlcourse.grading.cluster`, as docs/grading.md deploys them)."""
     from distributed import Client
 
     with socket.socket() as s:
@@ -36,10 +38,13 @@ def start_cluster(workers: int, folder: Path) -> tuple[str, list[subprocess.Pope
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                                   **quiet)]
+    extra = ["--preload", "dlcourse.grading.cluster"] if preload else []
     processes += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                                    "--local-directory", str(folder)], **quiet) for _ in range(workers)]
+                                    "--local-directory", str(folder), *extra], **quiet) for _ in range(workers)]
     with Client(address, timeout=60, set_as_default=False) as client:
         client.wait_for_workers(workers, timeout=120)
+        if preload:  # a standing cluster: its templates are ready before the first batch comes
+            client.run(lambda dask_worker: dask_worker.dlcourse_template.wait_ready())
     return address, processes
 
 
@@ -66,18 +71,22 @@ def main() -> int:
     print(f"{n} submissions of {args.assignment}; {os.cpu_count()} cores; {workers} workers; "
           f"load {os.getloadavg()[0]:.1f} (other load inflates every figure)")
     local_s, local_scores = timed(course, args.assignment, batch, work / "local", workers=workers)
-    address, processes = start_cluster(workers, work / "dask")
-    try:
-        cluster_s, cluster_scores = timed(course, args.assignment, batch, work / "cluster", scheduler=address)
-    finally:
-        for p in processes:
-            p.kill()
-    assert cluster_scores == local_scores, "the cluster's scores differ from the local pool's"
-    ratio = local_s / cluster_s
-    print(f"local pool: {local_s:.1f} s ({n / local_s:.2f} notebooks/s, {local_s * workers / n:.2f} core-s each)")
-    print(f"cluster:    {cluster_s:.1f} s ({n / cluster_s:.2f} notebooks/s, {cluster_s * workers / n:.2f} core-s each)")
-    print(f"throughput ratio cluster/local: {ratio:.2f} (target >= 0.9); cluster overhead per submission: "
-          f"{(cluster_s - local_s) * workers / n:+.2f} core-s")
+    print(f"local pool: {local_s:.1f} s ({n / local_s:.2f} notebooks/s, {local_s * workers / n:.2f} core-s each; "
+          "its template starts with the command)")
+    cluster_s = None
+    for preload, what in ((True, "standing workers (--preload: templates started with the workers)"),
+                          (False, "workers without the preload (each batch starts a template per worker)")):
+        address, processes = start_cluster(workers, work / f"dask-{preload}", preload=preload)
+        try:
+            seconds, scores = timed(course, args.assignment, batch, work / f"cluster-{preload}", scheduler=address)
+        finally:
+            for p in processes:
+                p.kill()
+        assert scores == local_scores, "the cluster's scores differ from the local pool's"
+        cluster_s = cluster_s or seconds
+        print(f"cluster, {what}: {seconds:.1f} s ({n / seconds:.2f} notebooks/s, {seconds * workers / n:.2f} core-s "
+              f"each); throughput ratio cluster/local {local_s / seconds:.2f} (target >= 0.9), overhead per "
+              f"submission {(seconds - local_s) * workers / n:+.2f} core-s")
     per_core = []
     for count in [int(x) for x in args.scaling.split(",")]:
         address, processes = start_cluster(count, work / f"dask{count}")

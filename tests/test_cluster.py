@@ -36,6 +36,10 @@ def _free_port() -> int:
 @pytest.fixture
 def cluster(tmp_path):
     """A scheduler and two single-thread workers, each its own process; yields the scheduler address."""
+    yield from _start_cluster(tmp_path)
+
+
+def _start_cluster(tmp_path, *worker_options: str):
     dask = _dask()
     address = f"tcp://127.0.0.1:{_free_port()}"
     env = {**os.environ, "DLCOURSE_OFFLINE": "1"}
@@ -43,7 +47,8 @@ def cluster(tmp_path):
                                    "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     for _ in range(2):
         processes.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny",
-                                           "--no-dashboard", "--local-directory", str(tmp_path / "dask")],
+                                           "--no-dashboard", "--local-directory", str(tmp_path / "dask"),
+                                           *worker_options],
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     from distributed import Client
 
@@ -104,6 +109,30 @@ def test_the_task_returns_json_safe_data_and_a_version_mismatch_names_the_worker
         assert "0.0.0-other" in str(refused.value) and any(w in str(refused.value) for w in workers)
         with pytest.raises(ClusterError, match="worker tcp://.* received a different release of 99_demo"):
             client.submit(grade_on_worker, {**task, "source_sha256": "0" * 64}, pure=False).result()
+
+
+def test_workers_started_with_the_preload_keep_one_template_for_every_batch(demo_course, tmp_path):
+    """`dask worker --preload dlcourse.grading.cluster`: the template starts with the worker and serves
+    batch after batch (no batch waits for torch to import), and closing a batch leaves it running."""
+    from distributed import Client
+
+    def template_pid(dask_worker):
+        return getattr(dask_worker, "dlcourse_template")._process.pid
+
+    cluster = _start_cluster(tmp_path, "--preload", "dlcourse.grading.cluster")
+    address, _ = next(cluster)
+    try:
+        with Client(address, timeout=30, set_as_default=False) as client:
+            before = client.run(template_pid)
+        batch = make_batch(demo_course, tmp_path / "in")
+        for round_ in ("first", "second"):
+            rows = grade_batch(demo_course, "99_demo", batch, BatchOptions(
+                progress=False, nbgrader_dir=tmp_path / round_, scheduler=address), log=quiet)
+            assert {r.student: r.score for r in rows}["alice"] == 2.0
+        with Client(address, timeout=30, set_as_default=False) as client:
+            assert client.run(template_pid) == before and len(before) == 2
+    finally:
+        next(cluster, None)
 
 
 def test_kernels_share_their_machines_cores_among_all_its_workers_threads(demo_course, cluster):

@@ -6,9 +6,10 @@ assignment's files as bytes with their sha256, the client's dlcourse version and
 The worker grades with the same engine as the local path (`engine.grade_notebook`: template fork,
 sandbox, guard, limits) and returns the result and the executed notebook as JSON-safe data; it writes
 nothing the client keeps. Only the client writes the gradebook, autograded notebooks and feedback.
-Each worker forks its kernels from one template process for the whole batch: a worker plugin the
-client registers when it connects (`TemplatePlugin`) starts it, and unregistering it when the client
-closes stops it.
+Each worker forks its kernels from one template process: the worker's own, started with the worker
+when it runs with ``--preload dlcourse.grading.cluster`` (`dask_setup`), else one for the whole batch,
+which a worker plugin the client registers when it connects (`TemplatePlugin`) starts, and
+unregistering it when the client closes stops.
 
 A worker whose dlcourse version or assignment release differs from the client's refuses the task with
 a message naming the worker. A worker killed mid-task: the scheduler gives the task to another worker. The scheduler gone: the
@@ -74,17 +75,40 @@ def result_from_data(data: dict) -> GradeResult:
     return GradeResult(**{**data, "cells": [CellScore(**c) for c in data["cells"]]})
 
 
+# `dask worker ... --preload dlcourse.grading.cluster` gives the worker one template for its whole life
+# (`dask_setup` starts it with the worker, `dask_teardown` closes it), kept here on the worker: every batch
+# then forks its kernels at once instead of waiting seconds for torch to import in a template of its own.
+WORKER_TEMPLATE = "dlcourse_template"
+
+
+def dask_setup(worker) -> None:
+    template = Template()
+    template.start()
+    setattr(worker, WORKER_TEMPLATE, template)
+
+
+def dask_teardown(worker) -> None:
+    template = getattr(worker, WORKER_TEMPLATE, None)
+    if template is not None:
+        template.close()
+
+
 class TemplatePlugin(WorkerPlugin):
-    """One template process on each worker, for every task of one batch (its name is the batch's)."""
+    """The template each worker forks kernels from, for every task of one batch (its name is the batch's):
+    the worker's own when it was started with the preload, else one started for the batch and closed
+    with it."""
 
     def __init__(self, name: str, preload: list[str] | None = None):
-        self.name, self.preload, self.template = name, preload, None
+        self.name, self.preload, self.template, self.owned = name, preload, None, False
 
     def setup(self, worker) -> None:
-        self.template = Template(self.preload)
+        self.template = getattr(worker, WORKER_TEMPLATE, None)
+        if self.template is None:
+            self.template, self.owned = Template(self.preload), True
+            self.template.start()  # its imports overlap the client's start (gradebook, reading the batch)
 
     def teardown(self, worker) -> None:
-        if self.template is not None:
+        if self.owned and self.template is not None:
             self.template.close()
 
 

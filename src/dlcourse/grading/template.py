@@ -80,6 +80,13 @@ class Template:
             if self._process is None or self._process.poll() is not None:
                 self._launch()
 
+    def wait_ready(self) -> None:
+        """Launch it if needed and wait until it can fork kernels (its imports done)."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._launch()
+            self._wait_ready()
+
     def _launch(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         args = [sys.executable, "-m", "dlcourse.grading.template_main", str(theirs.fileno())]
