@@ -27,12 +27,12 @@
 # prints one line when it passes.
 #
 # **Time.** Training budgets are counted in steps, so the results do not depend on the
-# machine; only the time does. On a 2-core CPU Run All takes from about 6 minutes (with the
-# cores to itself) to about half an hour (when other programs share them); each training
-# line prints its own time, and those printed in the executed solution add up to about 20
-# minutes. On a GPU the models are wider and train for about ten times as many steps, so the
-# samples get visibly better: about 5 minutes on a Colab T4 (an estimate, not timed on a T4:
-# ten times the steps at roughly ten times the speed of an idle 2-core CPU).
+# machine; only the time does. On a 2-core CPU Run All takes about 3 minutes (each training
+# line prints its own time; those in the executed solution add up to about 2 minutes), and
+# several times longer when other programs share the cores. On a GPU the models are wider
+# and train for about ten times as many steps, so the samples get visibly better: about 3 to
+# 5 minutes on a Colab T4 (an estimate, not timed on a T4: ten times the steps at roughly ten
+# times the speed of a 2-core CPU).
 # Under the grader every training run shrinks to a few steps: nothing graded depends
 # on how well your models train.
 
@@ -756,7 +756,7 @@ plt.show()
 # Smooth transitions mean the KL term has packed the codes into one connected region.
 
 # %%
-require_written(reparameterize, VAE)
+require_written(reparameterize, kl_to_standard_normal, negative_elbo, VAE)
 with torch.no_grad():
     originals = test_images[:16]
     reconstructions = torch.sigmoid(vae(originals)[0])
@@ -1077,7 +1077,7 @@ print("gan_train_step: all visible tests passed")
 # samples: the histogram of predicted classes is a first look at **mode collapse**.
 
 # %%
-require_written(Generator, Discriminator, discriminator_loss, generator_loss, gan_train_step, sample_quality)
+require_written(Generator, Discriminator, discriminator_loss, generator_loss, gan_train_step)
 dlcourse.seed_everything(0)
 z_dim = 64
 gan_channels = 32 if on_gpu else 16  # narrower on a CPU, to train in a minute or two
@@ -1515,6 +1515,8 @@ def ddpm_sample(model, shape, betas, alpha_bars, keep=()):
 
 # %%
 require_written(cosine_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
+
+
 def timestep_embedding(t, dim):
     """(batch,) step indices -> (batch, dim) sines and cosines at geometric frequencies."""
     half = dim // 2
@@ -1608,7 +1610,9 @@ plt.show()
 # schedule clip the predicted $\hat x_0$ to the data range at every step to avoid this.
 
 # %%
-require_written(linear_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
+require_written(linear_betas, cosine_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
+
+
 class ResidualBlock(nn.Module):
     """conv -> GroupNorm -> SiLU (+ the step embedding) -> conv -> GroupNorm -> SiLU, plus a skip."""
 
@@ -1705,7 +1709,9 @@ plt.show()
 # not graded): 25 steps instead of 200.
 
 # %%
-require_written(linear_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
+require_written(linear_betas, cosine_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
+
+
 @torch.no_grad()
 def ddim_sample(model, shape, alpha_bars, num_steps=25):
     """Deterministic DDIM sampling on an evenly spaced subsequence of the step indices."""
@@ -1736,7 +1742,9 @@ plt.show()
 # the GAN's generator before its first training step) at the other, and is sorted by FID.
 
 # %%
-require_written(sample_quality, frechet_distance, VAE, Generator, p_sample_step)
+require_written(sample_quality, frechet_distance, reparameterize, kl_to_standard_normal, negative_elbo, VAE,
+                Generator, Discriminator, discriminator_loss, generator_loss, gan_train_step,
+                linear_betas, cosine_betas, alpha_bars_from_betas, q_sample, diffusion_loss, p_sample_step)
 
 
 def timed(sample_function):
