@@ -76,32 +76,3 @@ def test_update_rules_race_on_the_same_mlp(solution):
     assert len({round(v, 6) for v in finals.values()}) == 3
 
 
-def _cells_needing_require_written(source):
-    """Plain code cells whose own statements (not their definitions) call an exercise, and which do
-    not open with require_written(...)."""
-    import ast
-
-    from dlcourse.cells import role, strip_markers
-
-    exercises = set()
-    for cell in source.cells:
-        if cell.cell_type == "code" and role(cell) == "solution":
-            for node in ast.parse(strip_markers(cell.source, keep_hidden=False)).body:
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                    exercises.add(node.name)
-    missing = []
-    for cell in source.cells:
-        if cell.cell_type != "code" or role(cell) is not None:
-            continue
-        body = ast.parse(cell.source).body
-        statements = [n for n in body if not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))]
-        used = {n.id for s in statements for n in ast.walk(s) if isinstance(n, ast.Name)} & exercises
-        opens = (bool(body) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Call)
-                 and getattr(body[0].value.func, "id", None) == "require_written")
-        if used and not opens:
-            missing.append(f"{cell.source.splitlines()[0]!r} uses {sorted(used)}")
-    return missing
-
-
-def test_cells_that_run_exercises_open_with_require_written(sources):
-    assert _cells_needing_require_written(sources(NAME)) == []

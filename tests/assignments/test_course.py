@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from dlcourse.authoring.build import stale_colab_files, stale_files
 from dlcourse.authoring.check import check_assignment, format_table
+from dlcourse.cells import role, strip_markers
 from dlcourse.course import load_course
 from tests.assignments.conftest import ROOT
 
@@ -34,3 +37,36 @@ def test_assignment_passes_check(course, name, template):
     report = check_assignment(course, name, log=lambda *_: None, template=template)
     print(format_table([report]))
     assert report.ok, "\n".join(report.problems)
+
+
+def _exercises(source) -> set[str]:
+    """The functions and classes students write (defined in solution cells)."""
+    names = set()
+    for cell in source.cells:
+        if cell.cell_type == "code" and role(cell) == "solution":
+            tree = ast.parse(strip_markers(cell.source, keep_hidden=False))
+            names |= {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    return names
+
+
+def test_cells_that_run_exercises_stop_in_one_line_while_one_is_unwritten(sources, name):
+    """A plain cell that calls exercises (training, plotting) opens with require_written(...) naming each
+    of them, so Run All on partial work stops there with one line, not a library traceback."""
+    source = sources(name)
+    exercises = _exercises(source)
+    for index, cell in enumerate(source.cells):
+        if cell.cell_type != "code" or role(cell) is not None:
+            continue
+        tree = ast.parse(cell.source)
+        runs = [node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        called = {node.func.id for statement in runs for node in ast.walk(statement)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)} & exercises
+        if not called:
+            continue
+        first = tree.body[0]
+        opens = (isinstance(first, ast.Expr) and isinstance(first.value, ast.Call)
+                 and ast.unparse(first.value.func) in ("require_written", "dlcourse.require_written"))
+        assert opens, f"{name} cell {index} runs {sorted(called)} but does not open with require_written(...)"
+        named = {arg.id for arg in first.value.args if isinstance(arg, ast.Name)}
+        assert called <= named, f"{name} cell {index}: require_written(...) misses {sorted(called - named)}"
+
