@@ -963,7 +963,7 @@ print("mse: loss and gradient are right.")
 ### BEGIN HIDDEN TESTS
 check_mse(rng.standard_normal((1, 4)), rng.standard_normal((1, 4)))
 check_mse(rng.standard_normal(7), rng.standard_normal(7))
-check_mse(rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 3, 2)))
+check_mse(rng.standard_normal((3, 1, 4)), rng.standard_normal((3, 1, 4)))
 ### END HIDDEN TESTS
 
 # %% [markdown]
