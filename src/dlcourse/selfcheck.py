@@ -54,12 +54,17 @@ def _record(result) -> None:
     _runs[fingerprint(result.info.raw_cell if result.info else "")] = CellRun(summary)
 
 
+def _shell():
+    """The running IPython shell (Jupyter, Colab), or None; IPython is not imported where it is not loaded."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
+
+
 def watch() -> None:
     """Record the cells of this IPython session from now on (once per kernel; no-op elsewhere)."""
     if os.environ.get("NBGRADER_EXECUTION"):
         return
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
+    shell = _shell()
     if shell is None or getattr(shell, "_dlcourse_watched", False):
         return
     shell.events.register("post_run_cell", _record)
@@ -73,8 +78,7 @@ def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], han
     if os.environ.get("NBGRADER_EXECUTION"):
         print("Self-check: skipped while grading (it never changes a grade).")
         return {}
-    ipython = sys.modules.get("IPython")
-    if ipython is None or ipython.get_ipython() is None or not getattr(ipython.get_ipython(), "_dlcourse_watched", False):
+    if not getattr(_shell(), "_dlcourse_watched", False):
         print("Self-check: needs Jupyter or Colab, with `import dlcourse` run before the tests; "
               "run the notebook from the top.")
         return {}
