@@ -37,8 +37,11 @@ ROW = re.compile(r"^(?P<name>\S+)\s+[\d.]+(?: \(\+[\d.]+ manual\))?\s+(?P<soluti
 
 
 def worktree(revision: str, folder: Path) -> Path:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(folder), revision],
-                   check=True, capture_output=True, text=True)
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(folder), revision],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"cannot check out {revision} beside this checkout: {done.stderr.strip()}\n"
+                 "(a shallow clone lacks older commits: `git fetch --unshallow`, or name another with --before)")
     return folder
 
 
