@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,15 @@ DEMO_MUTANTS = textwrap.dedent('''\
     find = "return 2 * x"
     replace = "return abs(2 * x)"
     ''')
+
+
+def load_benchmark(name: str) -> types.ModuleType:
+    """A script of benchmarks/ as a module, for tests of what it reads or generates."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_course(root: Path, source: str = DEMO_SOURCE, name: str = "99_demo") -> Course:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -14,9 +12,7 @@ from dlcourse.authoring.check import check_assignment, format_table
 from dlcourse.authoring.leaks import scan_notebook
 from dlcourse.authoring.mutants import Edit, Mutant, MutantError
 from dlcourse.source import SourceError, read_source
-
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark
 
 
 def quiet(*_):
@@ -33,17 +29,11 @@ def test_a_correct_assignment_passes(demo_course):
     table = format_table([report])
     assert "99_demo" in table and "2/2" in table and "ok" in table
     # benchmarks/bench_check.py compares two graders by the scores this table prints
-    rows = [m for m in map(_bench_check_row().match, table.splitlines()) if m]
+    row = load_benchmark("bench_check").ROW
+    rows = [m for m in map(row.match, table.splitlines()) if m]
     assert [(m["name"], m["solution"], m["blank"], m["mutants"]) for m in rows] == [("99_demo", "2", "0", "2/2")]
     report.points, report.manual_points, report.blank = 2.5, 0.5, None
-    assert _bench_check_row().match(format_table([report]).splitlines()[2])["blank"] == "-"
-
-
-def _bench_check_row():
-    spec = importlib.util.spec_from_file_location("bench_check", ROOT / "benchmarks" / "bench_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ROW
+    assert row.match(format_table([report]).splitlines()[2])["blank"] == "-"
 
 
 def test_an_uncaught_mutant_fails_the_check(demo_course):

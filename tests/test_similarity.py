@@ -3,7 +3,6 @@ tests removed first, ranked pairs in the terminal and an HTML page per pair."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -12,15 +11,9 @@ import pytest
 from dlcourse.cli import main
 from dlcourse.course import load_course
 from dlcourse.similarity import compare, find_similar, instructor_text, own_code
+from tests.conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_similarity", ROOT / "benchmarks" / "bench_similarity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +21,7 @@ def batch(tmp_path_factory):
     """Eleven honest, distinct submissions of 01_backprop, one planted copy of one of them (variables
     renamed, functions reordered, comments changed, a cell split), the starter twice, a broken file."""
     folder = tmp_path_factory.mktemp("submissions")
-    notebooks, planted = _bench().synthetic_batch(count=12, copies=1, seed=3)
+    notebooks, planted = load_benchmark("bench_similarity").synthetic_batch(count=12, copies=1, seed=3)
     for student, nb in notebooks.items():
         nbformat.write(nb, str(folder / f"{student}.ipynb"))
     starter = load_course(ROOT).student_path("01_backprop")
