@@ -98,13 +98,9 @@ def main() -> int:
             print(f"{assignment:15} {medians['before']:14.1f} s {medians['now']:11.1f} s "
                   f"{medians['now'] / medians['before']:13.3f}")
         print(f"{'all':15} {totals['before']:14.1f} s {totals['now']:11.1f} s {totals['now'] / totals['before']:13.3f}")
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(scratch / "before")],
-                       capture_output=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(scratch / "course")],
-                       capture_output=True)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], capture_output=True)
+    finally:  # the worktrees' folders go; prune then drops git's records of them
         shutil.rmtree(scratch, ignore_errors=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], capture_output=True)
     return 0
 
 
