@@ -6,8 +6,8 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import build, stale_files, student_notebook
-from dlcourse.source import SourceError, read_source
+from dlcourse.instructor.authoring.build import build, stale_files, student_notebook
+from dlcourse.instructor.source import SourceError, read_source
 from dlcourse.cli import EXIT_COURSE_ERROR, main
 from tests.conftest import DEMO_SOURCE, make_course
 
@@ -130,7 +130,7 @@ def test_build_of_a_broken_source_exits_with_the_message(tmp_path, monkeypatch, 
 
 
 def test_colab_index_has_a_badge_per_assignment_and_goes_stale(demo_course):
-    from dlcourse.authoring.build import stale_colab_files, write_colab_index
+    from dlcourse.instructor.authoring.build import stale_colab_files, write_colab_index
 
     assert stale_colab_files(demo_course) == ["colab/README.md", "colab/index.ipynb"]
     write_colab_index(demo_course)

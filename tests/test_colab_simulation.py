@@ -41,8 +41,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from dlcourse import __version__ as COURSE_VERSION
-from dlcourse.authoring.publish import publish
-from dlcourse.course import load_course
+from dlcourse.instructor.authoring.publish import publish
+from dlcourse.instructor.course import load_course
 
 ROOT = Path(__file__).resolve().parents[1]
 # The assignments by their sources, so that collecting these tests does not load the course.

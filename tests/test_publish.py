@@ -17,10 +17,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import build
-from dlcourse.authoring.publish import MANIFEST, LeakError, PublishError, publish, release, secrets
+from dlcourse.instructor.authoring.build import build
+from dlcourse.instructor.authoring.publish import MANIFEST, LeakError, PublishError, publish, release, secrets
 from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_FAILED, EXIT_OK, main
-from dlcourse.course import CourseError, load_course
+from dlcourse.instructor.course import CourseError, load_course
 from tests.conftest import make_course
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -317,8 +317,8 @@ def test_the_cli_runs_without_tomllib_as_on_python_3_10(tmp_path):
         "sys.meta_path.insert(0, NoTomllib())\n"
         "sys.version_info = (3, 10, 13, 'final', 0)\n"
         "from dlcourse.cli import main\n"
-        "from dlcourse.course import load_course\n"
-        "import dlcourse.authoring.mutants\n"
+        "from dlcourse.instructor.course import load_course\n"
+        "import dlcourse.instructor.authoring.mutants\n"
         "assert 'tomllib' not in sys.modules and 'tomli' in sys.modules\n"
         f"course = load_course(__import__('pathlib').Path({str(ROOT)!r}))\n"
         "print(course.repository, course.ref, sorted(course.release_dates)[0])\n"
@@ -364,7 +364,7 @@ def test_build_headers_only_writes_what_a_full_build_writes(course):
 
 
 def test_check_runs_the_leak_gate_over_what_publish_would_write(course):
-    from dlcourse.authoring.check import check_assignment
+    from dlcourse.instructor.authoring.check import check_assignment
 
     init = course.root / "src" / "dlcourse" / "__init__.py"
     init.write_text(init.read_text() + f"# {SOLUTION_LINE}\n")

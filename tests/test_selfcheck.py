@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from dlcourse.cells import CODE_STUB
+from dlcourse.instructor.cells import CODE_STUB
 from dlcourse.selfcheck import ExerciseNotWritten, fingerprint, is_written, require_written, self_check
 
 ROOT = Path(__file__).resolve().parents[1]

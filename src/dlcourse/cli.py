@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dlcourse import __version__
-from dlcourse.course import CourseError, load_course
+from dlcourse.instructor.course import CourseError, load_course
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_COURSE_ERROR = 0, 1, 2, 3
 EXAMPLES = """\
@@ -35,7 +35,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.build import build, write_colab_index
+    from dlcourse.instructor.authoring.build import build, write_colab_index
 
     course = load_course()
     for name in course.resolve(args.assignments):
@@ -48,8 +48,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.check import check_assignment, format_table
-    from dlcourse.grading.template import Template
+    from dlcourse.instructor.authoring.check import check_assignment, format_table
+    from dlcourse.instructor.grading.template import Template
 
     course = load_course()
     with Template() as template:  # the kernels' template, for every assignment checked; closed at the end
@@ -60,7 +60,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.sample import write_sample_batch
+    from dlcourse.instructor.authoring.sample import write_sample_batch
 
     course = load_course()
     [name] = course.resolve([args.assignment])
@@ -70,7 +70,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _print_published(course, result) -> None:
-    from dlcourse.authoring.publish import push_commands
+    from dlcourse.instructor.authoring.publish import push_commands
 
     where = result.destination
     if result.unchanged:
@@ -89,7 +89,7 @@ def _print_published(course, result) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.publish import LeakError, publish, resolve_destination
+    from dlcourse.instructor.authoring.publish import LeakError, publish, resolve_destination
 
     course = load_course()
     try:
@@ -102,7 +102,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from dlcourse.authoring.publish import LeakError, release, resolve_destination
+    from dlcourse.instructor.authoring.publish import LeakError, release, resolve_destination
 
     course = load_course()
     names = course.resolve(args.assignments)
@@ -119,7 +119,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from dlcourse.similarity import find_similar, format_table, write_report
+    from dlcourse.instructor.similarity import find_similar, format_table, write_report
 
     course = load_course()
     [name] = course.resolve([args.assignment])
@@ -131,7 +131,7 @@ def _similarity(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from dlcourse.report import run_report
+    from dlcourse.instructor.report import run_report
 
     course = load_course()
     [name] = course.resolve([args.assignment])
@@ -141,13 +141,13 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from dlcourse.grading.cli import run_grade
+    from dlcourse.instructor.grading.cli import run_grade
 
     return run_grade(args)
 
 
 def _gradescope(args: argparse.Namespace) -> int:
-    from dlcourse.gradescope.bundle import build_bundle, read_settings
+    from dlcourse.instructor.gradescope.bundle import build_bundle, read_settings
 
     course = load_course()
     [name] = course.resolve([args.assignment])
@@ -163,8 +163,8 @@ def _gradescope(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from dlcourse.export import build_export, gradebook_assignments, summary, write_export
-    from dlcourse.grading.batch import default_db_url
+    from dlcourse.instructor.export import build_export, gradebook_assignments, summary, write_export
+    from dlcourse.instructor.grading.batch import default_db_url
 
     course = load_course()
     db_url = args.db or default_db_url(course)
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade = commands.add_parser("grade", parents=[shared["workers"]],
                                 help="autograde a batch of submissions into nbgrader's gradebook")
-    from dlcourse.grading.cli import add_arguments
+    from dlcourse.instructor.grading.cli import add_arguments
 
     add_arguments(grade)
     grade.set_defaults(run=_grade)

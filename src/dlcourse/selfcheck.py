@@ -21,7 +21,7 @@ import sys
 import types
 from typing import NamedTuple
 
-from dlcourse.cells import STUB_MESSAGE
+from dlcourse.instructor.cells import STUB_MESSAGE
 from dlcourse.tables import format_table
 
 RESTART_REMINDER = ("Before handing in: restart and run every cell from the top (JupyterLab: Kernel > Restart "
