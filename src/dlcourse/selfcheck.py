@@ -21,8 +21,12 @@ import sys
 import types
 from typing import NamedTuple
 
-from dlcourse.instructor.cells import STUB_MESSAGE
 from dlcourse.tables import format_table
+
+# What an unwritten exercise raises in the student notebook (`dlcourse build` writes it in place of each
+# solution, as dlcourse.instructor.cells.CODE_STUB). It is what a student sees when a test calls an
+# exercise not yet written, so it says what to do; the self-check and require_written recognise it.
+STUB_MESSAGE = "not written yet: replace these two lines with your code, run this cell, then run its test again"
 
 RESTART_REMINDER = ("Before handing in: restart and run every cell from the top (JupyterLab: Kernel > Restart "
                     "Kernel and Run All Cells; Colab: Runtime > Restart session and run all), check this tally "

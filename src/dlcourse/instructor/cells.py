@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:  # plain dicts at run time: the student side (selfcheck) imports this without nbformat
+from dlcourse.selfcheck import STUB_MESSAGE
+
+if TYPE_CHECKING:  # plain dicts at run time: no nbformat needed
     from nbformat import NotebookNode
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
@@ -19,9 +21,8 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 ROLES = ("solution", "tests", "answer")
-# What a solution block becomes in the student notebook (nbgrader's ClearSolutions). The error it raises
-# is what a student sees when a test calls an exercise not yet written, so it says what to do.
-STUB_MESSAGE = "not written yet: replace these two lines with your code, run this cell, then run its test again"
+# What a solution block becomes in the student notebook (nbgrader's ClearSolutions); the student side
+# (dlcourse.selfcheck) owns its message.
 CODE_STUB = {"python": f'# YOUR CODE HERE\nraise NotImplementedError("{STUB_MESSAGE}")'}
 MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "solution"),
            BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}

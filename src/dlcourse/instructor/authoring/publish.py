@@ -4,14 +4,17 @@ The course repository (this one) stays private: it holds every solution and hidd
 student course is a second, public repository that Colab opens and students pip install from;
 publish writes into a local checkout of it only what students may see:
 
-- README.md for students, LICENSE, .gitignore, pyproject.toml (without the course config),
-  environment.yml, the package source (src/dlcourse), data/ (manifest, README, offline subsets);
+- README.md for students, LICENSE, .gitignore, pyproject.toml (without the course config and the
+  instructor extras), a student environment.yml (the notebooks' libraries and JupyterLab), the
+  student side of the package (src/dlcourse without src/dlcourse/instructor: students get the
+  helpers their notebooks import, not the grader), data/ (manifest, README, offline subsets);
 - assignments/NN/NN.ipynb for every published assignment, colab/ (the badges of those);
 - solutions/NN/NN.ipynb only for the assignments a TA released (`dlcourse release`).
 
 Before it writes anything, the leak gate reads every one of those files for every solution
 line, model answer and hidden-test line of every assignment (the distinctive lines of the
-marked blocks in notebooks/) and every nbgrader marker; one hit and nothing is written.
+marked blocks in notebooks/), every nbgrader marker and every file of the instructor toolchain;
+one hit and nothing is written.
 A released assignment's solution lines and model answers may appear; its hidden tests never.
 
 Publish commits nothing. `.dlcourse-publish.json` in the student course records what it wrote
@@ -28,6 +31,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +49,20 @@ MANIFEST = ".dlcourse-publish.json"
 MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 # Never published, whatever the folder holds: bytecode, caches, editor and OS litter.
 SKIP_PARTS = ("__pycache__", ".ipynb_checkpoints", "cache", ".DS_Store")
-GITIGNORE = "__pycache__/\n*.pyc\n*.egg-info/\n.ipynb_checkpoints/\n# the data cache\ndata/cache/\n"
+# .venv/: the student README's JupyterLab steps make one in the course folder
+GITIGNORE = "__pycache__/\n*.pyc\n*.egg-info/\n.ipynb_checkpoints/\n.venv/\n# the data cache\ndata/cache/\n"
+# The instructor toolchain (authoring, grading, Gradescope, export, similarity, report): never in the
+# student course, which installs the student side of the package only.
+INSTRUCTOR_PACKAGE = "src/dlcourse/instructor"
+# conda-forge names that differ from PyPI's
+PYPI_TO_CONDA = {"torch": "pytorch"}
+# Not a dependency of the package, but what the student README runs the notebooks in
+STUDENT_TOOLS = ("python", "pip", "jupyterlab")
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 class PublishError(CourseError):
@@ -87,6 +104,8 @@ class Leak:
 
     def __str__(self) -> str:
         where = f"{self.file}, cell {self.cell}, line {self.line}" if self.cell else f"{self.file}, line {self.line}"
+        if self.secret is None and self.text not in MARKERS:
+            return f"{self.file}: {self.text}"
         if self.secret is None:
             return f"{where}: nbgrader marker {self.text!r}"
         return f"{where}: {self.secret.kind} line {self.text!r} from {self.secret.where()}"
@@ -193,14 +212,24 @@ def scan(files: dict[str, bytes], secret_lines: dict[str, Secret], allowed: set[
 # What publish writes
 
 
-def _tree(root: Path, folder: str) -> dict[str, bytes]:
+def _tree(root: Path, folder: str, leave_out: str | None = None) -> dict[str, bytes]:
     base = root / folder
     out = {}
     for path in sorted(base.rglob("*")):
         parts = path.relative_to(root).parts
+        relative = "/".join(parts)
+        if leave_out and (relative == leave_out or relative.startswith(leave_out + "/")):
+            continue
         if path.is_file() and not any(p in SKIP_PARTS or p.startswith(".") for p in parts) and path.suffix != ".pyc":
-            out["/".join(parts)] = path.read_bytes()
+            out[relative] = path.read_bytes()
     return out
+
+
+def instructor_files(files: dict[str, bytes]) -> list[Leak]:
+    """The part of the leak gate that keeps the grader out: any file of the instructor toolchain."""
+    return [Leak(path, 1, "a file of the instructor toolchain (dlcourse.instructor): the student package "
+                 "carries only the student side", None)
+            for path in sorted(files) if path == INSTRUCTOR_PACKAGE or path.startswith(INSTRUCTOR_PACKAGE + "/")]
 
 
 def student_pyproject(text: str) -> str:
@@ -214,9 +243,42 @@ def student_pyproject(text: str) -> str:
                 pending.insert(0, chunks[-1].pop())
             chunks.append(pending)
         chunks[-1].append(line)
-    dropped = ("[tool.dlcourse", "[tool.pytest")
-    kept = [c for c in chunks if not any(l.startswith(dropped) for l in c if l.startswith("["))]
-    return "\n".join("\n".join(c) for c in kept).rstrip("\n") + "\n"
+    # the course config, the test settings, and the extras of the instructor toolchain students do not get
+    dropped = ("[tool.dlcourse", "[tool.pytest", "[project.optional-dependencies]")
+    kept = [c for c in chunks if c and not any(l.startswith(dropped) for l in c if l.startswith("["))]
+    return "\n".join("\n".join(c) for c in kept).strip("\n") + "\n"
+
+
+def _conda_name(requirement: str) -> str:
+    name = re.split(r"[<>=!~ ;\[]", requirement.strip(), maxsplit=1)[0].lower()
+    return PYPI_TO_CONDA.get(name, name)
+
+
+def student_environment(environment: str, pyproject: str) -> str:
+    """environment.yml for students: from the course's, the packages the student package depends on
+    (the same ranges) and JupyterLab; no nbgrader, Dask, PostgreSQL driver, Playwright or test tools;
+    pip installs the package itself from the student course."""
+    dependencies = tomllib.loads(pyproject).get("project", {}).get("dependencies", [])
+    keep = {*STUDENT_TOOLS, *map(_conda_name, dependencies)}
+    lines = ["# Conda environment for the course's notebooks: `conda env create -f environment.yml`, then",
+             "# `conda activate dlcourse`. The same packages and ranges as pyproject.toml, and JupyterLab;",
+             "# pip installs dlcourse itself from this folder."]
+    in_dependencies = in_pip = False
+    for line in environment.splitlines():
+        stripped = line.strip()
+        if in_pip and line.startswith("      "):
+            continue  # the course's pip section (instructor packages, the editable install with its extras)
+        in_pip = False
+        if not stripped or stripped.startswith("#"):
+            continue  # the course's comments speak of instructor tools
+        if not line.startswith(" "):
+            in_dependencies = stripped == "dependencies:"
+        if in_dependencies and stripped == "- pip:":
+            lines += [line, line[:line.index("-")] + "    - -e ."]
+            in_pip = True
+        elif not (in_dependencies and stripped.startswith("- ")) or _conda_name(stripped[2:]) in keep:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def student_readme(course: Course, assignments: list[str], released: list[str]) -> str:
@@ -285,13 +347,17 @@ def planned_files(course: Course, assignments: list[str], released: list[str], s
         if not (root / required).is_file() and strict:
             raise PublishError(f"{root / required} is missing: the student course needs it")
     if (root / "pyproject.toml").is_file():
-        files["pyproject.toml"] = student_pyproject((root / "pyproject.toml").read_text(encoding="utf-8")).encode()
-    for copied in ("LICENSE", "environment.yml", "data/manifest.json"):
+        pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
+        files["pyproject.toml"] = student_pyproject(pyproject).encode()
+        if (root / "environment.yml").is_file():
+            environment = (root / "environment.yml").read_text(encoding="utf-8")
+            files["environment.yml"] = student_environment(environment, pyproject).encode()
+    for copied in ("LICENSE", "data/manifest.json"):
         if (root / copied).is_file():
             files[copied] = (root / copied).read_bytes()
     files[".gitignore"] = GITIGNORE.encode()
     if (root / "src" / "dlcourse").is_dir():
-        files.update(_tree(root, "src/dlcourse"))
+        files.update(_tree(root, "src/dlcourse", leave_out=INSTRUCTOR_PACKAGE))
     if (root / "data" / "README.md").exists():
         files["data/README.md"] = (root / "data" / "README.md").read_bytes()
     if (root / "data" / "offline").is_dir():
@@ -427,13 +493,14 @@ def resolve_destination(course: Course, to: str | Path | None) -> Path:
 def gate(course: Course, files: dict[str, bytes], released: list[str]) -> list[Leak]:
     """The leak gate over `files`: every assignment's secrets, released solutions allowed."""
     allowed = {(name, kind) for name in released for kind in ("solution", "model answer")}
-    return scan(files, secrets(course), allowed)
+    return instructor_files(files) + scan(files, secrets(course), allowed)
 
 
 def check_leaks(course: Course, name: str) -> list[Leak]:
     """What `dlcourse check NAME` adds: the leak gate over what publish would write for the
     assignment (its student notebook, colab/, the README, the package and the data), unreleased."""
-    return scan(planned_files(course, [name], [], strict=False), secrets(course, [name]))
+    files = planned_files(course, [name], [], strict=False)
+    return instructor_files(files) + scan(files, secrets(course, [name]))
 
 
 def publish(course: Course, destination: Path, names: list[str] | None = None,
