@@ -73,7 +73,7 @@ def download(filename):
 ''',
 }
 
-PROBE = '''import importlib.metadata, json, sys
+PROBE = '''import importlib.metadata, importlib.util, json, subprocess, sys
 import dlcourse, dlcourse.data
 from google.colab import files
 drive = dlcourse.mount_drive()
@@ -83,6 +83,8 @@ print("PROBE " + json.dumps({
     "cache": str(dlcourse.data.cache_dir()), "drive": str(drive), "downloads": files.DOWNLOADED,
     "direct_url": json.loads(importlib.metadata.distribution("dlcourse").read_text("direct_url.json")),
     "doctor": dlcourse.doctor.dlcourse_origin(),
+    "instructor": importlib.util.find_spec("dlcourse.instructor") is not None,
+    "build": subprocess.run(["dlcourse", "build"], capture_output=True, text=True).stderr,
 }))'''
 
 
@@ -220,6 +222,8 @@ def test_a_published_notebook_runs_its_setup_cell_as_in_colab(student_remote, tm
     assert Path(probe["drive"]) == vm["content"] / "drive" / "MyDrive" / "dlcourse" and Path(probe["drive"]).is_dir()
     assert probe["downloads"] == ["probe.ipynb"]
     assert probe["doctor"] == [commit, f"{course().git_url()}@{course().ref}"], "dlcourse doctor names the commit"
+    assert not probe["instructor"], "the student course installs no instructor module"
+    assert probe["build"].startswith("dlcourse build: an instructor tool") and probe["build"].count("\n") == 1
 
     added, removed = freeze(vm) - before, before - freeze(vm)
     assert removed == set() and added == {f"dlcourse @ git+{course().git_url()}@{commit}"}, (
