@@ -28,7 +28,7 @@ from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChec
 
 from dlcourse.instructor.source import read_source
 from dlcourse.instructor.cells import CODE_STUB, GENERATED_CELLS, graded_cells, grade_id, nbgrader_metadata, strip_markers
-from dlcourse.selfcheck import fingerprint
+from dlcourse.selfcheck import STOP_ON_ERROR_ENV, fingerprint
 from dlcourse.instructor.course import Course, CourseError
 
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
@@ -170,8 +170,9 @@ def execute(nb: NotebookNode, cell_timeout: int = SOLUTION_CELL_TIMEOUT_S) -> No
             record_timing=False,  # timestamps would make every build differ
             resources={"metadata": {"path": workdir}},
         )
-        # Text progress bars would fill the solution notebook with carriage returns.
-        client.execute(env={**os.environ, "DLCOURSE_PROGRESS": "0"})
+        # Text progress bars would fill the solution notebook with carriage returns. A cell that
+        # raises stops the build (students' Run All goes on past it: dlcourse.selfcheck).
+        client.execute(env={**os.environ, "DLCOURSE_PROGRESS": "0", STOP_ON_ERROR_ENV: "1"})
     # The kernel writes its own language_info (Python patch version...): keep ours, so
     # the notebook's cells and metadata do not depend on the machine that built it.
     nb.metadata = metadata
