@@ -36,6 +36,12 @@ class Course:
     ref: str  # the tag (or commit) of it that students install
     student_checkout: Path | None = None  # default destination of publish and release
     release_dates: dict[str, datetime.date] = field(default_factory=dict, hash=False, compare=False)
+    # Where the notebooks download data sets from first (dlcourse.data's mirror); build writes it into
+    # every setup cell
+    data_mirror: str | None = None
+    # The assignments that ask students for a Colab GPU, and why ([tool.dlcourse.gpu]); the others say
+    # they need none
+    gpu: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def notebooks_dir(self) -> Path:
@@ -138,8 +144,22 @@ def load_course(root: Path | None = None) -> Course:
         raise CourseError(
             f"{where}: [tool.dlcourse.release_dates] takes one date per assignment, e.g. 01_backprop = 2026-10-13"
         )
+    mirror = config.get("data_mirror")
+    if mirror is not None and not (isinstance(mirror, str) and mirror.startswith(("https://", "http://"))):
+        raise CourseError(
+            f"{where}: [tool.dlcourse] data_mirror = {mirror!r} is not a URL: give the https:// address of a "
+            "folder holding <data set>/<file name> (e.g. cifar10/cifar-10-python.tar.gz)"
+        )
+    gpu = config.get("gpu", {})
+    if not isinstance(gpu, dict) or not all(isinstance(v, str) and v.strip() for v in gpu.values()):
+        raise CourseError(
+            f"{where}: [tool.dlcourse.gpu] takes one line per assignment that needs a GPU, saying why, e.g. "
+            '02_cnn = "part 3 trains a ResNet on CIFAR-10"'
+        )
     return Course(
         root=root,
+        gpu=dict(gpu),
+        data_mirror=mirror.rstrip("/") if mirror else None,
         repository=repository,
         ref=ref,
         student_checkout=(root / checkout).resolve() if checkout else None,

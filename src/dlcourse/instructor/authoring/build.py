@@ -15,6 +15,7 @@ bytes are those of a full build).
 from __future__ import annotations
 
 import copy
+import json
 import os
 import string
 import tempfile
@@ -34,14 +35,20 @@ from dlcourse.instructor.course import Course, CourseError
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
 SOLUTION_CELL_TIMEOUT_S = 900
 
-# The first code cell of every notebook. $url, $ref and $repository come from [tool.dlcourse].
+# How the setup cell knows it runs in Colab: the same test as dlcourse.env.in_colab() (Colab's kernel
+# imports google.colab at start and sets COLAB_RELEASE_TAG), which the cell cannot import: it installs it.
+COLAB_CHECK = '"google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ'
+
+# The first code cell of every notebook. $url, $ref and $repository come from [tool.dlcourse];
+# $mirror is the line that sets the course's data mirror, when it has one.
 SETUP_CELL = string.Template('''# Setup: in Google Colab this installs the course package `dlcourse`
 # (version $ref of github.com/$repository) and leaves Colab's
 # own torch, torchvision, numpy and matplotlib as they are. Anywhere else
 # (JupyterLab, a laptop, the grader) it does nothing. Running it again is harmless.
+import os
 import sys
-
-if "google.colab" in sys.modules:
+$mirror
+if ''' + COLAB_CHECK + ''':
     import importlib
     import importlib.metadata as metadata
     import json
@@ -85,24 +92,35 @@ if "google.colab" in sys.modules:
               "Runtime > Restart session, then run the notebook from the top.")''')
 
 # Above the setup cell: Colab's runtime type is chosen first, since changing it starts a new machine.
-RUNTIME_NOTE = (
-    "**In Colab:** first **Runtime > Change runtime type > T4 GPU** (changing it later starts a new "
-    "machine and loses what has run), then **File > Save a copy in Drive**, then run the cells from "
-    "the top: the first one installs the course package `dlcourse`."
-)
+# Only the assignments in [tool.dlcourse.gpu] ask for a GPU, each saying why; the others say they need
+# none, so that students keep Colab's free GPU time for those.
+GPU_NOTE = ("**In Colab:** first **Runtime > Change runtime type > T4 GPU**: {why}. (Changing it later starts a "
+            "new machine and loses what has run.) ")
+CPU_NOTE = ("**In Colab:** this notebook needs no GPU: keep the default CPU runtime, and save your free GPU "
+            "time for the assignments that ask for one. ")
+START_NOTE = ("Then **File > Save a copy in Drive**, and run the cells from the top: the first one installs "
+              "the course package `dlcourse`.")
+
+
+def runtime_note(course: Course, name: str) -> str:
+    why = course.gpu.get(name)
+    return (GPU_NOTE.format(why=why) if why else CPU_NOTE) + START_NOTE
 
 
 def setup_cell_source(course: Course) -> str:
-    return SETUP_CELL.substitute(url=course.git_url(), ref=course.ref, repository=course.repository)
+    mirror = ("\n# Data sets download from the course's mirror first (a student's own setting wins).\n"
+              f"os.environ.setdefault(\"DLCOURSE_DATA_MIRROR\", {json.dumps(course.data_mirror)})\n"
+              if course.data_mirror else "")
+    return SETUP_CELL.substitute(url=course.git_url(), ref=course.ref, repository=course.repository, mirror=mirror)
 
 
-def header_cells(course: Course, relative_path: str) -> list[NotebookNode]:
+def header_cells(course: Course, relative_path: str, name: str) -> list[NotebookNode]:
     """The badge row and the setup cell every generated notebook opens with."""
     badges = (
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         f"({course.colab_url(relative_path)}) "
         f"[![View on GitHub](https://img.shields.io/badge/view%20on-GitHub-181717?logo=github)]"
-        f"({course.github_url(relative_path)})\n\n" + RUNTIME_NOTE
+        f"({course.github_url(relative_path)})\n\n" + runtime_note(course, name)
     )
     badge_cell = nbformat.v4.new_markdown_cell(badges)
     badge_cell.id = "badges"
@@ -142,7 +160,7 @@ def student_notebook(course: Course, name: str, source: NotebookNode | None = No
     resources: dict = {}
     for preprocessor in (ClearSolutions(code_stub=CODE_STUB), ClearHiddenTests(), LockCells(), ComputeChecksums()):
         nb, resources = preprocessor.preprocess(nb, resources)
-    nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb") + nb.cells + self_check_cells(name, nb)
+    nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb", name) + nb.cells + self_check_cells(name, nb)
     return nb
 
 
@@ -155,7 +173,7 @@ def solution_cells(course: Course, name: str, source: NotebookNode | None = None
     for cell in nb.cells:
         cell.source = strip_markers(cell.source, keep_hidden=False)
         cell.metadata = {}
-    nb.cells = header_cells(course, f"solutions/{name}/{name}.ipynb") + nb.cells + closing
+    nb.cells = header_cells(course, f"solutions/{name}/{name}.ipynb", name) + nb.cells + closing
     return nb
 
 
@@ -312,7 +330,11 @@ def colab_index(course: Course, names: list[str] | None = None) -> tuple[str, No
         "(`MyDrive/dlcourse`). When you are done, **File > Download > Download .ipynb** and hand that "
         "file in.\n\n"
         "## Turning on the GPU\n\n"
-        "**Runtime > Change runtime type > T4 GPU**. Every notebook also runs on a CPU, more slowly."
+        "Only the assignments that train larger models ask for one"
+        + (f" ({', '.join(n for n in (course.assignments() if names is None else names) if n in course.gpu)})"
+           if course.gpu else "")
+        + ": in those, **Runtime > Change runtime type > T4 GPU** before running anything. Every notebook "
+        "also runs on a CPU, more slowly."
     )
     readme = (
         "# Open the course in Google Colab\n\n"

@@ -298,8 +298,10 @@ This is version {course.ref}; every notebook installs exactly this version.
 {table}
 
 1. Click a badge. Colab opens the notebook.
-2. **Runtime > Change runtime type > T4 GPU** before you run anything (changing it later
-   starts a new machine and loses what has run).
+2. If the note at the top of the notebook asks for a GPU (the assignments that train larger
+   models do, and say why), **Runtime > Change runtime type > T4 GPU** before you run anything
+   (changing it later starts a new machine and loses what has run); otherwise keep the CPU
+   runtime and save your free GPU time.
 3. **File > Save a copy in Drive**: your copy keeps your answers (the one you opened does not).
 4. Run the cells from the top. The first code cell installs `dlcourse` and prints its version;
    if it fails, it prints pip's reason and what to do.
@@ -324,7 +326,7 @@ into any question you send the course staff.
 ## Handing in
 
 Fill in every `# YOUR CODE HERE` and `YOUR ANSWER HERE`, run the test cell under each answer,
-then run the whole notebook once from the top (**Runtime > Restart and run all** in Colab) and
+then run the whole notebook once from the top (**Runtime > Restart session and run all** in Colab) and
 read the **self-check**, the last cell: it lists each visible test as passed, failed or not run,
 with its points. Hand in the `.ipynb` (Colab: **File > Download > Download .ipynb**) where your course says:
 the LMS, Gradescope, or JupyterHub. The name of the file does not matter ("Copy of ..." is fine).
