@@ -4,7 +4,7 @@
     python benchmarks/bench_grade.py --count 32 --workers 2
 
 The batch (solutions, blanks and partly right notebooks: every mutant swapped in)
-comes from ``dlcourse.authoring.sample``. Both graders run as their command-line
+comes from ``dlcourse.instructor.authoring.sample``. Both graders run as their command-line
 tools from a cold start, in temporary course folders with their own gradebooks,
 and must give every submission the same score. Printed: wall time, throughput,
 the ratio, and the per-submission overhead: worker time not spent executing
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.source import read_source
-from dlcourse.course import load_course
-from dlcourse.grading.batch import RECORD_KEY
-from dlcourse.authoring.sample import write_sample_batch
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.course import load_course
+from dlcourse.instructor.grading.batch import RECORD_KEY
+from dlcourse.instructor.authoring.sample import write_sample_batch
 
 
 def run(command: list[str], cwd: Path, env: dict | None = None) -> float:

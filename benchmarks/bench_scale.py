@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from dlcourse.course import load_course
-from dlcourse.grading.batch import BatchOptions, grade_batch
-from dlcourse.authoring.sample import write_sample_batch
+from dlcourse.instructor.course import load_course
+from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
+from dlcourse.instructor.authoring.sample import write_sample_batch
 
 
 def start_cluster(workers: int, folder: Path, preload: bool = True) -> tuple[str, list[subprocess.Popen]]:
     """A scheduler and `workers` single-thread worker processes; with `preload`, each worker starts its
-    grading template with itself (`--preload dlcourse.grading.cluster`, as docs/grading.md deploys them)."""
+    grading template with itself (`--preload dlcourse.instructor.grading.cluster`, as docs/grading.md deploys them)."""
     from distributed import Client
 
     with socket.socket() as s:
@@ -38,7 +38,7 @@ def start_cluster(workers: int, folder: Path, preload: bool = True) -> tuple[str
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                                   **quiet)]
-    extra = ["--preload", "dlcourse.grading.cluster"] if preload else []
+    extra = ["--preload", "dlcourse.instructor.grading.cluster"] if preload else []
     processes += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                                     "--local-directory", str(folder), *extra], **quiet) for _ in range(workers)]
     with Client(address, timeout=60, set_as_default=False) as client:

@@ -76,7 +76,7 @@ def _swap_functions(text: str) -> str:
 
 def planted_copy(nb, starter_lines: set[str], rng: random.Random):
     """A copy of `nb`: own variables renamed, functions of each cell swapped, comments changed, a cell split."""
-    from dlcourse.cells import role
+    from dlcourse.instructor.cells import role
 
     nb = copy.deepcopy(nb)
     keep = set(dir(__builtins__)) | {"self", "np", "nn", "F", "torch", "config", "cache", "out", "other", "Value",
@@ -116,10 +116,10 @@ def planted_copy(nb, starter_lines: set[str], rng: random.Random):
 def synthetic_batch(count: int, copies: int, seed: int = 0) -> tuple[dict[str, object], list[tuple[str, str]]]:
     """student id -> notebook, and the planted (original, copy) pairs."""
     sys.path.insert(0, str(ROOT / "src"))
-    from dlcourse.authoring.check import solved_notebook
-    from dlcourse.source import read_source
-    from dlcourse.cells import solution_texts
-    from dlcourse.course import load_course
+    from dlcourse.instructor.authoring.check import solved_notebook
+    from dlcourse.instructor.source import read_source
+    from dlcourse.instructor.cells import solution_texts
+    from dlcourse.instructor.course import load_course
 
     course = load_course(ROOT)
     source = read_source(course.source_path(ASSIGNMENT))
@@ -149,8 +149,8 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="write the batch and the report here")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from dlcourse.course import load_course
-    from dlcourse.similarity import find_similar, format_table, write_report
+    from dlcourse.instructor.course import load_course
+    from dlcourse.instructor.similarity import find_similar, format_table, write_report
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-similarity-"))
     batch, planted = synthetic_batch(args.count, args.copies)

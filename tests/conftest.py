@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.course import Course, load_course
+from dlcourse.instructor.course import Course, load_course
 
 DEMO_SOURCE = textwrap.dedent('''\
     # %% [markdown]
@@ -75,7 +75,7 @@ def make_course(root: Path, source: str = DEMO_SOURCE, name: str = "99_demo") ->
 @pytest.fixture(scope="session")
 def template():
     """One kernel template for the session, as `dlcourse grade` and `dlcourse check` hold one per command."""
-    from dlcourse.grading.template import Template
+    from dlcourse.instructor.grading.template import Template
 
     with Template() as shared:
         yield shared

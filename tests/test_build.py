@@ -3,11 +3,18 @@ and a clear refusal of a broken source."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import sys
+import types
+
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import build, stale_files, student_notebook
-from dlcourse.source import SourceError, read_source
+from dlcourse.env import in_colab
+from dlcourse.instructor.authoring.build import COLAB_CHECK, build, stale_files, student_notebook
+from dlcourse.instructor.course import CourseError, load_course
+from dlcourse.instructor.source import SourceError, read_source
 from dlcourse.cli import EXIT_COURSE_ERROR, main
 from tests.conftest import DEMO_SOURCE, make_course
 
@@ -37,7 +44,7 @@ def test_student_notebook_opens_with_badges_and_colab_only_setup(demo_course):
     assert ("https://colab.research.google.com/github/example/course/blob/v1/"
             "assignments/99_demo/99_demo.ipynb") in badges.source
     assert "https://github.com/example/course/blob/v1/assignments/99_demo/99_demo.ipynb" in badges.source
-    assert 'if "google.colab" in sys.modules:' in setup.source
+    assert f"if {COLAB_CHECK}:" in setup.source
     assert 'URL, REF = "https://github.com/example/course", "v1"' in setup.source
     assert 'f"dlcourse @ git+{URL}@{REF}"' in setup.source
 
@@ -47,6 +54,53 @@ def test_setup_cell_does_nothing_outside_colab(demo_course):
     namespace: dict = {}
     exec(compile(setup, "setup-cell", "exec"), namespace)  # would pip install if it thought it was Colab
     assert "sys" in namespace and "URL" not in namespace and "subprocess" not in namespace
+
+
+@pytest.mark.parametrize("module, variable", [(False, False), (True, False), (False, True), (True, True)])
+def test_the_setup_cell_and_in_colab_agree(demo_course, monkeypatch, module, variable):
+    # Colab's kernel imports google.colab when it starts and sets COLAB_RELEASE_TAG; a student who runs
+    # the import cell first still has the variable, so the setup cell installs dlcourse all the same
+    setup = student_notebook(demo_course, "99_demo").cells[1].source
+    assert f"if {COLAB_CHECK}:" in setup
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-20260819-060000-RC00")
+    if not variable:
+        monkeypatch.delenv("COLAB_RELEASE_TAG")
+    if module:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert eval(COLAB_CHECK, {"sys": sys, "os": os}) == in_colab() == (module or variable)
+
+
+def test_the_course_data_mirror_is_set_by_the_setup_cell_unless_the_student_set_one(demo_course, monkeypatch):
+    assert "DLCOURSE_DATA_MIRROR" not in student_notebook(demo_course, "99_demo").cells[1].source
+    course = dataclasses.replace(demo_course, data_mirror="https://data.example.edu/dl")
+    setup = student_notebook(course, "99_demo").cells[1].source
+    monkeypatch.setenv("DLCOURSE_DATA_MIRROR", "")
+    monkeypatch.delenv("DLCOURSE_DATA_MIRROR")
+    exec(compile(setup, "setup-cell", "exec"), {})
+    assert os.environ["DLCOURSE_DATA_MIRROR"] == "https://data.example.edu/dl"
+    monkeypatch.setenv("DLCOURSE_DATA_MIRROR", "/content/drive/MyDrive/data")
+    exec(compile(setup, "setup-cell", "exec"), {})
+    assert os.environ["DLCOURSE_DATA_MIRROR"] == "/content/drive/MyDrive/data"
+
+
+def test_only_the_assignments_in_the_gpu_table_ask_for_a_gpu_and_say_why(demo_course):
+    assert "needs no GPU" in student_notebook(demo_course, "99_demo").cells[0].source
+    course = dataclasses.replace(demo_course, gpu={"99_demo": "part 2 trains a ResNet"})
+    badges = student_notebook(course, "99_demo").cells[0].source
+    assert "**Runtime > Change runtime type > T4 GPU**: part 2 trains a ResNet." in badges
+    assert "needs no GPU" not in badges
+
+
+@pytest.mark.parametrize("setting, message", [
+    ('data_mirror = "data.example.edu"', "data_mirror = 'data.example.edu' is not a URL"),
+    ("gpu = { 99_demo = 1 }", "[tool.dlcourse.gpu] takes one line per assignment"),
+])
+def test_a_bad_mirror_or_gpu_setting_is_one_clear_error(demo_course, setting, message):
+    pyproject = demo_course.root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + setting + "\n")
+    with pytest.raises(CourseError, match=message.replace("[", "\\[").replace("]", "\\]")):
+        load_course(demo_course.root)
 
 
 def test_solution_notebook_is_executed_without_markers_or_hidden_tests(demo_course):
@@ -130,7 +184,7 @@ def test_build_of_a_broken_source_exits_with_the_message(tmp_path, monkeypatch, 
 
 
 def test_colab_index_has_a_badge_per_assignment_and_goes_stale(demo_course):
-    from dlcourse.authoring.build import stale_colab_files, write_colab_index
+    from dlcourse.instructor.authoring.build import stale_colab_files, write_colab_index
 
     assert stale_colab_files(demo_course) == ["colab/README.md", "colab/index.ipynb"]
     write_colab_index(demo_course)

@@ -7,11 +7,11 @@ import re
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import build
-from dlcourse.authoring.check import check_assignment, format_table
-from dlcourse.authoring.leaks import scan_notebook
-from dlcourse.authoring.mutants import Edit, Mutant, MutantError
-from dlcourse.source import SourceError, read_source
+from dlcourse.instructor.authoring.build import build
+from dlcourse.instructor.authoring.check import check_assignment, format_table
+from dlcourse.instructor.authoring.leaks import scan_notebook
+from dlcourse.instructor.authoring.mutants import Edit, Mutant, MutantError
+from dlcourse.instructor.source import SourceError, read_source
 from tests.conftest import load_benchmark
 
 

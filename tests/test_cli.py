@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 import dlcourse
-from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_OK, EXIT_USAGE, main
+from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_OK, EXIT_USAGE, INSTRUCTOR_COMMANDS, build_parser, main
 
 VERBS = ("doctor", "build", "check", "sample", "publish", "release", "grade")
 
@@ -76,3 +76,9 @@ def test_sample_writes_the_solution_the_blank_and_each_mutant(in_course, capsys)
     assert names == ["s000-solution", "s001-blank", "s002-mutant-adds-two", "s003-mutant-negatives-wrong"]
     assert "return x + 2" in "".join(c.source for c in nbformat.read(folder / "s002-mutant-adds-two.ipynb", 4).cells)
     assert capsys.readouterr().out == f"wrote 4 submissions of 99_demo to {folder}\n"
+
+
+def test_the_instructor_verbs_are_the_ones_a_student_install_answers_in_one_line():
+    # dlcourse.cli names them for the student package, where dlcourse.instructor (which defines them) is absent
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    assert set(subparsers.choices) - {"doctor"} == set(INSTRUCTOR_COMMANDS)

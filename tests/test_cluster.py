@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.course import CourseError
-from dlcourse.grading.batch import BatchOptions, grade_batch
+from dlcourse.instructor.course import CourseError
+from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
 from tests.test_grade_batch import make_batch, quiet
 
 BIN = Path(sys.executable).parent
@@ -81,8 +81,8 @@ def test_cluster_grades_like_the_local_pool_and_only_the_client_writes(demo_cour
 def test_the_task_returns_json_safe_data_and_a_version_mismatch_names_the_worker(demo_course, cluster):
     from distributed import Client
 
-    from dlcourse.source import read_source
-    from dlcourse.grading.cluster import ClusterError, ClusterGrader, grade_on_worker
+    from dlcourse.instructor.source import read_source
+    from dlcourse.instructor.grading.cluster import ClusterError, ClusterGrader, grade_on_worker
     from tests.test_grade_batch import solved
 
     address, _ = cluster
@@ -112,14 +112,14 @@ def test_the_task_returns_json_safe_data_and_a_version_mismatch_names_the_worker
 
 
 def test_workers_started_with_the_preload_keep_one_template_for_every_batch(demo_course, tmp_path):
-    """`dask worker --preload dlcourse.grading.cluster`: the template starts with the worker and serves
+    """`dask worker --preload dlcourse.instructor.grading.cluster`: the template starts with the worker and serves
     batch after batch (no batch waits for torch to import), and closing a batch leaves it running."""
     from distributed import Client
 
     def template_pid(dask_worker):
         return getattr(dask_worker, "dlcourse_template")._process.pid
 
-    cluster = _start_cluster(tmp_path, "--preload", "dlcourse.grading.cluster")
+    cluster = _start_cluster(tmp_path, "--preload", "dlcourse.instructor.grading.cluster")
     address, _ = next(cluster)
     try:
         with Client(address, timeout=30, set_as_default=False) as client:
@@ -140,8 +140,8 @@ def test_kernels_share_their_machines_cores_among_all_its_workers_threads(demo_c
     with two workers (it got every core, so two kernels oversubscribed the machine)."""
     from distributed import Client
 
-    from dlcourse.source import read_source
-    from dlcourse.grading.cluster import ClusterGrader, kernel_threads
+    from dlcourse.instructor.source import read_source
+    from dlcourse.instructor.grading.cluster import ClusterGrader, kernel_threads
 
     address, _ = cluster
     grader = ClusterGrader(address, "99_demo", read_source(demo_course.source_path("99_demo")), {})
@@ -175,7 +175,7 @@ def test_a_worker_killed_mid_submission_is_regraded_elsewhere_each_submission_on
     import nbformat
     from distributed import Client
 
-    from dlcourse.grading.gradebook import GradebookWriter
+    from dlcourse.instructor.grading.gradebook import GradebookWriter
     from tests.test_grade_batch import CORRECT, solved
 
     address, _ = cluster
@@ -197,7 +197,7 @@ def test_a_worker_killed_mid_submission_is_regraded_elsewhere_each_submission_on
         os.kill(client.run(os.getpid, workers=[busy])[busy], signal.SIGKILL)
     thread.join(180)
     assert [(r.student, r.status, r.score) for r in rows] == [("ann", "graded", 2.0), ("ben", "graded", 2.0)]
-    from dlcourse.source import read_source
+    from dlcourse.instructor.source import read_source
 
     writer = GradebookWriter(f"sqlite:///{tmp_path / 'nb' / 'gradebook.db'}", "99_demo", "99_demo",
                              read_source(demo_course.source_path("99_demo")))

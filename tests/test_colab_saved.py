@@ -18,9 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import build, student_notebook
-from dlcourse.grading.batch import BatchOptions, grade_batch
-from dlcourse.grading.submissions import SubmissionError, find_submissions
+from dlcourse.instructor.authoring.build import build, student_notebook
+from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
+from dlcourse.instructor.grading.submissions import SubmissionError, find_submissions
 from tests.conftest import make_course
 
 SOURCE = textwrap.dedent('''\

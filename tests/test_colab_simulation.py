@@ -41,8 +41,8 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 from dlcourse import __version__ as COURSE_VERSION
-from dlcourse.authoring.publish import publish
-from dlcourse.course import load_course
+from dlcourse.instructor.authoring.publish import publish
+from dlcourse.instructor.course import load_course
 
 ROOT = Path(__file__).resolve().parents[1]
 # The assignments by their sources, so that collecting these tests does not load the course.
@@ -73,7 +73,7 @@ def download(filename):
 ''',
 }
 
-PROBE = '''import importlib.metadata, json, sys
+PROBE = '''import importlib.metadata, importlib.util, json, subprocess, sys
 import dlcourse, dlcourse.data
 from google.colab import files
 drive = dlcourse.mount_drive()
@@ -83,6 +83,8 @@ print("PROBE " + json.dumps({
     "cache": str(dlcourse.data.cache_dir()), "drive": str(drive), "downloads": files.DOWNLOADED,
     "direct_url": json.loads(importlib.metadata.distribution("dlcourse").read_text("direct_url.json")),
     "doctor": dlcourse.doctor.dlcourse_origin(),
+    "instructor": importlib.util.find_spec("dlcourse.instructor") is not None,
+    "build": subprocess.run(["dlcourse", "build"], capture_output=True, text=True).stderr,
 }))'''
 
 
@@ -220,6 +222,8 @@ def test_a_published_notebook_runs_its_setup_cell_as_in_colab(student_remote, tm
     assert Path(probe["drive"]) == vm["content"] / "drive" / "MyDrive" / "dlcourse" and Path(probe["drive"]).is_dir()
     assert probe["downloads"] == ["probe.ipynb"]
     assert probe["doctor"] == [commit, f"{course().git_url()}@{course().ref}"], "dlcourse doctor names the commit"
+    assert not probe["instructor"], "the student course installs no instructor module"
+    assert probe["build"].startswith("dlcourse build: an instructor tool") and probe["build"].count("\n") == 1
 
     added, removed = freeze(vm) - before, before - freeze(vm)
     assert removed == set() and added == {f"dlcourse @ git+{course().git_url()}@{commit}"}, (

@@ -190,11 +190,13 @@ def test_load_text_downloads_verifies_and_repairs_the_cache(shakespeare_served, 
     assert cached.read_bytes() == shakespeare_served
 
 
-def test_a_verified_cached_corpus_is_used_offline(shakespeare_served, monkeypatch):
+def test_a_verified_cached_corpus_is_used_but_not_under_the_offline_switch(shakespeare_served, monkeypatch):
     data.load_text("tiny_shakespeare")  # downloads into the cache
-    monkeypatch.setenv("DLCOURSE_OFFLINE", "1")
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded again"))
     assert data.load_text("tiny_shakespeare").source == "full"
+    monkeypatch.setenv("DLCOURSE_OFFLINE", "1")  # one meaning: the grader's data, not the cache
+    assert data.load_text("tiny_shakespeare").source == "offline-subset"
+    monkeypatch.delenv("DLCOURSE_OFFLINE")
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert data.load_text("tiny_shakespeare").source == "offline-subset"  # grading: always the same data
 
@@ -347,6 +349,9 @@ def test_network_probe_is_remembered(monkeypatch):
     assert not data.network_available("https://example.org/")
     assert not data.network_available("https://example.org/other")
     assert len(calls) == 1
+    monkeypatch.setattr(data, "RETRY_AFTER_S", 0.0)  # a failure is remembered only briefly
+    assert not data.network_available("https://example.org/")
+    assert len(calls) == 2
 
 
 # ----------------------------------------------------------------------------- full data from the cache
@@ -363,26 +368,26 @@ def write_fake_mnist(raw: Path, n: int) -> None:
         (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, count) + labels.tobytes())
 
 
-def test_full_mnist_from_the_cache_works_offline(monkeypatch, tmp_path, no_network_at_all, capsys):
+def test_full_mnist_from_the_cache_works_without_network(monkeypatch, tmp_path, no_network_at_all, capsys):
     write_fake_mnist(tmp_path / "cache" / "MNIST" / "raw", n=20)
-    monkeypatch.setenv("DLCOURSE_OFFLINE", "1")
     train = data.load_mnist()
     assert train.source == "full" and len(train) == 20
     image, label = train[3]
     assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and label == 3
     assert capsys.readouterr().out == ""  # nothing to apologise for
+    monkeypatch.setenv("DLCOURSE_OFFLINE", "1")
+    assert data.load_mnist().source == "offline-subset", "the switch means the grader's data, not the cache"
 
 
-def test_a_damaged_torchvision_cache_is_dropped(monkeypatch, tmp_path, capsys):
+def test_a_damaged_torchvision_cache_without_archives_or_network_says_both(monkeypatch, tmp_path, capsys):
+    # (with the archives in the cache it repairs itself offline: tests/test_data_server.py)
     raw = tmp_path / "cache" / "MNIST" / "raw"
     write_fake_mnist(raw, n=20)
     (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03 truncated")
-    monkeypatch.setenv("DLCOURSE_OFFLINE", "1")
     train = data.load_mnist()
     out = capsys.readouterr().out
-    assert "damaged" in out and "offline subset" in out
+    assert "damaged" in out and "offline subset" in out and "the network is unreachable" in out
     assert train.source == "offline-subset"
-    assert not raw.exists()  # the next online load downloads it again
 
 
 def test_data_source_rejects_foreign_objects():

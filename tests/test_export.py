@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.source import read_source
+from dlcourse.instructor.source import read_source
 from dlcourse.cli import main
-from dlcourse.export import POINTS_POSSIBLE, build_export, read_roster, summary, write_export
-from dlcourse.grading.engine import CellScore, GradeResult
-from dlcourse.grading.gradebook import GradebookWriter
+from dlcourse.instructor.export import POINTS_POSSIBLE, build_export, read_roster, summary, write_export
+from dlcourse.instructor.grading.engine import CellScore, GradeResult
+from dlcourse.instructor.grading.gradebook import GradebookWriter
 from tests.conftest import DEMO_SOURCE
 
 CANVAS_ROSTER = """\

@@ -19,14 +19,14 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from dlcourse.authoring.build import student_notebook
-from dlcourse.source import read_source
+from dlcourse.instructor.authoring.build import student_notebook
+from dlcourse.instructor.source import read_source
 from dlcourse.cli import main
-from dlcourse.grading import batch, settings
-from dlcourse.grading.batch import BatchOptions, grade_batch, summary_table
-from dlcourse.grading.engine import CellScore, GradeResult
-from dlcourse.grading.gradebook import GradebookWriter
-from dlcourse.grading.submissions import find_submissions
+from dlcourse.instructor.grading import batch, settings
+from dlcourse.instructor.grading.batch import BatchOptions, grade_batch, summary_table
+from dlcourse.instructor.grading.engine import CellScore, GradeResult
+from dlcourse.instructor.grading.gradebook import GradebookWriter
+from dlcourse.instructor.grading.submissions import find_submissions
 
 CORRECT = "def double(x):\n    return 2 * x\n"
 HIDDEN_LINE = "assert double(-3.5) == -7.0"
@@ -159,7 +159,7 @@ def test_a_new_gradebook_is_the_one_nbgrader_creates(tmp_path):
     # nbgrader's `db upgrade` and the formgrader rely on its schema and its alembic revision
     import sqlite3
 
-    from dlcourse.grading.gradebook import create_gradebook
+    from dlcourse.instructor.grading.gradebook import create_gradebook
 
     Gradebook(f"sqlite:///{tmp_path / 'stock.db'}").close()
     assert create_gradebook(f"sqlite:///{tmp_path / 'ours.db'}")
@@ -224,8 +224,8 @@ def test_gpu_count_reads_device_nodes_and_cuda_visible_devices(tmp_path, monkeyp
 
 def test_the_grader_process_does_not_import_torch():
     # torch costs the grader seconds of start-up on the critical path (the kernels' template imports it)
-    code = ("import sys, dlcourse.cli, dlcourse.grading.batch, dlcourse.grading.cli; "
-            "from dlcourse.grading.settings import default_workers; default_workers(); "
+    code = ("import sys, dlcourse.cli, dlcourse.instructor.grading.batch, dlcourse.instructor.grading.cli; "
+            "from dlcourse.instructor.grading.settings import default_workers; default_workers(); "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
@@ -233,7 +233,7 @@ def test_the_grader_process_does_not_import_torch():
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU here")
 def test_kernels_run_on_the_gpu_when_there_is_one(demo_course):
-    from dlcourse.grading.engine import grade_notebook
+    from dlcourse.instructor.grading.engine import grade_notebook
 
     source = read_source(demo_course.source_path("99_demo"))
     nb = solved(demo_course, "import torch, dlcourse\n"

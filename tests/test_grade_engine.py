@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from dlcourse.grading.engine import Status, grade_notebook
-from dlcourse.grading.submissions import read_submission
-from dlcourse.grading.template import Template
+from dlcourse.instructor.grading.engine import Status, grade_notebook
+from dlcourse.instructor.grading.submissions import read_submission
+from dlcourse.instructor.grading.template import Template
 from tests.redteam.course import CORRECT, build_course, insert_after, with_solution
 
 

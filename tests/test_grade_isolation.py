@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.grading.engine import grade_notebook
+from dlcourse.instructor.grading.engine import grade_notebook
 from tests.redteam.course import CORRECT, build_course, insert_after, with_solution
 
 PROBE = r'''
@@ -111,7 +111,7 @@ def test_the_working_copy_holds_only_the_students_notebook_and_public_files(prob
     # /tmp is private: only the copy's own mount point, what the kernel made itself, and
     # (when the course checkout itself lives under /tmp, as in a CI clone) the folder that
     # leads to its read-only public parts: Python, the package and its data.
-    from dlcourse.grading.policy import default_expose
+    from dlcourse.instructor.grading.policy import default_expose
 
     public_roots = {Path(p).relative_to("/tmp").parts[0] for p in default_expose() if Path(p).is_relative_to("/tmp")}
     listed = [n for n in report["tmp"] if not n.startswith("tmp") and n not in public_roots]
@@ -161,8 +161,8 @@ def test_nothing_a_submission_starts_outlives_its_grading(probe):
 def test_without_root_the_hidden_folders_stay_hidden():
     """The path a grader without root takes: a user namespace, in which the kernel would hold every
     capability; it must not be able to unmount the covers (here: the private /tmp over everyone's)."""
-    from dlcourse.grading import sandbox
-    from dlcourse.grading.protocol import KernelConfig
+    from dlcourse.instructor.grading import sandbox
+    from dlcourse.instructor.grading.protocol import KernelConfig
 
     outside = Path(tempfile.mkdtemp(prefix="dlcourse-secret-"))
     (outside / "answers.txt").write_text("42")

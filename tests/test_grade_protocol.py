@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from dlcourse.source import read_source
-from dlcourse.grading import protocol, settings
-from dlcourse.grading.engine import grade_notebook
-from dlcourse.grading.policy import kernel_config
-from dlcourse.grading.protocol import MAX_MESSAGE, CellReply, KernelConfig, RunCell, decode_request
-from dlcourse.grading.template import Template
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.grading import protocol, settings
+from dlcourse.instructor.grading.engine import grade_notebook
+from dlcourse.instructor.grading.policy import kernel_config
+from dlcourse.instructor.grading.protocol import MAX_MESSAGE, CellReply, KernelConfig, RunCell, decode_request
+from dlcourse.instructor.grading.template import Template
 from tests.test_grade_batch import solved
 
 

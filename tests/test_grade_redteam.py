@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import pytest
 
-from dlcourse.grading.engine import grade_notebook
+from dlcourse.instructor.grading.engine import grade_notebook
 from tests.redteam.cases import CASES, NOTEBOOK_EDITS
 from tests.redteam.course import CORRECT, build_course, with_solution
 

@@ -19,11 +19,11 @@ import jsonschema
 import nbformat
 import pytest
 
-from dlcourse.source import read_source
-from dlcourse.cells import BEGIN_HIDDEN, END_HIDDEN, graded_cells
-from dlcourse.course import load_course
-from dlcourse.gradescope.bundle import build_bundle, build_wheel, extract, read_settings
-from dlcourse.authoring.sample import sample_notebooks
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.cells import BEGIN_HIDDEN, END_HIDDEN, graded_cells
+from dlcourse.instructor.course import load_course
+from dlcourse.instructor.gradescope.bundle import build_bundle, build_wheel, extract, read_settings
+from dlcourse.instructor.authoring.sample import sample_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "gradescope-results.schema.json").read_text())

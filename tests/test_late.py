@@ -15,10 +15,10 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from dlcourse.authoring.build import student_notebook
+from dlcourse.instructor.authoring.build import student_notebook
 from dlcourse.cli import main
-from dlcourse.course import CourseError
-from dlcourse.grading.late import NO_TIME, LatePolicy, LateWork, policy_from_config, read_extensions
+from dlcourse.instructor.course import CourseError
+from dlcourse.instructor.grading.late import NO_TIME, LatePolicy, LateWork, policy_from_config, read_extensions
 
 from .conftest import make_course
 

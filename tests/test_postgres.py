@@ -46,7 +46,7 @@ def postgres_url():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-CREATE = "import sys; from dlcourse.grading.gradebook import create_gradebook; print(create_gradebook(sys.argv[1]))"
+CREATE = "import sys; from dlcourse.instructor.grading.gradebook import create_gradebook; print(create_gradebook(sys.argv[1]))"
 
 
 def _create_four_at_once(url: str) -> list[str]:
@@ -76,7 +76,7 @@ def test_two_grade_batches_at_once_on_one_postgresql_gradebook_lose_and_duplicat
     import nbformat
     from nbgrader.api import Gradebook
 
-    from dlcourse.grading.batch import BatchOptions, grade_batch
+    from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
     from tests.test_grade_batch import quiet, solved
 
     url = postgres_url.rsplit("/", 1)[0] + "/two_batches"
@@ -162,7 +162,7 @@ def test_the_formgrader_on_a_postgresql_gradebook_lists_the_grades_and_saves_a_t
     import nbformat
     from nbgrader.api import Gradebook
 
-    from dlcourse.grading.batch import BatchOptions, grade_batch
+    from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
     from tests.test_grade_batch import quiet, solved
 
     url = _create_database(postgres_url, "formgrader")

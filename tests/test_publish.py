@@ -9,6 +9,7 @@ import datetime
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -16,12 +17,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
-from dlcourse.authoring.build import build
-from dlcourse.authoring.publish import MANIFEST, LeakError, PublishError, publish, release, secrets
-from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_FAILED, EXIT_OK, main
-from dlcourse.course import CourseError, load_course
+from dlcourse.instructor.authoring.build import build
+from dlcourse.instructor.authoring.publish import MANIFEST, LeakError, PublishError, gate, publish, release, secrets
+from dlcourse.cli import EXIT_COURSE_ERROR, EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from dlcourse.instructor.course import CourseError, load_course
 from tests.conftest import make_course
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION_LINE = "return 2 * x  # the distinctive solution line"
@@ -153,6 +160,61 @@ def test_the_leak_gate_refuses_a_planted_secret_and_writes_nothing(course, tmp_p
         cell = {"hidden test": "cell 4 (test_double)", "model answer": "cell 5 (why_double)"}.get(where, "cell 3 (double)")
         assert f"{kind} line" in message and f"from notebooks/99_demo/99_demo.py, {cell}" in message
     assert not destination.exists()
+
+
+def test_publish_leaves_the_instructor_toolchain_out_and_the_gate_refuses_it(course, tmp_path):
+    grader = course.root / "src" / "dlcourse" / "instructor" / "grading" / "runner.py"
+    grader.parent.mkdir(parents=True)
+    grader.write_text("SIMILARITY_THRESHOLD = 0.5\n")
+    destination = tmp_path / "student"
+    publish(course, destination, log=quiet)
+    assert (destination / "src" / "dlcourse" / "__init__.py").is_file()
+    assert not (destination / "src" / "dlcourse" / "instructor").exists()
+    # the gate's own check, should a change to what publish copies let the folder in
+    leaks = gate(course, {"src/dlcourse/instructor/grading/runner.py": grader.read_bytes(),
+                          "src/dlcourse/checks.py": b"x = 1\n"}, [])
+    assert [str(leak) for leak in leaks] == [
+        "src/dlcourse/instructor/grading/runner.py: a file of the instructor toolchain (dlcourse.instructor): "
+        "the student package carries only the student side"]
+
+
+def test_the_real_course_publishes_the_student_side_only(tmp_path):
+    """What a student installs from the student course: the helpers, no grader; an environment
+    without the instructor's tools; an instructor verb answered in one line."""
+    destination = tmp_path / "student"
+    publish(load_course(ROOT), destination, log=quiet)
+    package = destination / "src" / "dlcourse"
+    modules = sorted(".".join(p.relative_to(destination / "src").with_suffix("").parts)
+                     for p in package.rglob("*.py") if p.name != "__main__.py")
+    assert "dlcourse.checks" in modules and "dlcourse.selfcheck" in modules and "dlcourse.data" in modules
+    assert not [m for m in modules if m.startswith("dlcourse.instructor")]
+    assert not (package / "instructor").exists()
+    # every module the student gets imports without the instructor part
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('ok')"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(destination / "src"), "DLCOURSE_OFFLINE": "1",
+           "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.stdout.strip() == "ok", done.stderr
+    done = subprocess.run([sys.executable, "-m", "dlcourse.cli", "build", "00_setup"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
+    assert done.returncode == EXIT_USAGE and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "dlcourse build: an instructor tool" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+    pyproject = (destination / "pyproject.toml").read_text()
+    assert pyproject.startswith("[build-system]\n")
+    assert "optional-dependencies" not in pyproject and "nbgrader" not in pyproject
+    environment = yaml.safe_load((destination / "environment.yml").read_text())
+    pip = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+    conda = {re.split(r"[<>=!~ ]", item, maxsplit=1)[0]: item for item in environment["dependencies"]
+             if isinstance(item, str)}
+    assert pip == ["-e ."]
+    assert set(conda) == {"python", "pip", "pytorch", "torchvision", "numpy", "matplotlib", "scikit-learn", "tqdm",
+                          "tomli", "jupyterlab"}
+    dependencies = tomllib.loads(pyproject)["project"]["dependencies"]
+    assert {conda["pytorch"].replace("pytorch", "torch"), conda["numpy"]} <= {d.split(";")[0] for d in dependencies}
+    assert ".venv/" in (destination / ".gitignore").read_text().splitlines()
 
 
 def test_the_cli_reports_a_leak_and_exits_1(in_course, tmp_path, capsys):
@@ -317,8 +379,8 @@ def test_the_cli_runs_without_tomllib_as_on_python_3_10(tmp_path):
         "sys.meta_path.insert(0, NoTomllib())\n"
         "sys.version_info = (3, 10, 13, 'final', 0)\n"
         "from dlcourse.cli import main\n"
-        "from dlcourse.course import load_course\n"
-        "import dlcourse.authoring.mutants\n"
+        "from dlcourse.instructor.course import load_course\n"
+        "import dlcourse.instructor.authoring.mutants\n"
         "assert 'tomllib' not in sys.modules and 'tomli' in sys.modules\n"
         f"course = load_course(__import__('pathlib').Path({str(ROOT)!r}))\n"
         "print(course.repository, course.ref, sorted(course.release_dates)[0])\n"
@@ -364,7 +426,7 @@ def test_build_headers_only_writes_what_a_full_build_writes(course):
 
 
 def test_check_runs_the_leak_gate_over_what_publish_would_write(course):
-    from dlcourse.authoring.check import check_assignment
+    from dlcourse.instructor.authoring.check import check_assignment
 
     init = course.root / "src" / "dlcourse" / "__init__.py"
     init.write_text(init.read_text() + f"# {SOLUTION_LINE}\n")

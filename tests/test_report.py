@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import student_notebook
+from dlcourse.instructor.authoring.build import student_notebook
 from dlcourse.cli import main
-from dlcourse.report import fold
+from dlcourse.instructor.report import fold
 
 from .conftest import make_course
 

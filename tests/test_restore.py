@@ -10,11 +10,11 @@ import textwrap
 import nbformat
 import pytest
 
-from dlcourse.authoring.build import student_notebook
-from dlcourse.source import read_source
-from dlcourse.cells import grade_id, role
-from dlcourse.grading.engine import grade_notebook
-from dlcourse.grading.restore import restore
+from dlcourse.instructor.authoring.build import student_notebook
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.cells import grade_id, role
+from dlcourse.instructor.grading.engine import grade_notebook
+from dlcourse.instructor.grading.restore import restore
 from tests.conftest import make_course
 from tests.redteam.course import build_course
 from tests.test_grade_batch import solved
@@ -112,7 +112,7 @@ def test_a_written_answer_retyped_without_its_metadata_is_kept_as_that_answer(ch
 def test_a_deleted_written_answer_is_a_grade_box_at_zero_with_why(chained, tmp_path, template, colab):
     from nbgrader.api import Gradebook
 
-    from dlcourse.grading.batch import BatchOptions, grade_batch
+    from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
     from tests.test_grade_batch import quiet
 
     source, nb, course = chained
@@ -186,8 +186,8 @@ def test_tests_whose_metadata_was_stripped_are_recognised_by_their_text(tmp_path
 @pytest.mark.slow
 def test_00_setup_with_its_first_test_cell_deleted_in_colab_grades_full_marks(template):
     """The case found by hand: the first test cell of 00_setup imports assert_close for every later test."""
-    from dlcourse.authoring.check import solved_notebook
-    from dlcourse.course import load_course
+    from dlcourse.instructor.authoring.check import solved_notebook
+    from dlcourse.instructor.course import load_course
 
     course = load_course()
     source = read_source(course.source_path("00_setup"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.authoring.self_contained import borrowed_names
-from dlcourse.source import read_source
-from dlcourse.authoring.build import build
+from dlcourse.instructor.authoring.self_contained import borrowed_names
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.authoring.build import build
 from tests.conftest import DEMO_SOURCE, make_course
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_every_assignments_tests_stand_alone(name):
 
 
 def test_check_fails_an_assignment_whose_test_borrows_from_another(tmp_path, template):
-    from dlcourse.authoring.check import check_assignment
+    from dlcourse.instructor.authoring.check import check_assignment
 
     course = make_course(tmp_path, source=BORROWING)
     build(course, "99_demo", execute_solution=False, log=lambda *_: None)

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 
 from dlcourse.cli import main
-from dlcourse.course import load_course
-from dlcourse.similarity import compare, find_similar, instructor_text, own_code
+from dlcourse.instructor.course import load_course
+from dlcourse.instructor.similarity import compare, find_similar, instructor_text, own_code
 from tests.conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_the_starter_code_alone_scores_no_similarity(batch):
     assert not [p for p in result.pairs if {p.a, p.b} & {"blank1", "blank2"}]
     course = load_course(ROOT)
     starter = nbformat.read(str(course.student_path("01_backprop")), as_version=4)
-    from dlcourse.source import read_source
+    from dlcourse.instructor.source import read_source
 
     lines, _ = instructor_text(starter, read_source(course.source_path("01_backprop")))
     assert own_code(starter, lines, set()) == ""

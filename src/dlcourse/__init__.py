@@ -1,8 +1,9 @@
 """dlcourse: the helper package of the deep-learning course.
 
 Students import it in every notebook (devices, seeds, data, gradient checks,
-training loops, plots, self-checks); instructors use its command line
-(`dlcourse build | check | grade | release | doctor`).
+training loops, plots, self-checks) and run `dlcourse doctor`. The instructor
+toolchain (`dlcourse build | check | grade | publish | ...`) is the subpackage
+``dlcourse.instructor``, which the student course does not carry.
 
 The submodules load on first use (``dlcourse.checks``, ``dlcourse.get_device``...):
 they import torch, and the instructor commands that never touch a tensor (the

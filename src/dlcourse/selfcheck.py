@@ -4,13 +4,19 @@ and passed in this session, and a one-line stop for a cell that needs an exercis
 - `watch()` (called when `dlcourse` is imported in an IPython kernel) records every cell IPython runs:
   a fingerprint of its text and whether it raised. Colab gives a kernel no access to its notebook
   file, so the tally matches the text of the cells that ran, not the file.
+- Run All reaches the self-check: a cell that raises still shows its error where it stands (the
+  traceback, the failed check and its hint), and then tells the front end it finished, so that
+  Jupyter's and Colab's Run All (which stop at the first cell whose execution is an error) go on
+  to the cells below and the self-check lists the failure. KeyboardInterrupt (the stop button)
+  still stops the run; $DLCOURSE_STOP_ON_ERROR=1 restores Jupyter's stop-at-the-first-error
+  (`dlcourse build` sets it, so a broken solution still fails the build).
 - `self_check(name, tests)` is the last cell of every notebook (`dlcourse build` appends it with the
   notebook's visible tests: grade id, points, fingerprint of the test cell) and prints the tally.
 - `require_written(fn, ...)` opens a training or plotting cell: if one of those exercises is still
   the notebook's stub, the cell stops with one line naming it instead of a library traceback.
 
-Nothing here changes a grade: under the grader (NBGRADER_EXECUTION set) nothing is recorded and
-the self-check says it is skipped. No torch, no nbformat: it runs wherever a student runs.
+Nothing here changes a grade: under the grader (NBGRADER_EXECUTION set) nothing is recorded, no
+error is let through, and the self-check says it is skipped. No torch, no nbformat: it runs wherever a student runs.
 """
 
 from __future__ import annotations
@@ -21,8 +27,16 @@ import sys
 import types
 from typing import NamedTuple
 
-from dlcourse.cells import STUB_MESSAGE
 from dlcourse.tables import format_table
+
+# What an unwritten exercise raises in the student notebook (`dlcourse build` writes it in place of each
+# solution, as dlcourse.instructor.cells.CODE_STUB). It is what a student sees when a test calls an
+# exercise not yet written, so it says what to do; the self-check and require_written recognise it.
+STUB_MESSAGE = "not written yet: replace these two lines with your code, run this cell, then run its test again"
+
+STOP_ON_ERROR_ENV = "DLCOURSE_STOP_ON_ERROR"
+GOES_ON = ("(The error above stopped this cell only: the cells below still run, and the self-check at the bottom "
+           "lists every visible test that failed.)")
 
 RESTART_REMINDER = ("Before handing in: restart and run every cell from the top (JupyterLab: Kernel > Restart "
                     "Kernel and Run All Cells; Colab: Runtime > Restart session and run all), check this tally "
@@ -38,20 +52,34 @@ def fingerprint(cell_text: str) -> str:
 
 class CellRun(NamedTuple):
     error: str | None  # None: the cell ran to the end
+    hint: str | None = None  # the failed check's hint ("hint: ..." in its message), if it gave one
 
 
 _runs: dict[str, CellRun] = {}  # fingerprint -> the latest run of a cell with that text
 
 
+def _summary(error: BaseException) -> CellRun:
+    """What the self-check shows of an error: its first line, and the hint of a failed check."""
+    if isinstance(error, NotImplementedError) and STUB_MESSAGE in str(error):
+        return CellRun("not written yet")
+    text = str(error)
+    hint = next((line.split("hint:", 1)[1].strip() for line in text.splitlines() if "hint:" in line), None)
+    first = f"{type(error).__name__}: {text}".splitlines()[0]
+    if hint and "hint:" in first:  # a one-line message with its hint inline
+        first = first.split("hint:", 1)[0].rstrip(" ;,(")
+    return CellRun(first[:120], hint[:200] if hint else None)
+
+
 def _record(result) -> None:
+    """IPython's post_run_cell hook: note how the cell ended, then let Run All go on past an error."""
     error = result.error_in_exec or result.error_before_exec
-    if error is None:
-        summary = None
-    elif isinstance(error, NotImplementedError) and STUB_MESSAGE in str(error):
-        summary = "not written yet"
-    else:
-        summary = f"{type(error).__name__}: {error}".splitlines()[0][:120]
-    _runs[fingerprint(result.info.raw_cell if result.info else "")] = CellRun(summary)
+    _runs[fingerprint(result.info.raw_cell if result.info else "")] = (
+        CellRun(None) if error is None else _summary(error))
+    if isinstance(error, Exception) and not os.environ.get(STOP_ON_ERROR_ENV):
+        # ipykernel answers "error" (and Run All stops) only when the result holds one; the
+        # traceback is already on screen, and this hook runs before the kernel replies.
+        result.error_in_exec = result.error_before_exec = None
+        print(GOES_ON)
 
 
 def _shell():
@@ -71,22 +99,23 @@ def watch() -> None:
     shell._dlcourse_watched = True
 
 
-def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], hand_graded_points: float = 0) -> dict:
-    """Print the tally of the visible tests: grade id -> (points, fingerprint of its cell).
-
-    Returns the counts (passed, failed, not run, points passed, points at stake)."""
+def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], hand_graded_points: float = 0) -> None:
+    """Print the tally of the visible tests (grade id -> (points, fingerprint of its cell)) and the
+    hint of each failed one. Returns nothing: the table is all the last cell of a notebook shows."""
     if os.environ.get("NBGRADER_EXECUTION"):
         print("Self-check: skipped while grading (it never changes a grade).")
-        return {}
+        return
     if not getattr(_shell(), "_dlcourse_watched", False):
         print("Self-check: needs Jupyter or Colab, with `import dlcourse` run before the tests; "
               "run the notebook from the top.")
-        return {}
-    rows, counts = [], {"passed": 0, "failed": 0, "not run": 0}
+        return
+    rows, hints, counts = [], [], {"passed": 0, "failed": 0, "not run": 0}
     points_passed = points_total = 0.0
     for test, (points, cell_fingerprint) in visible_tests.items():
         run = _runs.get(cell_fingerprint)
         status = "not run" if run is None else "passed" if run.error is None else "failed"
+        if run is not None and run.hint:
+            hints.append(f"  {test}: {run.hint}")
         counts[status] += 1
         points_total += points
         points_passed += points if status == "passed" else 0
@@ -97,6 +126,8 @@ def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], han
     if not any(row[3] for row in rows):  # all passed or not run: no empty column
         header, rows = header[:3], [row[:3] for row in rows]
     print("\n".join(format_table(header, rows)))
+    if hints:
+        print("Hints of the failed tests:\n" + "\n".join(hints))
     summary = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['not run']} not run: "
                f"{points_passed:g} of {points_total:g} points pass their visible tests")
     if hand_graded_points:
@@ -106,7 +137,6 @@ def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], han
         print("A test not run, or a test cell whose text was changed, counts as not run here; the grader "
               "always runs the original tests.")
     print(RESTART_REMINDER)
-    return {**counts, "points passed": points_passed, "points": points_total}
 
 
 class ExerciseNotWritten(RuntimeError):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.source import read_source
-from dlcourse.cells import role, solution_texts, strip_markers
-from dlcourse.course import Course, load_course
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.cells import role, solution_texts, strip_markers
+from dlcourse.instructor.course import Course, load_course
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

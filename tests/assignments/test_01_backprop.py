@@ -43,7 +43,7 @@ def test_overflow_limits_are_stated_right(sources):
 
 
 def test_test_cells_stand_alone(sources):
-    from dlcourse.authoring.self_contained import borrowed_names
+    from dlcourse.instructor.authoring.self_contained import borrowed_names
 
     assert borrowed_names(sources(NAME)) == []
 

@@ -46,13 +46,13 @@ def test_benchmark_runs_on_cpu():
 
 
 def test_test_cells_stand_alone(sources):
-    from dlcourse.authoring.self_contained import borrowed_names
+    from dlcourse.instructor.authoring.self_contained import borrowed_names
 
     assert borrowed_names(sources(NAME)) == []
 
 
 def test_two_written_questions(sources):
-    from dlcourse.cells import role
+    from dlcourse.instructor.cells import role
 
     answers = [cell for cell in sources(NAME).cells if role(cell) == "answer"]
     assert len(answers) >= 2

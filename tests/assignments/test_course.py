@@ -7,10 +7,10 @@ import ast
 
 import pytest
 
-from dlcourse.authoring.build import stale_colab_files, stale_files
-from dlcourse.authoring.check import check_assignment, format_table
-from dlcourse.cells import role, strip_markers
-from dlcourse.course import load_course
+from dlcourse.instructor.authoring.build import stale_colab_files, stale_files
+from dlcourse.instructor.authoring.check import check_assignment, format_table
+from dlcourse.instructor.cells import role, strip_markers
+from dlcourse.instructor.course import load_course
 from tests.assignments.conftest import ROOT
 
 

@@ -285,14 +285,14 @@ CASES = {
         "import dlcourse.checks\n"
         "dlcourse.checks.assert_close.__code__ = (lambda *a, **k: None).__code__\n" + WRONG, 0, "__code__"),
     "grader_classes_patched_then_checks": (  # the second reported attack
-        "import torch\nimport dlcourse.grading.runner as runner\n"
+        "import torch\nimport dlcourse.instructor.grading.runner as runner\n"
         "runner.Guard.restore = lambda self, hooks=True: []\n"
         "runner.Guard.rebound_names = lambda self, ns: []\n"
         "torch.equal = lambda a, b: True\n"
         "import dlcourse.checks\ndlcourse.checks.assert_close = lambda *a, **k: None\n" + WRONG, 0,
         "grader's own code was patched"),
     "grader_test_runner_replaced": (
-        "import dlcourse.grading.runner as runner\n"
+        "import dlcourse.instructor.grading.runner as runner\n"
         "runner.Runner.run_test_cell = lambda self, source, grade_id: {\n"
         "    'status': 'ok', 'error': None, 'flags': [], 'execution_count': 1}\n" + WRONG, 0,
         "Runner.run_test_cell"),
@@ -304,7 +304,7 @@ CASES = {
         "    return real_dumps(obj, *args, **kwargs)\n"
         "json.dumps = dumps\n" + WRONG, 0, "json.dumps"),
     "grader_patched_while_the_test_runs": (
-        "import torch\nimport dlcourse.grading.runner as runner\n"
+        "import torch\nimport dlcourse.instructor.grading.runner as runner\n"
         "def square(x):\n"
         "    runner.Guard.restore = lambda self, hooks=True: []\n"
         "    torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)\n"

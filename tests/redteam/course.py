@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from dlcourse.authoring.build import student_notebook
-from dlcourse.source import read_source
+from dlcourse.instructor.authoring.build import student_notebook
+from dlcourse.instructor.source import read_source
 from tests.conftest import make_course
 
 NAME = "99_redteam"

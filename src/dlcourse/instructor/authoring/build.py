@@ -1,0 +1,373 @@
+"""`dlcourse build`: one source -> the student notebook and the executed solution.
+
+Student notebook: nbgrader's own preprocessors clear the solutions and hidden
+tests, lock the test cells and record checksums, exactly as
+``nbgrader generate_assignment`` does. Solution notebook: the markers and hidden
+tests are removed (stock ``nbgrader generate_solution`` keeps both), then it is
+executed in full, real training included. Both end with the self-check (a markdown cell and a
+code cell calling `dlcourse.selfcheck.self_check` with the notebook's visible tests), and both
+open with the badge row and the Colab setup cell, built from [tool.dlcourse] (the student repository and the ref students
+install); after a change there, ``build --headers-only`` rewrites just those two cells and
+keeps the committed solutions' outputs (the setup cell prints nothing outside Colab, so the
+bytes are those of a full build).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import string
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
+
+from dlcourse.instructor.source import read_source
+from dlcourse.instructor.cells import CODE_STUB, GENERATED_CELLS, graded_cells, grade_id, nbgrader_metadata, strip_markers
+from dlcourse.selfcheck import STOP_ON_ERROR_ENV, fingerprint
+from dlcourse.instructor.course import Course, CourseError
+
+# A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
+SOLUTION_CELL_TIMEOUT_S = 900
+
+# How the setup cell knows it runs in Colab: the same test as dlcourse.env.in_colab() (Colab's kernel
+# imports google.colab at start and sets COLAB_RELEASE_TAG), which the cell cannot import: it installs it.
+COLAB_CHECK = '"google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ'
+
+# The first code cell of every notebook. $url, $ref and $repository come from [tool.dlcourse];
+# $mirror is the line that sets the course's data mirror, when it has one.
+SETUP_CELL = string.Template('''# Setup: in Google Colab this installs the course package `dlcourse`
+# (version $ref of github.com/$repository) and leaves Colab's
+# own torch, torchvision, numpy and matplotlib as they are. Anywhere else
+# (JupyterLab, a laptop, the grader) it does nothing. Running it again is harmless.
+import os
+import sys
+$mirror
+if ''' + COLAB_CHECK + ''':
+    import importlib
+    import importlib.metadata as metadata
+    import json
+    import subprocess
+
+    URL, REF = "$url", "$ref"
+
+    def installed(name):
+        """(version, pip's record of where it came from), or (None, {}) when not installed."""
+        importlib.invalidate_caches()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            return None, {}
+        return dist.version, json.loads(dist.read_text("direct_url.json") or "{}")
+
+    before = {name: installed(name) for name in ("dlcourse", "torch", "torchvision", "numpy", "matplotlib")}
+    version, origin = installed("dlcourse")
+    if (origin.get("url"), origin.get("vcs_info", {}).get("requested_revision")) != (URL, REF):
+        # Another version already here: pip would keep it (same name and version), so replace
+        # just dlcourse; a first install brings the dependencies Colab lacks, if any.
+        again = ["--force-reinstall", "--no-deps"] if version else []
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *again,
+             f"dlcourse @ git+{URL}@{REF}"],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            print("\\n".join((done.stdout + done.stderr).strip().splitlines()[-15:]))
+            raise RuntimeError(
+                f"pip could not install dlcourse from {URL}@{REF} (its last lines are above). "
+                "Check that the runtime has internet, then Runtime > Restart session and run "
+                "this cell again; if it fails again, send the lines above to the course staff."
+            )
+        version, origin = installed("dlcourse")
+    commit = origin.get("vcs_info", {}).get("commit_id", "unknown")[:12]
+    print(f"dlcourse {version} from {URL}@{REF} (commit {commit})")
+    changed = [name for name, old in before.items() if name in sys.modules and installed(name) != old]
+    if changed:
+        print(f"RESTART NEEDED: {', '.join(changed)} changed after it was imported. "
+              "Runtime > Restart session, then run the notebook from the top.")''')
+
+# Above the setup cell: Colab's runtime type is chosen first, since changing it starts a new machine.
+# Only the assignments in [tool.dlcourse.gpu] ask for a GPU, each saying why; the others say they need
+# none, so that students keep Colab's free GPU time for those.
+GPU_NOTE = ("**In Colab:** first **Runtime > Change runtime type > T4 GPU**: {why}. (Changing it later starts a "
+            "new machine and loses what has run.) ")
+CPU_NOTE = ("**In Colab:** this notebook needs no GPU: keep the default CPU runtime, and save your free GPU "
+            "time for the assignments that ask for one. ")
+START_NOTE = ("Then **File > Save a copy in Drive**, and run the cells from the top: the first one installs "
+              "the course package `dlcourse`.")
+
+
+def runtime_note(course: Course, name: str) -> str:
+    why = course.gpu.get(name)
+    return (GPU_NOTE.format(why=why) if why else CPU_NOTE) + START_NOTE
+
+
+def setup_cell_source(course: Course) -> str:
+    mirror = ("\n# Data sets download from the course's mirror first (a student's own setting wins).\n"
+              f"os.environ.setdefault(\"DLCOURSE_DATA_MIRROR\", {json.dumps(course.data_mirror)})\n"
+              if course.data_mirror else "")
+    return SETUP_CELL.substitute(url=course.git_url(), ref=course.ref, repository=course.repository, mirror=mirror)
+
+
+def header_cells(course: Course, relative_path: str, name: str) -> list[NotebookNode]:
+    """The badge row and the setup cell every generated notebook opens with."""
+    badges = (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({course.colab_url(relative_path)}) "
+        f"[![View on GitHub](https://img.shields.io/badge/view%20on-GitHub-181717?logo=github)]"
+        f"({course.github_url(relative_path)})\n\n" + runtime_note(course, name)
+    )
+    badge_cell = nbformat.v4.new_markdown_cell(badges)
+    badge_cell.id = "badges"
+    setup_cell = nbformat.v4.new_code_cell(setup_cell_source(course))
+    setup_cell.id = "colab-setup"
+    return [badge_cell, setup_cell]
+
+
+HEADER_IDS = ("badges", "colab-setup")
+
+SELF_CHECK_NOTE = (
+    GENERATED_CELLS["self-check-note"] + "\n\n"
+    "Run this last. It lists the visible tests above: passed, failed, or not run in this session "
+    "(it is not graded; the grader runs every test again, hidden ones too). Hand in only after a "
+    "restart and a run of every cell from the top shows what you expect here."
+)
+
+
+def self_check_cells(name: str, student: NotebookNode) -> list[NotebookNode]:
+    """The closing cells of every generated notebook: the tally of the student notebook's visible tests."""
+    tests = "".join(f"\n    {grade_id(c)!r}: ({nbgrader_metadata(c)['points']:g}, {fingerprint(c.source)!r}),"
+                    for c in graded_cells(student, "tests"))
+    hand_graded = sum(float(nbgrader_metadata(c)["points"]) for c in graded_cells(student, "answer"))
+    code = (GENERATED_CELLS["self-check"] + "\n\n"
+            "# test -> (points, fingerprint of its cell's text)\n"
+            f"self_check({name!r}, {{{tests}\n}}, hand_graded_points={hand_graded:g})")
+    note = nbformat.v4.new_markdown_cell(SELF_CHECK_NOTE)
+    note.id = "self-check-note"
+    cell = nbformat.v4.new_code_cell(code)
+    cell.id = "self-check"
+    return [note, cell]
+
+
+def student_notebook(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
+    """The student version: solutions replaced by stubs, hidden tests removed, test cells locked."""
+    nb = copy.deepcopy(source if source is not None else read_source(course.source_path(name)))
+    resources: dict = {}
+    for preprocessor in (ClearSolutions(code_stub=CODE_STUB), ClearHiddenTests(), LockCells(), ComputeChecksums()):
+        nb, resources = preprocessor.preprocess(nb, resources)
+    nb.cells = header_cells(course, f"assignments/{name}/{name}.ipynb", name) + nb.cells + self_check_cells(name, nb)
+    return nb
+
+
+def solution_cells(course: Course, name: str, source: NotebookNode | None = None) -> NotebookNode:
+    """The solution version, not yet executed: markers and hidden tests gone, nbgrader metadata gone;
+    its self-check lists the student notebook's tests (same text, so the same fingerprints)."""
+    source = source if source is not None else read_source(course.source_path(name))
+    closing = self_check_cells(name, student_notebook(course, name, source))
+    nb = copy.deepcopy(source)
+    for cell in nb.cells:
+        cell.source = strip_markers(cell.source, keep_hidden=False)
+        cell.metadata = {}
+    nb.cells = header_cells(course, f"solutions/{name}/{name}.ipynb", name) + nb.cells + closing
+    return nb
+
+
+def execute(nb: NotebookNode, cell_timeout: int = SOLUTION_CELL_TIMEOUT_S) -> NotebookNode:
+    """Run a notebook top to bottom in a fresh kernel, in a scratch folder so it leaves no files behind."""
+    metadata = copy.deepcopy(nb.metadata)
+    with tempfile.TemporaryDirectory(prefix="dlcourse-build-") as workdir:
+        client = NotebookClient(
+            nb,
+            timeout=cell_timeout,
+            kernel_name="python3",
+            record_timing=False,  # timestamps would make every build differ
+            resources={"metadata": {"path": workdir}},
+        )
+        # Text progress bars would fill the solution notebook with carriage returns. A cell that
+        # raises stops the build (students' Run All goes on past it: dlcourse.selfcheck).
+        client.execute(env={**os.environ, "DLCOURSE_PROGRESS": "0", STOP_ON_ERROR_ENV: "1"})
+    # The kernel writes its own language_info (Python patch version...): keep ours, so
+    # the notebook's cells and metadata do not depend on the machine that built it.
+    nb.metadata = metadata
+    strip_widgets(nb)
+    return nb
+
+
+WIDGET_MIME = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+
+
+def strip_widgets(nb: NotebookNode) -> NotebookNode:
+    """Drop widget outputs (a tqdm.auto bar's frozen "0/1500") and saved widget state: a reader
+    sees the build's widget as a stale snapshot, never the live one."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not any(m in o.get("data", {}) for m in WIDGET_MIME)]
+        cell.metadata.pop("widgets", None)
+    return nb
+
+
+def write_notebook(nb: NotebookNode, path: Path) -> None:
+    """Write with nbformat's canonical JSON (sorted keys, one-space indent): stable bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+
+
+def notebook_bytes(nb: NotebookNode) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def build(course: Course, name: str, execute_solution: bool = True, log=print, headers_only: bool = False) -> dict:
+    """Build one assignment; returns what was written and how long the solution ran.
+
+    headers_only: take the outputs of the committed solution instead of running it again (after a
+    change of [tool.dlcourse], which only the header cells show); the bytes are those a full build
+    writes, since the setup cell prints nothing outside Colab."""
+    source = read_source(course.source_path(name))
+    student = student_notebook(course, name, source)
+    write_notebook(student, course.student_path(name))
+    solution = solution_cells(course, name, source)
+    seconds = None
+    if headers_only:
+        solution = with_committed_outputs(course, name, solution)
+    elif execute_solution:
+        log(f"{name}: executing the solution in full (real training) ...")
+        started = time.perf_counter()
+        execute(solution)
+        seconds = time.perf_counter() - started
+        log(f"{name}: solution ran in {seconds:.0f} s")
+    write_notebook(solution, course.solution_path(name))
+    return {
+        "assignment": name,
+        "student": course.student_path(name),
+        "solution": course.solution_path(name),
+        "solution_seconds": seconds,
+    }
+
+
+def with_committed_outputs(course: Course, name: str, solution: NotebookNode) -> NotebookNode:
+    """The unexecuted solution with the outputs of the committed one, whose cells must be the
+    same but for the header cells (else it needs a real build)."""
+    path = course.solution_path(name)
+    if not path.exists():
+        raise CourseError(f"{path} does not exist: run `dlcourse build {name}` (without --headers-only)")
+    committed = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+
+    def body(nb: NotebookNode) -> str:
+        nb = strip_outputs(nb)
+        nb.cells = [c for c in nb.cells if c.get("id") not in HEADER_IDS]
+        return notebook_bytes(nb)
+
+    if body(committed) != body(solution) or len(committed.cells) != len(solution.cells):
+        raise CourseError(
+            f"{path.relative_to(course.root)}: cells other than the header changed since it was executed; "
+            f"run `dlcourse build {name}` (without --headers-only)"
+        )
+    solution = copy.deepcopy(solution)
+    for new, old in zip(solution.cells, committed.cells):
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = old.outputs, old.execution_count
+    return solution
+
+
+def strip_outputs(nb: NotebookNode) -> NotebookNode:
+    """A copy with outputs and execution counts cleared: what 'the cells' of a notebook are."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def stale_files(course: Course, name: str) -> list[str]:
+    """Generated files of an assignment that differ from what its source builds now."""
+    source = read_source(course.source_path(name))
+    stale = []
+    student_path = course.student_path(name)
+    expected_student = notebook_bytes(student_notebook(course, name, source))
+    if not student_path.exists() or student_path.read_text(encoding="utf-8") != expected_student:
+        stale.append(str(student_path.relative_to(course.root)))
+    solution_path = course.solution_path(name)
+    expected_cells = notebook_bytes(solution_cells(course, name, source))
+    if not solution_path.exists():
+        stale.append(str(solution_path.relative_to(course.root)))
+    else:
+        committed = strip_outputs(nbformat.reads(solution_path.read_text(encoding="utf-8"), as_version=4))
+        if notebook_bytes(committed) != expected_cells:
+            stale.append(str(solution_path.relative_to(course.root)))
+    return stale
+
+
+def _assignment_title(course: Course, name: str) -> str:
+    """The first markdown heading of an assignment's source, without the '#'."""
+    for line in course.source_path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("# # "):
+            return line[4:].strip()
+    return name
+
+
+def colab_index(course: Course, names: list[str] | None = None) -> tuple[str, NotebookNode]:
+    """The Colab entry page: a README and an index notebook with one badge per assignment
+    (every assignment, or those published)."""
+    rows = []
+    for name in course.assignments() if names is None else names:
+        path = f"assignments/{name}/{name}.ipynb"
+        badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({course.colab_url(path)})"
+        rows.append(f"| {name} | {_assignment_title(course, name)} | {badge} |")
+    table = "| assignment | what it covers | open |\n| --- | --- | --- |\n" + "\n".join(rows)
+    drive = (
+        "## Keeping your work\n\n"
+        "A Colab runtime forgets everything when it disconnects. Before you start, use "
+        "**File > Save a copy in Drive**: your copy lives in your Google Drive and keeps your answers. "
+        "To keep data sets and checkpoints too, run `dlcourse.mount_drive()` in a notebook "
+        "(it asks for permission once) and save files under the folder it returns "
+        "(`MyDrive/dlcourse`). When you are done, **File > Download > Download .ipynb** and hand that "
+        "file in.\n\n"
+        "## Turning on the GPU\n\n"
+        "Only the assignments that train larger models ask for one"
+        + (f" ({', '.join(n for n in (course.assignments() if names is None else names) if n in course.gpu)})"
+           if course.gpu else "")
+        + ": in those, **Runtime > Change runtime type > T4 GPU** before running anything. Every notebook "
+        "also runs on a CPU, more slowly."
+    )
+    readme = (
+        "# Open the course in Google Colab\n\n"
+        "Click a badge to open an assignment in Colab; the first code cell installs the course "
+        "package `dlcourse`. Nothing to set up.\n\n" + table + "\n\n" + drive + "\n"
+    )
+    index = nbformat.v4.new_notebook()
+    index.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                      "language_info": {"name": "python"}, "colab": {"provenance": []}}
+    intro = nbformat.v4.new_markdown_cell(
+        "# Deep learning course: assignments\n\nOpen an assignment in Colab:\n\n" + table)
+    intro.id = "assignments"
+    keeping = nbformat.v4.new_markdown_cell(drive)
+    keeping.id = "keeping-work"
+    index.cells = [intro, keeping]
+    return readme, index
+
+
+def write_colab_index(course: Course) -> list[Path]:
+    readme, index = colab_index(course)
+    folder = course.root / "colab"
+    folder.mkdir(exist_ok=True)
+    (folder / "README.md").write_text(readme, encoding="utf-8")
+    write_notebook(index, folder / "index.ipynb")
+    return [folder / "README.md", folder / "index.ipynb"]
+
+
+def stale_colab_files(course: Course) -> list[str]:
+    readme, index = colab_index(course)
+    expected = {"colab/README.md": readme, "colab/index.ipynb": notebook_bytes(index)}
+    stale = []
+    for relative, text in expected.items():
+        path = course.root / relative
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            stale.append(relative)
+    return stale

@@ -1,0 +1,111 @@
+"""Mutants: known-wrong versions of solution cells, written as exact edits of the current solution.
+
+`autograder/NN_name/mutants.toml` holds every mutant of one assignment. A mutant is a TOML array
+of tables named `<solution id>.<what is wrong>`; each table is one edit of that cell's solution
+(markers and hidden tests removed), applied in order:
+
+    [[relu.backward-ignores-mask]]
+    find = "dout * (x > 0)"
+    replace = "dout"
+
+`count` (default 1) is how many times `find` must occur; every occurrence is replaced. An edit that
+no longer matches the solution is an error naming the mutant and the text it looked for, so a
+mutant cannot drift away from the solution it breaks.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dlcourse.instructor.source import SourceError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+EDIT_KEYS = {"find", "replace", "count"}
+
+
+class MutantError(SourceError):
+    """A mutant that cannot be applied to the current solution; the message names it."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    find: str
+    replace: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Mutant:
+    grade_id: str  # the solution cell it breaks
+    name: str  # what is wrong
+    edits: tuple[Edit, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.grade_id}.{self.name}"
+
+    def apply(self, solution: str) -> str:
+        """The solution of the cell with every edit made; MutantError when one does not match."""
+        code = solution
+        for number, edit in enumerate(self.edits, start=1):
+            found = code.count(edit.find)
+            if found != edit.count:
+                raise MutantError(
+                    f"mutant {self.label}: edit {number} looks for {edit.find!r} {edit.count} time(s) "
+                    f"in the solution of {self.grade_id}, found {found}; update it in mutants.toml"
+                )
+            code = code.replace(edit.find, edit.replace)
+        if code == solution:
+            raise MutantError(f"mutant {self.label}: its edits leave the solution of {self.grade_id} unchanged")
+        try:
+            compile(code, self.label, "exec")
+        except SyntaxError as error:
+            raise MutantError(f"mutant {self.label}: the edited cell is not valid Python ({error})") from None
+        return code
+
+
+def read_mutants(path: Path, solution_ids: set[str]) -> list[Mutant]:
+    """The mutants in one mutants.toml ([] when there is none); SourceError on a malformed one."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise SourceError(f"{path}: not valid TOML ({error})") from None
+    mutants = []
+    for grade_id, by_name in spec.items():
+        if grade_id not in solution_ids:
+            raise SourceError(
+                f"{path}: [[{grade_id}.<what is wrong>]] names no solution cell; "
+                f"solution ids: {', '.join(sorted(solution_ids))}"
+            )
+        if not isinstance(by_name, dict):
+            raise SourceError(f"{path}: {grade_id} must be tables [[{grade_id}.<what is wrong>]], not a value")
+        for name, edits in by_name.items():
+            label = f"{grade_id}.{name}"
+            if not isinstance(edits, list) or not edits or not all(isinstance(e, dict) for e in edits):
+                raise SourceError(f"{path}: mutant {label} must be written [[{label}]] (one table per edit)")
+            mutants.append(Mutant(grade_id, name, tuple(_edit(path, label, e) for e in edits)))
+    return mutants
+
+
+def _edit(path: Path, label: str, table: dict) -> Edit:
+    unknown = set(table) - EDIT_KEYS
+    if unknown or "find" not in table or "replace" not in table:
+        raise SourceError(
+            f"{path}: an edit of mutant {label} has find = \"...\", replace = \"...\" and optionally count = N; "
+            f"it has {', '.join(sorted(table)) or 'nothing'}"
+        )
+    find, replace, count = table["find"], table["replace"], table.get("count", 1)
+    if not isinstance(find, str) or not find or not isinstance(replace, str):
+        raise SourceError(f"{path}: mutant {label}: find must be non-empty text and replace text")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise SourceError(f"{path}: mutant {label}: count = {count!r} must be a positive whole number")
+    return Edit(find, replace, count)

@@ -1,0 +1,70 @@
+"""Per-student feedback: one HTML page with the score of every test, the
+student's own cells and outputs, and the visible part of each test cell only.
+Runs in the grader process, after a notebook is graded.
+
+Hidden tests never appear: every test cell's source is replaced by its visible
+version (the source with the hidden block removed), and the grader's own
+tracebacks of test cells name no line of test code.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from dlcourse.instructor.cells import grade_id, graded_cells, role, strip_markers
+from dlcourse.instructor.grading.engine import GradeResult
+
+
+def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: GradeResult, student: str,
+                      assignment: str) -> NotebookNode:
+    nb = copy.deepcopy(executed)
+    visible = {grade_id(c): strip_markers(c.source, keep_hidden=False) for c in graded_cells(source, "tests")}
+    by_id = {c.grade_id: c for c in result.cells}
+    for cell in nb.cells:
+        cell_id = grade_id(cell)
+        if cell_id in visible and role(cell) == "tests":
+            cell.source = visible[cell_id]
+        score = by_id.get(cell_id)
+        if score is not None and score.kind == "tests":
+            mark = "passed" if score.points == score.max_points else "failed"
+            note = nbformat.v4.new_markdown_cell(
+                f"**{cell_id}: {mark}, {score.points or 0:g} / {score.max_points:g} points**"
+                + (f" ({html.escape(score.error)})" if score.error and mark == "failed" else ""))
+            cell.metadata["dlcourse_note"] = note.source
+    cells = []
+    for cell in nb.cells:
+        cells.append(cell)
+        note = cell.metadata.pop("dlcourse_note", None)
+        if note:
+            cells.append(nbformat.v4.new_markdown_cell(note))
+    rows = "\n".join(
+        f"| {c.grade_id} | {'graded by hand' if c.kind == 'answer' else ('passed' if c.points == c.max_points else 'failed')}"
+        f" | {'' if c.points is None else f'{c.points:g}'} / {c.max_points:g} |"
+        for c in result.cells)
+    summary = (f"# Feedback: {assignment}, {student}\n\n"
+               f"**Autograded score: {result.score:g} / {result.max_score:g}**"
+               + (f" (+ {result.manual_max_score:g} points graded by hand)" if result.manual_max_score else "")
+               + f"\n\nStatus: {result.status}" + (f". {result.message}" if result.message else "")
+               + "\n\n| cell | result | points |\n| --- | --- | --- |\n" + rows
+               + "\n\nA test passes when it runs to the end without an error. The grader also runs hidden "
+                 "tests in the same cells; their code is not shown here.")
+    nb.cells = [nbformat.v4.new_markdown_cell(summary)] + cells
+    return nb
+
+
+def write_feedback(path: Path, executed: NotebookNode, source: NotebookNode, result: GradeResult, student: str,
+                   assignment: str) -> Path:
+    from nbconvert import HTMLExporter
+
+    nb = feedback_notebook(executed, source, result, student, assignment)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".html.part")
+    temporary.write_text(body, encoding="utf-8")
+    temporary.replace(path)
+    return path

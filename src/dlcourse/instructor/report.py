@@ -1,0 +1,321 @@
+"""What a graded batch says: `dlcourse report ASSIGNMENT` (from the gradebook, any time later) and
+`dlcourse grade ... --report DIR` (right after grading). Runs in the instructor's process; reads the
+gradebook through nbgrader's API and the autograded notebooks, never changes either.
+
+- each test's pass rate (a test passes with full points, as in the grade CSV), the tests most
+  students failed first, with their most frequent failure messages (numbers and addresses folded,
+  so "relative error 3.1e-05" and "relative error 0.2" are one message);
+- the score distribution, time per submission, statuses and flags, late penalties;
+- written as DIR/index.html with PNG figures (matplotlib, no display needed) and DIR/tests.csv,
+  DIR/submissions.csv; a short table in the terminal.
+
+Students appear only under the ids the gradebook already uses; nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from dlcourse import tables
+from dlcourse.instructor.cells import grade_id, role, score_columns
+from dlcourse.instructor.course import Course, CourseError
+
+RECORD_KEY = "dlcourse_grade"  # what grading.batch records in each autograded notebook
+NUMBER = re.compile(r"0x[0-9a-fA-F]+|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+MESSAGES_SHOWN = 3
+
+
+@dataclass
+class TestStats:
+    grade_id: str
+    max_points: float
+    graded: int = 0
+    passed: int = 0
+    messages: Counter = field(default_factory=Counter)  # folded message -> count
+    examples: dict[str, str] = field(default_factory=dict)  # folded message -> one message as it was
+
+    @property
+    def failed(self) -> int:
+        return self.graded - self.passed
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed / self.graded if self.graded else 0.0
+
+    def top_messages(self, n: int = MESSAGES_SHOWN) -> list[tuple[str, int]]:
+        return [(self.examples[m], count) for m, count in self.messages.most_common(n)]
+
+
+@dataclass
+class SubmissionStats:
+    student: str
+    score: float  # autograded points (the grade CSV's score)
+    max_score: float
+    status: str
+    flags: list[str]
+    seconds: float | None
+    late_penalty: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class BatchReport:
+    assignment: str
+    tests: list[TestStats]
+    submissions: list[SubmissionStats]
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.max_points for t in self.tests)
+
+
+def fold(message: str) -> str:
+    """A failure message with its numbers and addresses replaced, whitespace collapsed: the group key."""
+    text = " ".join(str(message).split())
+    return NUMBER.sub("#", text)[:300]
+
+
+def failure_messages(executed) -> dict[str, str]:
+    """grade id -> the failure message of each test cell of an autograded notebook that raised
+    ("ename: evalue" of its last error output, as the grader scored it)."""
+    out = {}
+    for cell in executed.cells:
+        if role(cell) != "tests":
+            continue
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            out[grade_id(cell)] = f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}"
+    return out
+
+
+def gradebook_location(course: Course, db_url: str | None = None, nbgrader_dir: Path | None = None) -> tuple[str, Path]:
+    """The gradebook URL and nbgrader folder `dlcourse grade` used with the same options."""
+    base = Path(nbgrader_dir) if nbgrader_dir else course.root / "autograder"
+    return db_url or f"sqlite:///{base.resolve() / 'gradebook.db'}", base
+
+
+def collect(course: Course, assignment: str, db_url: str | None = None, nbgrader_dir: Path | None = None) -> BatchReport:
+    """The batch statistics of `assignment`: scores from the gradebook, messages, times, statuses
+    and flags from the autograded notebooks next to it."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from dlcourse.instructor.source import read_source
+
+    course.resolve([assignment])
+    db_url, base = gradebook_location(course, db_url, nbgrader_dir)
+    if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).exists():
+        raise CourseError(f"no gradebook at {db_url[len('sqlite:///'):]}: run `dlcourse grade {assignment} ...` "
+                          "first, or pass --db / --nbgrader-dir")
+    columns = [c for c in score_columns(read_source(course.source_path(assignment))) if c.kind == "tests"]
+    tests = {c.grade_id: TestStats(c.grade_id, c.max_points) for c in columns}
+    submissions = []
+    with Gradebook(db_url) as gb:
+        try:
+            graded = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            raise CourseError(f"{assignment}: no grades in the gradebook ({db_url}); "
+                              f"run `dlcourse grade {assignment} ...` first") from None
+        for submitted in sorted(graded, key=lambda s: s.student.id):
+            student = submitted.student.id
+            autos = {g.name: g.auto_score for nb in submitted.notebooks for g in nb.grades}
+            flagged = any(nb.flagged for nb in submitted.notebooks)
+            penalty = float(submitted.late_submission_penalty or 0.0)
+            path = base / "autograded" / student / assignment / f"{assignment}.ipynb"
+            record, messages = {}, {}
+            try:
+                executed = nbformat.read(str(path), as_version=4)
+                record = executed.metadata.get(RECORD_KEY, {}).get("row", {}) or {}
+                messages = failure_messages(executed)
+            except Exception:  # an autograded notebook removed or unreadable: scores still count
+                pass
+            status = record.get("status") or ("flagged" if flagged else "graded")
+            score = 0.0
+            for gid, stats in tests.items():
+                points = autos.get(gid)
+                if points is None:
+                    continue
+                stats.graded += 1
+                score += points
+                if points >= stats.max_points:
+                    stats.passed += 1
+                else:
+                    message = messages.get(gid) or (f"not graded: {record.get('message')}" if status != "graded"
+                                                    and record.get("message") else "failed (no error message)")
+                    key = fold(message)
+                    stats.messages[key] += 1
+                    stats.examples.setdefault(key, message[:300])
+            submissions.append(SubmissionStats(
+                student=student, score=score, max_score=sum(t.max_points for t in tests.values()), status=status,
+                flags=list(record.get("flags", [])), seconds=record.get("seconds"), late_penalty=penalty,
+                message=record.get("message", "")))
+    return BatchReport(assignment, list(tests.values()), submissions)
+
+
+def format_table(report: BatchReport) -> str:
+    """The terminal summary: the tests most students failed first, then statuses and flags."""
+    n = len(report.submissions)
+    scores = [s.score for s in report.submissions]
+    lines = [f"{report.assignment}: {n} submission(s), mean {statistics.fmean(scores) if scores else 0:.2f}"
+             f"/{report.max_score:g}, median {statistics.median(scores) if scores else 0:g}"]
+    rows = []
+    for t in sorted(report.tests, key=lambda t: (t.pass_rate, t.grade_id)):
+        top = t.top_messages(1)
+        rows.append((t.grade_id, f"{t.passed}/{t.graded}", f"{t.pass_rate:.0%}",
+                     (f"{top[0][1]}x {top[0][0][:70]}" if top else "")))
+    lines += tables.format_table(("test", "passed", "rate", "most frequent failure"), rows)
+    statuses = Counter(s.status for s in report.submissions)
+    lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    flags = flag_counts(report)
+    if flags:
+        lines.append("flags: " + "; ".join(f"{k} ({v})" for k, v in flags.most_common(5)))
+    late = [s for s in report.submissions if s.late_penalty]
+    if late:
+        lines.append(f"late penalties: {len(late)} submission(s), {sum(s.late_penalty for s in late):g} points in all")
+    return "\n".join(lines)
+
+
+def flag_counts(report: BatchReport) -> Counter:
+    return Counter(fold(flag) for s in report.submissions for flag in s.flags)
+
+
+def _figures(report: BatchReport, folder: Path) -> dict[str, str]:
+    """PNG figures (matplotlib's Agg canvas: no display, no global pyplot state): file name -> caption."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figures = {}
+
+    def save(fig, name, caption):
+        FigureCanvasAgg(fig)
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=110)
+        figures[name] = caption
+
+    scores = [s.score for s in report.submissions]
+    fig = Figure(figsize=(6.4, 3.4))
+    ax = fig.add_subplot()
+    top = max(report.max_score, max(scores, default=0), 1)
+    whole = top <= 40 and all(float(s).is_integer() for s in scores)
+    # one bar per whole score, centred on it; else 20 bars over the range
+    bins = [b - 0.5 for b in range(int(top) + 2)] if whole else 20
+    ax.hist(scores, bins=bins, range=None if whole else (0, top), color="#4c72b0", edgecolor="white")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    if whole:
+        ax.set_xticks(range(int(top) + 1) if top <= 20 else range(0, int(top) + 1, 5))
+    ax.set_xlabel(f"autograded score (of {report.max_score:g})")
+    ax.set_ylabel("submissions")
+    ax.set_title(f"{report.assignment}: score distribution ({len(scores)} submissions)")
+    save(fig, "scores.png", "Score distribution")
+
+    ordered = sorted(report.tests, key=lambda t: (-t.pass_rate, t.grade_id))
+    fig = Figure(figsize=(6.4, 1.6 + 0.3 * len(ordered)))
+    ax = fig.add_subplot()
+    rates = [100 * t.pass_rate for t in ordered]
+    bars = ax.barh([t.grade_id for t in ordered], rates, color=["#c44e52" if r < 50 else "#55a868" for r in rates])
+    for bar, t in zip(bars, ordered):
+        ax.text(min(bar.get_width() + 1, 92), bar.get_y() + bar.get_height() / 2, f"{t.passed}/{t.graded}",
+                va="center", fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("% of submissions passing")
+    ax.set_title("Pass rate per test (least passed at the top)")
+    save(fig, "pass_rates.png", "Pass rate per test")
+
+    seconds = [s.seconds for s in report.submissions if s.seconds is not None]
+    if seconds:
+        fig = Figure(figsize=(6.4, 3.0))
+        ax = fig.add_subplot()
+        ax.hist(seconds, bins=min(30, max(5, len(seconds) // 3)), color="#8172b2", edgecolor="white")
+        ax.set_xlabel("seconds per submission (wall clock, grader included)")
+        ax.set_ylabel("submissions")
+        ax.set_title("Time per submission")
+        save(fig, "seconds.png", "Time per submission")
+    return figures
+
+
+def write_csv(report: BatchReport, folder: Path) -> list[Path]:
+    tests_csv, submissions_csv = folder / "tests.csv", folder / "submissions.csv"
+    with open(tests_csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["test", "points", "graded", "passed", "failed", "pass rate",
+                         *[f"failure {i} ({kind})" for i in range(1, MESSAGES_SHOWN + 1) for kind in ("count", "message")]])
+        for t in report.tests:
+            messages = [x for count_message in t.top_messages() for x in (count_message[1], count_message[0])]
+            writer.writerow([t.grade_id, f"{t.max_points:g}", t.graded, t.passed, t.failed, f"{t.pass_rate:.4f}",
+                             *messages])
+    with open(submissions_csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "score", "max score", "late penalty", "score after penalty", "status", "flags",
+                         "seconds"])
+        for s in report.submissions:
+            writer.writerow([s.student, f"{s.score:g}", f"{s.max_score:g}", f"{s.late_penalty:g}",
+                             f"{max(0.0, s.score - s.late_penalty):g}", s.status,
+                             "; ".join(s.flags), "" if s.seconds is None else f"{s.seconds:.2f}"])
+    return [tests_csv, submissions_csv]
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:70em}table{border-collapse:collapse;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}.low{color:#b00}
+img{max-width:100%;border:1px solid #eee}code{font-size:90%}"""
+
+
+def write_report(report: BatchReport, folder: Path) -> Path:
+    """DIR/index.html, its PNG figures, tests.csv and submissions.csv."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    e = html.escape
+    figures = _figures(report, folder)
+    write_csv(report, folder)
+    n = len(report.submissions)
+    scores = [s.score for s in report.submissions]
+    rows = []
+    for t in sorted(report.tests, key=lambda t: (t.pass_rate, t.grade_id)):
+        messages = "".join(f"<li>{count} &times; <code>{e(message)}</code></li>" for message, count in t.top_messages())
+        rows.append(f"<tr><td>{e(t.grade_id)}</td><td>{t.max_points:g}</td><td>{t.passed}/{t.graded}</td>"
+                    f"<td class='{'low' if t.pass_rate < 0.5 else ''}'>{t.pass_rate:.0%}</td>"
+                    f"<td><ul>{messages}</ul></td></tr>")
+    statuses = Counter(s.status for s in report.submissions)
+    flags = flag_counts(report)
+    review = [s for s in report.submissions if s.status != "graded" or s.flags or s.late_penalty]
+    seconds = sorted(s.seconds for s in report.submissions if s.seconds is not None)
+    timing = (f"<p>Time per submission: median {statistics.median(seconds):.1f} s, slowest {seconds[-1]:.1f} s, "
+              f"{sum(seconds):.0f} s in all.</p>" if seconds else "")
+    body = (
+        f"<h1>Batch report: {e(report.assignment)}</h1>"
+        f"<p>{n} submissions; autograded score mean {statistics.fmean(scores) if scores else 0:.2f}, median "
+        f"{statistics.median(scores) if scores else 0:g} of {report.max_score:g}. "
+        "A test passes with its full points, as in the grade CSV. Data: <a href='tests.csv'>tests.csv</a>, "
+        "<a href='submissions.csv'>submissions.csv</a>.</p>"
+        + "".join(f"<h2>{e(caption)}</h2><img src='{e(name)}' alt='{e(caption)}'>" for name, caption in figures.items())
+        + timing
+        + "<h2>Tests, least passed first</h2><table><tr><th>test</th><th>points</th><th>passed</th><th>rate</th>"
+          "<th>most frequent failures</th></tr>" + "".join(rows) + "</table>"
+        + "<h2>Statuses</h2><table>" + "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>"
+                                               for k, v in sorted(statuses.items())) + "</table>"
+        + ("<h2>Flags</h2><table>" + "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in flags.most_common())
+           + "</table>" if flags else "")
+        + ("<h2>To review</h2><table><tr><th>student</th><th>status</th><th>late penalty</th><th>flags</th></tr>"
+           + "".join(f"<tr><td>{e(s.student)}</td><td>{e(s.status)}</td><td>{s.late_penalty:g}</td>"
+                     f"<td>{e('; '.join(s.flags))}</td></tr>" for s in review) + "</table>" if review else "")
+    )
+    page = folder / "index.html"
+    page.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{e(report.assignment)}: batch report"
+                    f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
+    return page
+
+
+def run_report(course: Course, assignment: str, folder: Path, db_url: str | None = None,
+               nbgrader_dir: Path | None = None, log=print) -> BatchReport:
+    """Collect, write the page and the CSVs, print the table: what both commands do."""
+    report = collect(course, assignment, db_url, nbgrader_dir)
+    page = write_report(report, folder)
+    log(format_table(report))
+    log(f"report: {page}")
+    return report

@@ -1,0 +1,141 @@
+"""Read one assignment source (a jupytext percent script) into an nbgrader source
+notebook, and refuse a source that nbgrader would mis-grade.
+
+A cell header carries at most one of ``solution="id"``, ``tests="id" points=N``
+or ``answer="id" points=N`` (see notebooks/README.md); this module turns it into
+nbgrader's cell metadata (schema 3) and gives every cell a stable id, so that
+the generated notebooks are byte-for-byte reproducible.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+from nbformat import NotebookNode
+
+from dlcourse.instructor import cells
+from dlcourse.instructor.cells import ROLES, Block
+from dlcourse.instructor.course import CourseError
+
+GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
+
+# Metadata the kernel header of every generated notebook gets; fixed so builds are reproducible.
+KERNEL_METADATA = {
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+    # Colab opens the notebook on a GPU runtime when one is free.
+    "accelerator": "GPU",
+    "colab": {"provenance": []},
+}
+
+
+class SourceError(CourseError):
+    """A source that cannot be built; the message names the file and the cell."""
+
+
+def read_source(path: Path) -> NotebookNode:
+    """The source notebook: solutions and hidden tests in place, nbgrader metadata on every graded cell."""
+    path = Path(path)
+    try:
+        nb = jupytext.read(path, fmt="py:percent")
+    except Exception as error:  # jupytext raises many types on a broken header
+        raise SourceError(f"{path}: jupytext cannot read it ({error})") from error
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells, start=1):
+        where = f"{path}, cell {index} ({_first_line(cell)!r})"
+        role, grade_id, points = _role(cell, where)
+        _check_markers(cell, role, where)
+        cell.metadata = {}
+        if role:
+            if grade_id in seen:
+                raise SourceError(
+                    f"{where}: id {grade_id!r} is already used by cell {seen[grade_id]}; "
+                    "every graded cell needs its own id"
+                )
+            seen[grade_id] = index
+            cell.metadata["nbgrader"] = _nbgrader_metadata(role, grade_id, points)
+            cell.id = grade_id
+        else:
+            cell.id = f"cell-{index:03d}"
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    if not seen:
+        raise SourceError(f"{path}: no graded cell (solution=, tests= or answer=) in the source")
+    nb.metadata = dict(KERNEL_METADATA)
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    nbformat.validate(nb)
+    return nb
+
+
+def _first_line(cell: NotebookNode) -> str:
+    for line in cell.source.splitlines():
+        if line.strip():
+            return line.strip()[:60]
+    return ""
+
+
+def _role(cell: NotebookNode, where: str) -> tuple[str | None, str | None, float | None]:
+    roles = [r for r in ROLES if r in cell.metadata]
+    if len(roles) > 1:
+        raise SourceError(f"{where}: a cell has one role, this one has {roles}")
+    if not roles:
+        if "points" in cell.metadata:
+            raise SourceError(f"{where}: points= on a cell that is not tests= or answer=")
+        return None, None, None
+    role = roles[0]
+    grade_id = cell.metadata[role]
+    if not isinstance(grade_id, str) or not GRADE_ID.match(grade_id):
+        raise SourceError(
+            f"{where}: {role}={grade_id!r} is not a valid id (letters, digits, _ and -, at most 60)"
+        )
+    if role == "answer" and cell.cell_type != "markdown":
+        raise SourceError(f"{where}: answer= is for markdown cells (written answers)")
+    if role in ("solution", "tests") and cell.cell_type != "code":
+        raise SourceError(f"{where}: {role}= is for code cells")
+    points = cell.metadata.get("points")
+    if role in ("tests", "answer"):
+        if points is None:
+            raise SourceError(f"{where}: graded cell {grade_id!r} has no points; add points=N to its header")
+        if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+            raise SourceError(f"{where}: points={points!r} must be a positive number")
+    elif points is not None:
+        raise SourceError(f"{where}: points= belongs on the tests cell, not on solution {grade_id!r}")
+    return role, grade_id, points
+
+
+def _nbgrader_metadata(role: str, grade_id: str, points: float | None) -> dict:
+    meta = {
+        "grade": role in ("tests", "answer"),
+        "grade_id": grade_id,
+        "locked": role == "tests",
+        "schema_version": 3,
+        "solution": role in ("solution", "answer"),
+        "task": False,
+    }
+    if points is not None:
+        meta["points"] = points
+    return meta
+
+
+def split_blocks(source: str, where: str = "cell") -> tuple[list[str], list[Block]]:
+    """A cell's public lines and marked blocks (``cells.split_blocks``); SourceError on unpaired markers."""
+    try:
+        return cells.split_blocks(source, where)
+    except cells.MarkerError as error:
+        raise SourceError(str(error)) from None
+
+
+def _check_markers(cell: NotebookNode, role: str | None, where: str) -> None:
+    _, blocks = split_blocks(cell.source, where)
+    kinds = {b.kind for b in blocks}
+    if "solution" in kinds and role not in ("solution", "answer"):
+        raise SourceError(
+            f"{where}: solution markers in a cell that is not solution= or answer=; "
+            "the student would see the solution"
+        )
+    if "hidden" in kinds and role != "tests":
+        raise SourceError(f"{where}: hidden-test markers belong in a tests= cell")
