@@ -12,7 +12,6 @@ resubmitted notebook is graded again). ``--force`` grades everything again.
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from dlcourse.grading.gradebook import GradebookWriter
 from dlcourse.grading.late import LateWork, late_cells, late_header
 from dlcourse.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
 from dlcourse.grading.template import Template, given_or_own, preload_for
+from dlcourse.spreadsheet import SafeWriter
 from dlcourse.tables import format_table
 
 RECORD_KEY = "dlcourse_grade"
@@ -314,7 +314,7 @@ def write_csv(path: Path, rows: list[Row], source) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
     with open(temporary, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(["student", "assignment", "score", "max score",
                          *[f"{gid} ({points:g})" for gid, points in columns], "status", "flags", "seconds", "message",
                          *late_columns])
