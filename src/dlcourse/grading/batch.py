@@ -27,6 +27,7 @@ from dlcourse.course import Course, CourseError
 from dlcourse.cells import score_columns
 from dlcourse.grading.engine import CellScore, GradeResult, Status, grade_notebook
 from dlcourse.grading import settings
+from dlcourse.grading.sanitize import sanitize_notebook
 from dlcourse.grading.settings import default_workers, gpu_count
 from dlcourse.grading.feedback import write_feedback
 from dlcourse.grading.gradebook import GradebookWriter
@@ -239,6 +240,11 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
                 memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
                 threads=threads, notebook_name=f"{assignment}.ipynb", template=template)
         result.seconds = time.perf_counter() - started
+        # What the formgrader and the feedback page render must not run the student's markup.
+        executed, neutralised = sanitize_notebook(executed)
+        if neutralised:
+            result.flags.append("markup that could run code shown as text: " + "; ".join(neutralised[:3])
+                                + (f" (+{len(neutralised) - 3} more)" if len(neutralised) > 3 else ""))
         decision = None if late is None else late.decide(submission.student, submission.files, submission.notebook,
                                                           result.score, result.max_score)
         if decision is not None:
