@@ -36,6 +36,7 @@ class Course:
     ref: str  # the tag (or commit) of it that students install
     student_checkout: Path | None = None  # default destination of publish and release
     release_dates: dict[str, datetime.date] = field(default_factory=dict, hash=False, compare=False)
+    native_code: tuple[str, ...] = ()  # assignments whose notebooks may load native code of their own
 
     @property
     def notebooks_dir(self) -> Path:
@@ -138,10 +139,14 @@ def load_course(root: Path | None = None) -> Course:
         raise CourseError(
             f"{where}: [tool.dlcourse.release_dates] takes one date per assignment, e.g. 01_backprop = 2026-10-13"
         )
+    native_code = config.get("native_code", [])
+    if not isinstance(native_code, list) or not all(isinstance(n, str) for n in native_code):
+        raise CourseError(f"{where}: [tool.dlcourse] native_code takes a list of assignments, e.g. ['07_cuda']")
     return Course(
         root=root,
         repository=repository,
         ref=ref,
         student_checkout=(root / checkout).resolve() if checkout else None,
         release_dates=dict(dates),
+        native_code=tuple(native_code),
     )

@@ -207,7 +207,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
 
         cluster = ClusterGrader(options.scheduler, assignment, source, {
             "cell_timeout": options.cell_timeout, "timeout": options.timeout, "memory_mb": options.memory_mb,
-            "isolate": options.isolate, "threads": None})
+            "isolate": options.isolate, "threads": None, "native_code": assignment in course.native_code})
         workers = cluster.slots()
 
     graded = set() if options.force else gradebook.graded_students()
@@ -238,7 +238,8 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
             result, executed = grade_notebook(
                 nb, source, cell_timeout=options.cell_timeout, timeout=options.timeout, env=env,
                 memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
-                threads=threads, notebook_name=f"{assignment}.ipynb", template=template)
+                threads=threads, notebook_name=f"{assignment}.ipynb", template=template,
+                native_code=assignment in course.native_code)
         result.seconds = time.perf_counter() - started
         # What the formgrader and the feedback page render must not run the student's markup.
         executed, neutralised = sanitize_notebook(executed)
