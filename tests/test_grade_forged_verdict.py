@@ -12,7 +12,7 @@ from multiprocessing import Pipe
 
 import nbformat
 
-from dlcourse.grading.engine import VOIDED, GradeResult, Status, _no_reply_after_stop, _run_cells
+from dlcourse.grading.engine import VOIDED, GradeResult, Status, _nothing_pending_after_the_last_cell, _run_cells
 from dlcourse.grading.protocol import CellReply, decode_request
 
 NO_SUCH_PID = 2**22 + 12345  # never signalled: no cell here runs past its time
@@ -48,9 +48,9 @@ def grade(forge_at):
     result, verdicts = GradeResult(status=Status.GRADED), {}
     in_step = _run_cells(notebook(), grader, NO_SUCH_PID, result, verdicts, cell_timeout=30, deadline=1e18,
                          timeout=60)
-    grader.send_bytes(json.dumps({"op": "stop"}).encode())
     if in_step:
-        _no_reply_after_stop(grader, verdicts, result)
+        _nothing_pending_after_the_last_cell(grader, verdicts, result)
+    grader.send_bytes(json.dumps({"op": "stop"}).encode())
     thread.join(5)
     return result, verdicts
 
@@ -70,6 +70,6 @@ def test_a_forged_ok_before_the_real_reply_voids_every_verdict():
 
 
 def test_a_forged_ok_for_the_last_cell_is_caught_after_it():
-    result, verdicts = grade(forge_at=3)  # nothing follows the last cell but STOP: the real reply comes then
+    result, verdicts = grade(forge_at=3)  # no cell follows the last: the grader's empty sync cell finds the real reply
     assert set(verdicts.values()) == {VOIDED}
     assert any("a reply after the last cell" in f for f in result.flags)

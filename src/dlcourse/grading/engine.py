@@ -158,14 +158,13 @@ def grade_notebook(
             with conn:
                 result.isolation = hello.isolation
                 result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
-                in_step = _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout,
-                                     interrupt_grace)
+                if _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout,
+                              interrupt_grace):  # every request had its one reply: anything more is unasked for
+                    _nothing_pending_after_the_last_cell(conn, verdicts, result)
                 try:
                     conn.send_bytes(STOP)
                 except OSError:
                     pass
-                if in_step:  # every request had its one reply: anything more is unasked for
-                    _no_reply_after_stop(conn, verdicts, result)
                 policy.kill(pid, uid)  # before a template of our own closes
                 pid = None
     except (EOFError, OSError, RuntimeError, ValueError) as error:
@@ -218,18 +217,22 @@ def _void(verdicts: dict, result: GradeResult, what: str) -> None:
     result.message = "the kernel's replies were tampered with: no test counts and later cells did not run"
 
 
-def _no_reply_after_stop(conn: Connection, verdicts: dict, result: GradeResult,
-                         wait: float = settings.STOP_WAIT_S) -> None:
-    """After STOP the kernel exits without a word. A message now is a reply nobody asked for: typically
-    the real reply to the last cell, after a forged one that the grader took for it."""
-    deadline = time.perf_counter() + wait
+def _nothing_pending_after_the_last_cell(conn: Connection, verdicts: dict, result: GradeResult,
+                                         wait: float = settings.STOP_WAIT_S) -> None:
+    """One more request, an empty cell, whose reply must be the next message. A reply queued before it
+    is one nobody asked for: typically the real reply to the last cell, after a forged one the grader
+    took for it (the runner sends a cell's reply before it reads the next request, so it cannot be late)."""
+    nonce = secrets.token_hex(16)
     try:
-        while conn.poll(max(0.0, deadline - time.perf_counter())):
-            conn.recv_bytes(MAX_MESSAGE)
-            _void(verdicts, result, "a reply after the last cell")
-            return
-    except (EOFError, OSError):
-        pass  # the kernel exited: nothing more was sent
+        conn.send_bytes(RunCell(index=-1, kind="code", grade_id=None, source="", nonce=nonce,
+                                instructor=True).encode())
+        if not conn.poll(wait):
+            return  # a kernel too busy to answer an empty cell: nothing is concluded from silence
+        reply = CellReply.parse(conn.recv_bytes(MAX_MESSAGE))
+    except (EOFError, OSError, ValueError):
+        return
+    if reply is None or reply.nonce != nonce or reply.index != -1:
+        _void(verdicts, result, "a reply after the last cell")
 
 
 def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, Connection, Hello]:
