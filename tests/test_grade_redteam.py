@@ -76,3 +76,25 @@ def test_redteam_case_gets_the_score_it_must(redteam_results, case):
         assert any(flag in f for f in result.flags), details
     if case.startswith("honest_"):  # an honest notebook is never sent to a TA for review
         assert result.flags == [] and result.status == "graded", details
+
+
+def test_an_assignment_that_allows_native_code_may_load_it(tmp_path, template):
+    """`[tool.dlcourse] native_code`: the same cffi cell as the red-team case loads, unflagged."""
+    course, source, student = build_course(tmp_path)
+    code, _, _ = CASES["cffi_opens_the_c_library"]
+    result, _ = grade_notebook(with_solution(student, code), source, cell_timeout=30, timeout=90,
+                               template=template, native_code=True)
+    assert result.score == 3 and not any("foreign-function" in f for f in result.flags), result.flags
+
+
+def test_the_course_config_names_the_assignments_that_may_load_native_code(tmp_path):
+    from dlcourse.instructor.course import CourseError, load_course
+    from tests.conftest import make_course
+
+    course = make_course(tmp_path)
+    config = course.root / "pyproject.toml"
+    config.write_text(config.read_text().replace("[tool.dlcourse]", "[tool.dlcourse]\nnative_code = ['99_demo']", 1))
+    assert load_course(course.root).native_code == ("99_demo",)
+    config.write_text(config.read_text().replace("native_code = ['99_demo']", "native_code = '99_demo'"))
+    with pytest.raises(CourseError, match="native_code takes a list"):
+        load_course(course.root)

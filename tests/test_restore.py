@@ -197,3 +197,28 @@ def test_00_setup_with_its_first_test_cell_deleted_in_colab_grades_full_marks(te
     result, _ = grade_notebook(_as_colab_saves(nb), source, template=template)
     assert result.score == result.max_score, [(c.grade_id, c.error) for c in result.cells if c.error]
     assert f"missing test cell {grade_id(first_test)} restored" in result.flags
+
+
+def test_a_test_cell_the_student_edited_is_put_back_and_flagged_without_changing_the_score(chained, template):
+    """Editing a test to `assert True` neither helps (the source's test runs) nor goes unseen (a flag)."""
+    source, nb, course = chained
+    for cell in nb.cells:
+        if grade_id(cell) == "triple":
+            cell.source = "def triple(x):\n    return 4 * x\n"   # wrong
+        elif grade_id(cell) == "test_triple":
+            cell.source = "assert True  # rewritten by the student\n"
+    restored, flags = restore(nb, source)
+    assert flags == ["test cell test_triple edited: restored"]
+    assert "isclose(triple(2), 6)" in next(c for c in restored.cells if grade_id(c) == "test_triple").source
+    result, _ = grade_notebook(nb, source, template=template)
+    assert (result.score, result.max_score) == (2.0, 5.0), [c.error for c in result.cells]
+    assert "test cell test_triple edited: restored" in result.flags
+
+
+def test_an_unedited_test_cell_saved_by_colab_is_not_flagged(chained):
+    source, nb, course = chained
+    for cell in nb.cells:
+        if role(cell) == "tests":
+            cell.source = cell.source.replace("\n", "\r\n") + "\n\n"  # line endings and trailing blank lines only
+    _, flags = restore(_as_colab_saves(nb), source)
+    assert flags == []

@@ -245,7 +245,9 @@ CASES = {
         "    return remember(x + 1)\n", 0, "changed from outside"),
     "child_process_writes_the_kernels_memory": (  # a child has no audit hook once it execs
         "import os, subprocess, sys\n"
-        "probe = 'import os; fd = os.open(\"/proc/%d/mem\" % os.getppid(), os.O_RDWR); print(\"opened\")'\n"
+        "marker = b'the kernel memory a child should not reach'\n"
+        "probe = ('import os; fd = os.open(\"/proc/%d/mem\" % os.getppid(), os.O_RDWR); '\n"
+        "         'os.lseek(fd, %d, 0); print(\"opened\" if os.read(fd, 16) else \"empty\")' % id(marker))\n"
         "result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True)\n"
         "if 'opened' in result.stdout:  # from here a write into the kernel's memory could do anything\n"
         "    def square(x):\n        return x * x\n"
@@ -340,6 +342,50 @@ CASES = {
         "import pdb\n"
         "def square(x):\n    return x * x\n"
         "pdb.set_trace()\n", 3, None),
+    # --- native code: what read the kernel's memory and forged a verdict -------------------
+    # (had any of these routes been open, a forger would now find the test's nonce in memory and write
+    # an "ok" on the kernel's socket; the function stays wrong, so only a forged verdict could score)
+    "cffi_opens_the_c_library": (
+        "try:\n"
+        "    import cffi\n    ffi = cffi.FFI()\n    ffi.cdef('void *memcpy(void *, const void *, size_t);')\n"
+        "    libc = ffi.dlopen(None)\n    opened = True\n"
+        "except Exception:\n    opened = False\n"
+        "def square(x):\n    return x * x if opened else x + 1\n", 0, "foreign-function interface"),
+    "extension_module_from_the_working_copy": (
+        "import glob, os, shutil, importlib.util\n"
+        "here = glob.glob(os.path.dirname(os.__file__) + '/lib-dynload/array.*.so')[0]\n"
+        "shutil.copy(here, 'array.' + here.split('array.', 1)[1])\n"
+        "try:\n"
+        "    spec = importlib.util.spec_from_file_location('array', os.path.abspath('array.' + here.split('array.', 1)[1]))\n"
+        "    importlib.util.module_from_spec(spec)\n    loaded = True\n"
+        "except Exception:\n    loaded = False\n"
+        "def square(x):\n    return x * x if loaded else x + 1\n", 0, "native code from"),
+    "library_dlopens_a_file_from_the_working_copy": (
+        "import glob, os, shutil, torch\n"
+        "here = glob.glob(os.path.dirname(os.__file__) + '/lib-dynload/array.*.so')[0]\n"
+        "shutil.copy(here, '/tmp/payload.so')\n"
+        "try:\n    torch.ops.load_library('/tmp/payload.so')\n    loaded = True\n"
+        "except Exception:\n    loaded = False\n"
+        "def square(x):\n    return x * x if loaded else x + 1\n", 0, "native code from"),
+    "reads_its_own_memory_through_proc": (
+        "import os\n"
+        "marker = b'dlcourse-own-memory-marker-' + os.urandom(4).hex().encode()\n"
+        "def own_memory_readable():\n"
+        "    for path in ('/proc/self/mem', '/proc/%d/task/%d/mem' % (os.getpid(), os.getpid())):\n"
+        "        try:\n"
+        "            with open(path, 'rb') as f:\n"
+        "                f.seek(id(marker))\n"
+        "                if f.read(64):\n                    return True\n"
+        "        except (OSError, ValueError, OverflowError, RuntimeError):\n            pass\n"
+        "    try:  # relative to an open /proc/self, which the audit hook cannot see: only the mount stops it\n"
+        "        folder = os.open('/proc/self', os.O_RDONLY)\n"
+        "        fd = os.open('mem', os.O_RDONLY, dir_fd=folder)\n"
+        "        os.lseek(fd, id(marker), os.SEEK_SET)\n"
+        "        return bool(os.read(fd, 64))\n"
+        "    except (OSError, ValueError, OverflowError, RuntimeError):\n"
+        "        return False\n"
+        "readable = own_memory_readable()\n"
+        "def square(x):\n    return x * x if readable else x + 1\n", 0, None),
 }
 
 # Attacks on the notebook itself rather than on the kernel: name -> (edit, score, flag).

@@ -42,6 +42,7 @@ class Course:
     # The assignments that ask students for a Colab GPU, and why ([tool.dlcourse.gpu]); the others say
     # they need none
     gpu: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    native_code: tuple[str, ...] = ()  # assignments whose notebooks may load native code of their own
 
     @property
     def notebooks_dir(self) -> Path:
@@ -156,6 +157,9 @@ def load_course(root: Path | None = None) -> Course:
             f"{where}: [tool.dlcourse.gpu] takes one line per assignment that needs a GPU, saying why, e.g. "
             '02_cnn = "part 3 trains a ResNet on CIFAR-10"'
         )
+    native_code = config.get("native_code", [])
+    if not isinstance(native_code, list) or not all(isinstance(n, str) for n in native_code):
+        raise CourseError(f"{where}: [tool.dlcourse] native_code takes a list of assignments, e.g. ['07_cuda']")
     return Course(
         root=root,
         gpu=dict(gpu),
@@ -164,4 +168,5 @@ def load_course(root: Path | None = None) -> Course:
         ref=ref,
         student_checkout=(root / checkout).resolve() if checkout else None,
         release_dates=dict(dates),
+        native_code=tuple(native_code),
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlcourse.instructor.course import CourseError
+from dlcourse.instructor.spreadsheet import SafeWriter
 
 FORMATS = ("canvas", "moodle", "csv")
 CANVAS_IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -294,7 +295,7 @@ def write_export(export: Export, kind: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
     with open(temporary, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(rows)
+        SafeWriter(f).writerows(rows)
     temporary.replace(path)
     return path
 

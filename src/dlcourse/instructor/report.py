@@ -27,6 +27,7 @@ import nbformat
 from dlcourse import tables
 from dlcourse.instructor.cells import grade_id, role, score_columns
 from dlcourse.instructor.course import Course, CourseError
+from dlcourse.instructor.spreadsheet import SafeWriter
 
 RECORD_KEY = "dlcourse_grade"  # what grading.batch records in each autograded notebook
 NUMBER = re.compile(r"0x[0-9a-fA-F]+|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -243,7 +244,7 @@ def _figures(report: BatchReport, folder: Path) -> dict[str, str]:
 def write_csv(report: BatchReport, folder: Path) -> list[Path]:
     tests_csv, submissions_csv = folder / "tests.csv", folder / "submissions.csv"
     with open(tests_csv, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(["test", "points", "graded", "passed", "failed", "pass rate",
                          *[f"failure {i} ({kind})" for i in range(1, MESSAGES_SHOWN + 1) for kind in ("count", "message")]])
         for t in report.tests:
@@ -251,7 +252,7 @@ def write_csv(report: BatchReport, folder: Path) -> list[Path]:
             writer.writerow([t.grade_id, f"{t.max_points:g}", t.graded, t.passed, t.failed, f"{t.pass_rate:.4f}",
                              *messages])
     with open(submissions_csv, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(["student", "score", "max score", "late penalty", "score after penalty", "status", "flags",
                          "seconds"])
         for s in report.submissions:

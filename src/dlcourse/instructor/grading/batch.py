@@ -12,7 +12,6 @@ resubmitted notebook is graded again). ``--force`` grades everything again.
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -28,12 +27,14 @@ from dlcourse.instructor.course import Course, CourseError
 from dlcourse.instructor.cells import score_columns
 from dlcourse.instructor.grading.engine import CellScore, GradeResult, Status, grade_notebook
 from dlcourse.instructor.grading import settings
+from dlcourse.instructor.grading.sanitize import sanitize_notebook
 from dlcourse.instructor.grading.settings import default_workers, gpu_count
 from dlcourse.instructor.grading.feedback import write_feedback
 from dlcourse.instructor.grading.gradebook import GradebookWriter
 from dlcourse.instructor.grading.late import LateWork, late_cells, late_header
 from dlcourse.instructor.grading.submissions import Submission, SubmissionError, find_submissions, read_submission
 from dlcourse.instructor.grading.template import Template, given_or_own, preload_for
+from dlcourse.instructor.spreadsheet import SafeWriter
 from dlcourse.tables import format_table
 
 RECORD_KEY = "dlcourse_grade"
@@ -206,7 +207,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
 
         cluster = ClusterGrader(options.scheduler, assignment, source, {
             "cell_timeout": options.cell_timeout, "timeout": options.timeout, "memory_mb": options.memory_mb,
-            "isolate": options.isolate, "threads": None})
+            "isolate": options.isolate, "threads": None, "native_code": assignment in course.native_code})
         workers = cluster.slots()
 
     graded = set() if options.force else gradebook.graded_students()
@@ -237,8 +238,14 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
             result, executed = grade_notebook(
                 nb, source, cell_timeout=options.cell_timeout, timeout=options.timeout, env=env,
                 memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
-                threads=threads, notebook_name=f"{assignment}.ipynb", template=template)
+                threads=threads, notebook_name=f"{assignment}.ipynb", template=template,
+                native_code=assignment in course.native_code)
         result.seconds = time.perf_counter() - started
+        # What the formgrader and the feedback page render must not run the student's markup.
+        executed, neutralised = sanitize_notebook(executed)
+        if neutralised:
+            result.flags.append("markup that could run code shown as text: " + "; ".join(neutralised[:3])
+                                + (f" (+{len(neutralised) - 3} more)" if len(neutralised) > 3 else ""))
         decision = None if late is None else late.decide(submission.student, submission.files, submission.notebook,
                                                           result.score, result.max_score)
         if decision is not None:
@@ -314,7 +321,7 @@ def write_csv(path: Path, rows: list[Row], source) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".part")
     with open(temporary, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = SafeWriter(f)
         writer.writerow(["student", "assignment", "score", "max score",
                          *[f"{gid} ({points:g})" for gid, points in columns], "status", "flags", "seconds", "message",
                          *late_columns])

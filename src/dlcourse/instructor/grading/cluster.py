@@ -165,7 +165,8 @@ def grade_on_worker(task: dict) -> dict:
             notebook_from_data(task["submission"]), notebook_from_data(task["source"]), files=files,
             threads=options.get("threads") or kernel_threads(where, options.get("slots_by_host", {})),
             cell_timeout=options["cell_timeout"], timeout=options["timeout"], memory_mb=options["memory_mb"],
-            isolate=options["isolate"], notebook_name=f"{task['assignment']}.ipynb", template=template)
+            isolate=options["isolate"], notebook_name=f"{task['assignment']}.ipynb", template=template,
+            native_code=options.get("native_code", False))
     return {"result": result_to_data(result), "executed": notebook_data(executed), "worker": where}
 
 

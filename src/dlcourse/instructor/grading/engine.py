@@ -116,6 +116,7 @@ def grade_notebook(
     notebook_name: str = "submission.ipynb",
     interrupt_grace: float = settings.INTERRUPT_GRACE_S,
     template: Template | None = None,
+    native_code: bool = False,
 ) -> tuple[GradeResult, NotebookNode]:
     """Grade one submission against the source notebook; returns the result and the executed notebook.
 
@@ -123,7 +124,8 @@ def grade_notebook(
     assignment's public files). `workdir`, when given, must be an empty folder the caller owns.
     `template` is the running template process to fork the kernel from; a caller grading many
     notebooks passes one (``with Template() as template``), a single call without it starts and
-    closes its own (seconds of imports).
+    closes its own (seconds of imports). `native_code` lets the notebook load native code of its own
+    (cffi, a shared object it wrote): only for a course that needs it (docs/grading.md, "Its own memory").
     """
     started = time.perf_counter()
     nb, flags = restore(submission, source)
@@ -151,12 +153,14 @@ def grade_notebook(
         with given_or_own(template) as template:
             uid = template.next_uid() if os.geteuid() == 0 and isolate else None
             config = policy.kernel_config(folder, uid=uid, isolate=isolate, hide=hide, env=env, memory_mb=memory_mb,
-                                          output_limit=output_limit, threads=threads)
+                                          output_limit=output_limit, threads=threads, native_code=native_code)
             pid, conn, hello = _start_kernel(template, config)
             with conn:
                 result.isolation = hello.isolation
                 result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
-                _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout, interrupt_grace)
+                if _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout,
+                              interrupt_grace):  # every request had its one reply: anything more is unasked for
+                    _nothing_pending_after_the_last_cell(conn, verdicts, result)
                 try:
                     conn.send_bytes(STOP)
                 except OSError:
@@ -186,7 +190,9 @@ def grade_notebook(
         verdict = verdicts.get(index)
         score.ran = verdict is not None
         score.points = score.max_points if verdict == "ok" else 0.0
-        if verdict == "error":
+        if verdict == VOIDED:
+            score.error = "voided: the kernel sent a reply the grader did not ask for, so no verdict of it counts"
+        elif verdict == "error":
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             score.error = (
                 f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}" if errors else "the cell raised"
@@ -196,6 +202,37 @@ def grade_notebook(
     result.cells = list(scores.values())
     result.seconds = time.perf_counter() - started
     return result, nb
+
+
+VOIDED = "voided"  # a verdict that code in the kernel could have forged
+
+
+def _void(verdicts: dict, result: GradeResult, what: str) -> None:
+    """A reply the grader did not ask for: student code wrote on the kernel's socket, so any verdict
+    received since student code first ran could be its forgery. None of them counts; the notebook stops."""
+    for index in verdicts:
+        verdicts[index] = VOIDED
+    result.flags.append(f"tampering suspected: {what}; every verdict of this notebook voided")
+    result.status = result.status.worse(Status.CRASHED)
+    result.message = "the kernel's replies were tampered with: no test counts and later cells did not run"
+
+
+def _nothing_pending_after_the_last_cell(conn: Connection, verdicts: dict, result: GradeResult,
+                                         wait: float = settings.STOP_WAIT_S) -> None:
+    """One more request, an empty cell, whose reply must be the next message. A reply queued before it
+    is one nobody asked for: typically the real reply to the last cell, after a forged one the grader
+    took for it (the runner sends a cell's reply before it reads the next request, so it cannot be late)."""
+    nonce = secrets.token_hex(16)
+    try:
+        conn.send_bytes(RunCell(index=-1, kind="code", grade_id=None, source="", nonce=nonce,
+                                instructor=True).encode())
+        if not conn.poll(wait):
+            return  # a kernel too busy to answer an empty cell: nothing is concluded from silence
+        reply = CellReply.parse(conn.recv_bytes(MAX_MESSAGE))
+    except (EOFError, OSError, ValueError):
+        return
+    if reply is None or reply.nonce != nonce or reply.index != -1:
+        _void(verdicts, result, "a reply after the last cell")
 
 
 def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, Connection, Hello]:
@@ -218,8 +255,9 @@ def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, C
 
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
-               deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S) -> None:
-    """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed."""
+               deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S) -> bool:
+    """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed. True when
+    every request sent got its one reply (False: a cell left running, a dead kernel, a voided notebook)."""
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -227,7 +265,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         if remaining <= 0:
             result.status = result.status.worse(Status.TIMED_OUT)
             result.message = f"stopped after {timeout:g} s (the notebook's time limit); later cells did not run"
-            return
+            return True
         grade_id = nbgrader_metadata(cell).get("grade_id")
         kind = "test" if role(cell) == "tests" else "code"
         nonce = secrets.token_hex(16)
@@ -248,7 +286,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
                                   "interrupted; later cells did not run")
                 cell.outputs = [nbformat.v4.new_output("error", ename="TimeoutError", evalue=result.message,
                                                        traceback=[result.message])]
-                return
+                return False
         try:
             reply = CellReply.parse(conn.recv_bytes(MAX_MESSAGE))
         except (EOFError, OSError) as error:
@@ -256,12 +294,10 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
             result.message = (f"the kernel died while running cell {index} "
                               f"(it exited, was killed, or ran out of memory: {error or 'no reply'}); "
                               "later cells did not run")
-            return
+            return False
         if reply is None or reply.nonce != nonce or reply.index != index:
-            result.flags.append(f"tampering suspected: a forged or out-of-order reply for cell {index}")
-            result.status = result.status.worse(Status.CRASHED)
-            result.message = "the kernel's replies were tampered with; later cells did not run"
-            return
+            _void(verdicts, result, f"a forged or out-of-order reply for cell {index}")
+            return False
         outputs = [nbformat.from_dict(o) for o in reply.outputs]
         cell.outputs = outputs
         cell.execution_count = reply.execution_count
@@ -275,6 +311,7 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         if any(o.get("ename") == "MemoryError" for o in outputs if o.get("output_type") == "error"):
             result.status = result.status.worse(Status.OUT_OF_MEMORY)
             result.message = result.message or f"cell {index} hit the memory limit (MemoryError)"
+    return True
 
 
 def ensure_ids(nb: NotebookNode) -> None:

@@ -10,7 +10,7 @@ tracebacks of test cells name no line of test code.
 from __future__ import annotations
 
 import copy
-import html
+import re
 from pathlib import Path
 
 import nbformat
@@ -18,6 +18,14 @@ from nbformat import NotebookNode
 
 from dlcourse.instructor.cells import grade_id, graded_cells, role, strip_markers
 from dlcourse.instructor.grading.engine import GradeResult
+
+
+def plain(text: str) -> str:
+    """`text` (a student's name, a failure message) as a markdown code span: shown as typed, never read as
+    markup, HTML, a link or LaTeX (renderers escape a code span, and MathJax skips <code>)."""
+    text = " ".join(str(text).split())
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence} {text} {fence}"
 
 
 def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: GradeResult, student: str,
@@ -34,7 +42,7 @@ def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: Grad
             mark = "passed" if score.points == score.max_points else "failed"
             note = nbformat.v4.new_markdown_cell(
                 f"**{cell_id}: {mark}, {score.points or 0:g} / {score.max_points:g} points**"
-                + (f" ({html.escape(score.error)})" if score.error and mark == "failed" else ""))
+                + (f" ({plain(score.error)})" if score.error and mark == "failed" else ""))
             cell.metadata["dlcourse_note"] = note.source
     cells = []
     for cell in nb.cells:
@@ -46,10 +54,10 @@ def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: Grad
         f"| {c.grade_id} | {'graded by hand' if c.kind == 'answer' else ('passed' if c.points == c.max_points else 'failed')}"
         f" | {'' if c.points is None else f'{c.points:g}'} / {c.max_points:g} |"
         for c in result.cells)
-    summary = (f"# Feedback: {assignment}, {student}\n\n"
+    summary = (f"# Feedback: {plain(assignment)}, {plain(student)}\n\n"
                f"**Autograded score: {result.score:g} / {result.max_score:g}**"
                + (f" (+ {result.manual_max_score:g} points graded by hand)" if result.manual_max_score else "")
-               + f"\n\nStatus: {result.status}" + (f". {result.message}" if result.message else "")
+               + f"\n\nStatus: {result.status}" + (f". {plain(result.message)}" if result.message else "")
                + "\n\n| cell | result | points |\n| --- | --- | --- |\n" + rows
                + "\n\nA test passes when it runs to the end without an error. The grader also runs hidden "
                  "tests in the same cells; their code is not shown here.")

@@ -63,14 +63,15 @@ def kernel_env(extra: dict | None, workdir: str) -> dict:
 
 
 def kernel_config(workdir: Path, *, uid: int | None, isolate: bool, hide: list[str] | None, env: dict | None,
-                  memory_mb: int | None, output_limit: int, threads: int | None) -> KernelConfig:
+                  memory_mb: int | None, output_limit: int, threads: int | None,
+                  native_code: bool = False) -> KernelConfig:
     """Every field of one kernel's config, from the call's options and the grading settings."""
     folder = str(workdir.resolve())
     return KernelConfig(
         workdir=folder, env=kernel_env(env, folder), uid=uid, isolate=isolate,
         hide=hide if hide is not None else default_hide(), expose=default_expose(),
         memory_mb=memory_mb, output_limit=output_limit, threads=threads,
-        tmp_mb=settings.TMP_MB, file_mb=settings.FILE_MB, nproc=settings.NPROC)
+        tmp_mb=settings.TMP_MB, file_mb=settings.FILE_MB, nproc=settings.NPROC, native_code=native_code)
 
 
 def kill(pid: int, uid: int | None) -> None:

@@ -44,6 +44,7 @@ class KernelConfig:
     tmp_mb: int = settings.TMP_MB
     file_mb: int = settings.FILE_MB
     nproc: int = settings.NPROC
+    native_code: bool = False  # the assignment may load native extensions (cffi, its own .so files)
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self)).encode()

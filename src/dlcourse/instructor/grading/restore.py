@@ -3,7 +3,8 @@
 Students delete, move, duplicate and retype cells; editors (Colab above all) drop cell ids and
 nbgrader metadata. Grading must not punish that, nor let a student rewrite a test:
 
-- **Test cells** always come from the source. A test is found by its grade id, or by its visible text
+- **Test cells** always come from the source (one the student edited is put back and flagged
+  "test cell X edited: restored", which changes no score). A test is found by its grade id, or by its visible text
   when the metadata is gone; a deleted one goes back after the cell that precedes it in the source (a
   test follows the cell it tests, and often imports what later tests use), never at the end; a
   duplicate is kept once; one moved above the solution it tests goes back below it.
@@ -60,6 +61,8 @@ def restore_tests(nb: NotebookNode, source: NotebookNode) -> list[str]:
                 flags.append(f"duplicate of test cell {cell_grade_id} dropped")
                 continue
             placed.add(cell_grade_id)
+            if cell.get("cell_type") == "code" and _normalized(cell.get("source", "")) != visible[cell_grade_id]:
+                flags.append(f"test cell {cell_grade_id} edited: restored")
             cells.append(copy.deepcopy(source_tests[cell_grade_id]))
             continue
         if role(cell) == "tests":

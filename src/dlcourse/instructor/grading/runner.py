@@ -41,6 +41,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -473,6 +474,15 @@ _FRAME_EVENTS = frozenset({"sys._getframe", "sys._current_frames", "gc.get_objec
 _FRAME_ATTRIBUTES = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
 _CODE_EVENTS = frozenset({"compile", "code.__new__"})
 _WATCHED = _FRAME_EVENTS | _CODE_EVENTS | {"object.__getattr__", "object.__setattr__", "object.__delattr__"}
+# Native code reads and writes the kernel's memory, the forged verdict included: a foreign-function
+# interface other than ctypes (cffi's backend), or a shared object from anywhere a kernel can write (its
+# working copy, /tmp), loaded as an extension module or through a library's dlopen (torch.ops.load_library).
+# Denied whoever asks, unless the assignment allows native code (KernelConfig.native_code).
+_NATIVE_EVENTS = frozenset({"import", "ctypes.dlopen"})
+_FFI_MODULES = frozenset({"_cffi_backend"})
+# A process may always read and write its own memory through /proc: the sandbox covers the file (a
+# mount), and this denies opening it where a mount was not possible.
+_OWN_MEMORY = re.compile(r"^/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/mem$")
 # The names a library's own code uses when it asks for these itself (``sys._getframe(1)``).
 _ASKED_BY = {"sys._getframe": {"_getframe", "currentframe"}, "sys._current_frames": {"_current_frames"},
              "gc.get_objects": {"get_objects"}, "gc.get_referrers": {"get_referrers"},
@@ -494,6 +504,7 @@ class Watch:
         self.ctypes_dir = os.path.dirname(os.path.realpath(os.__file__)) + "/ctypes/"
         self.grading_dir = os.path.dirname(os.path.realpath(__file__)) + "/"
         self.armed = False
+        self.native_code = False  # the assignment allows native extensions (set when armed)
         self.seen: list[str] = []
         getframe, isinstance_, str_ = sys._getframe, builtins.isinstance, str
         busy = threading.local()
@@ -503,8 +514,39 @@ class Watch:
         ctypes_dir, grading_dir = self.ctypes_dir, self.grading_dir
         watch = self
 
+        native_events, ffi_modules, own_memory = _NATIVE_EVENTS, _FFI_MODULES, _OWN_MEMORY
+        realpath, fspath, system_libraries = os.path.realpath, os.fspath, ("/usr/", "/lib/", "/lib64/", "/opt/")
+
+        def library_file(path) -> bool:
+            resolved = realpath(path)
+            return resolved.startswith(roots) or resolved.startswith(system_libraries)
+
         def hook(event, args):
-            if not watch.armed or (event not in watched and not event.startswith("ctypes.")):
+            if not watch.armed:
+                return
+            if event == "open":
+                path = args[0]
+                if isinstance_(path, (str_, bytes)) and "mem" in str_(path) and own_memory.match(
+                        realpath(path if isinstance_(path, str_) else path.decode(errors="replace"))):
+                    seen.append(f"opening {path!r} (the kernel's own memory)")
+                    raise TamperingDenied(f"the grader does not allow reading or writing {path!r}")
+                return
+            if event in native_events and not watch.native_code:
+                what = None
+                if event == "import" and args[1] is not None:  # an extension module, by its file
+                    filename = args[1] if isinstance_(args[1], str_) else fspath(args[1])
+                    if args[0] in ffi_modules:
+                        what = f"the foreign-function interface {args[0]}"
+                    elif not library_file(filename):
+                        what = f"native code from {filename}"
+                elif event == "ctypes.dlopen" and isinstance_(args[0], (str_, bytes)):
+                    name = args[0] if isinstance_(args[0], str_) else args[0].decode(errors="replace")
+                    if "/" in name and not library_file(name):
+                        what = f"native code from {name}"
+                if what:
+                    seen.append(what)
+                    raise TamperingDenied(f"the grader does not allow loading {what}")
+            if event not in watched and not event.startswith("ctypes."):
                 return
             if getattr(busy, "on", False):
                 return
@@ -641,9 +683,10 @@ class Runner:
         self.guard = Guard(self.shell)
         self.seal = make_seal()
 
-    def start(self, output_limit: int) -> None:
+    def start(self, output_limit: int, native_code: bool = False) -> None:
         self.capture.limit = output_limit
         self.guard.own_threads = set(sys._current_frames())
+        self.guard.watch.native_code = native_code
         self.guard.watch.armed = True  # from here on, student code runs in this process
 
     def run_code_cell(self, source: str, instructor: bool = False) -> dict:
@@ -778,7 +821,7 @@ def serve(fd: int, config: KernelConfig, runner: Runner | None = None, threadpoo
     except Exception:
         pass
     runner = runner or Runner()
-    runner.start(config.output_limit)
+    runner.start(config.output_limit, native_code=config.native_code)
     sys.stdin = open(os.devnull)
     conn.send_bytes(Hello(report).encode())
     send = conn.send_bytes  # bound before student code runs

@@ -15,6 +15,8 @@ and it reports exactly which steps held:
   tmpfs mounts; the Python installation and the public package are mounted back
   read-only, the working copy read-write. ``/tmp`` and ``/dev/shm`` become
   private, empty and size-limited.
+- ``memory``: the kernel's own ``/proc/<pid>/mem`` (and its threads' under ``task/``) is covered, so the
+  kernel cannot read or write its own memory through it (a process may always open its own).
 - ``user``: when the grader runs as root, the kernel runs as its own unprivileged
   uid (one per submission), without supplementary groups and with
   ``no_new_privs``, so it cannot write anywhere but its working copy and its
@@ -157,13 +159,23 @@ def _mount_own_proc() -> None:
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
+def _cover_own_memory() -> None:
+    """/proc/<pid>/mem of this process (and of each of its threads, under task/) becomes /dev/null and an
+    empty folder: a process may always open its own memory file, whatever its uid or dumpable flag, and
+    code holding it could write a verdict of its own into the kernel (docs/grading.md)."""
+    own = f"/proc/{os.getpid()}"
+    _mount("/dev/null", f"{own}/mem", None, MS_BIND)
+    _mount("tmpfs", f"{own}/task", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=555")
+    _mount(None, f"{own}/task", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
 def enter(config: KernelConfig) -> dict:
     """Confine this process as `config` asks; returns what held (for the flags and the docs).
 
     With a PID namespace, the caller's process stays behind as a supervisor and only its child
     returns from here (see ``supervisor``)."""
-    report: dict = {"namespaces": False, "network": True, "pids": False, "hidden": [], "user": None,
-                    "limits": [], "errors": []}
+    report: dict = {"namespaces": False, "network": True, "pids": False, "memory": False, "hidden": [],
+                    "user": None, "limits": [], "errors": []}
     workdir = config.workdir
     os.setsid()
     is_root = os.geteuid() == 0
@@ -188,6 +200,12 @@ def enter(config: KernelConfig) -> dict:
                 report["pids"] = True
             except OSError as error:
                 report["errors"].append(f"own /proc: {error}")
+        if report["namespaces"]:
+            try:
+                _cover_own_memory()
+                report["memory"] = True
+            except OSError as error:
+                report["errors"].append(f"covering /proc/self/mem: {error}")
     # Limits: memory counts the address space the template already maps (torch, numpy).
     limits = {
         resource.RLIMIT_CORE: 0,

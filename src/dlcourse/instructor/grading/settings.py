@@ -16,6 +16,7 @@ FILE_MB = 512  # the largest file a kernel may write
 NPROC = 4096  # processes (threads included) under a kernel's uid
 INTERRUPT_GRACE_S = 5.0  # after SIGINT, how long a cell over its time has to stop before the kernel is killed
 KERNEL_START_S = 120.0  # a forked kernel must say hello within this
+STOP_WAIT_S = 2.0  # after the last cell, how long the grader waits for the reply to an empty cell (a sync)
 
 
 def gpu_count(dev: Path = Path("/dev")) -> int:
