@@ -264,3 +264,23 @@ def test_the_setup_cell_explains_a_failed_install_and_asks_for_a_restart_when_ne
     fixed = stream(nb.cells[3])
     assert f"@v-fix (commit {git('rev-parse', 'v-fix^{commit}', cwd=remote)[:12]})" in fixed
     assert "RESTART NEEDED: dlcourse changed after it was imported. Runtime > Restart session" in fixed
+
+
+def test_run_all_in_colab_with_a_wrong_and_an_unwritten_exercise_reaches_the_self_check(student_remote, tmp_path,
+                                                                                        monkeypatch):
+    """Colab's Runtime > Run all stops at the first cell whose execution is an error, like nbclient here."""
+    from tests.test_run_all import partly_wrong
+
+    vm = make_colab_vm(tmp_path, student_remote)
+    monkeypatch.setenv("JUPYTER_PATH", str(vm["jupyter"]))
+    nb, _, _, _ = partly_wrong("00_setup")
+    NotebookClient(nb, timeout=600, kernel_name="colab", allow_errors=False,
+                   resources={"metadata": {"path": str(vm["content"])}}).execute(env=vm["env"])
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code"), "every cell ran"
+    failed = [c.metadata.nbgrader["grade_id"] for c in nb.cells
+              if c.get("metadata", {}).get("nbgrader", {}).get("grade") and not c.metadata.nbgrader.get("solution")
+              and any(o.output_type == "error" for o in c.outputs)]
+    tally = stream(nb.cells[-1])
+    assert len(failed) >= 2 and f"{len(failed)} failed" in tally, tally
+    assert all(f"{test}" in line and "FAILED" in line for test in failed for line in tally.splitlines()
+               if line.startswith(test + " "))

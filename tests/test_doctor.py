@@ -45,6 +45,24 @@ def test_print_report_lists_what_matters(capsys):
         assert label in out
 
 
+def test_the_data_mirror_is_shown_only_when_set(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("DLCOURSE_DATA_MIRROR", raising=False)
+    doctor.print_report()
+    assert "data mirror" not in capsys.readouterr().out
+    monkeypatch.setenv("DLCOURSE_DATA_MIRROR", "https://data.example.edu/dl/")
+    doctor.print_report()
+    assert "data mirror     https://data.example.edu/dl\n" in capsys.readouterr().out
+
+
+def test_no_gpu_in_colab_points_at_the_assignments_that_ask_for_one(monkeypatch, capsys):
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-20260819-060000-RC00")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    doctor.print_report()
+    tip = [line for line in capsys.readouterr().out.splitlines() if "tip:" in line]
+    assert tip == ["  tip: no GPU in this Colab session; an assignment that asks for one (the note at its top) "
+                   "needs Runtime > Change runtime type > T4 GPU."]
+
+
 def test_runs_as_a_module(tmp_path):
     result = subprocess.run([sys.executable, "-m", "dlcourse.doctor"], capture_output=True, text=True,
                             timeout=300, env={**__import__("os").environ, "DLCOURSE_DATA": str(tmp_path)})

@@ -87,12 +87,14 @@ def report() -> dict[str, Any]:
     mps_backend = getattr(torch.backends, "mps", None)
 
     try:
-        from dlcourse.data import cache_dir, cache_display
+        from dlcourse.data import cache_dir, cache_display, data_mirror
 
         data_cache: str | None = str(cache_dir())
         data_cache_shown = cache_display(cache_dir())
+        mirror = data_mirror()
     except Exception as error:
         data_cache = data_cache_shown = f"unavailable ({error})"
+        mirror = None
 
     commit, origin = dlcourse_origin()
 
@@ -128,6 +130,7 @@ def report() -> dict[str, Any]:
         "colab": in_colab(),
         "grading": is_grading(),
         "data_cache": data_cache,
+        "data_mirror": mirror,
         "device": device,
         "device_error": device_error,
     }
@@ -153,6 +156,7 @@ def _lines(info: dict[str, Any]) -> list[str]:
         ("CPUs", f"{info['cpu_count']} (torch uses {info['torch_threads']} threads)"),
         ("Colab", "yes" if info["colab"] else "no"),
         ("data cache", info["data_cache_shown"]),
+        *([("data mirror", info["data_mirror"])] if info.get("data_mirror") else []),
         ("device", info["device"]),
     ]
     width = max(len(key) for key, _ in rows)
@@ -160,7 +164,8 @@ def _lines(info: dict[str, Any]) -> list[str]:
     if info["device_error"]:
         lines.append(f"  ! {info['device_error']}")
     if not info["cuda_available"] and info["colab"]:
-        lines.append("  tip: no GPU in this Colab session: Runtime > Change runtime type > T4 GPU.")
+        lines.append("  tip: no GPU in this Colab session; an assignment that asks for one (the note at its top) "
+                     "needs Runtime > Change runtime type > T4 GPU.")
     return lines
 
 
