@@ -133,6 +133,8 @@ print("standardize: every column has mean 0 and standard deviation 1.")
 # broadcasting: given `a` of shape `(n, d)` and `b` of shape `(m, d)`, return
 # `D` of shape `(n, m)` with $D_{ij} = \lVert a_i - b_j \rVert^2$.
 # Hint: `a[:, None, :]` has shape `(n, 1, d)` and `b[None, :, :]` has `(1, m, d)`.
+# The test compares with `torch.cdist(a, b) ** 2`, so your function may not call
+# `torch.cdist`: the test fails with a message naming the call if it does.
 
 # %% solution="pairwise_sq_distances"
 def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -145,10 +147,14 @@ def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # %% tests="test_pairwise_sq_distances" points=2
 from dlcourse.checks import assert_close
+from dlcourse.shortcuts import by_hand
 
+# torch.cdist is this exercise's reference, so your function may not call it
+CDIST = ("torch.cdist", "torch.functional.cdist")
 a = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
 b = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
-D = pairwise_sq_distances(a, b)
+with by_hand("pairwise_sq_distances", CDIST):
+    D = pairwise_sq_distances(a, b)
 assert D.shape == (3, 2), (f"expected shape (3, 2) for 3 points against 2, got {tuple(D.shape)}; "
                           "hint: sum the squared differences over the last dimension (d) only")
 assert_close(D, torch.cdist(a, b) ** 2, atol=1e-5, name="pairwise squared distances")
@@ -156,11 +162,13 @@ assert_close(D, torch.cdist(a, b) ** 2, atol=1e-5, name="pairwise squared distan
 generator = torch.Generator().manual_seed(2)
 p = torch.randn(5, 7, generator=generator, dtype=torch.float64)
 q = torch.randn(4, 7, generator=generator, dtype=torch.float64)
-assert_close(pairwise_sq_distances(p, q), torch.cdist(p, q) ** 2, name="distances of (5, 7) and (4, 7) points")
-assert_close(pairwise_sq_distances(q, q).diagonal(), torch.zeros(4, dtype=torch.float64), atol=1e-12,
+with by_hand("pairwise_sq_distances", CDIST):
+    D_pq, D_qq = pairwise_sq_distances(p, q), pairwise_sq_distances(q, q)
+assert_close(D_pq, torch.cdist(p, q) ** 2, name="distances of (5, 7) and (4, 7) points")
+assert_close(D_qq.diagonal(), torch.zeros(4, dtype=torch.float64), atol=1e-12,
              name="distance of every point to itself")
 ### END HIDDEN TESTS
-print("pairwise_sq_distances matches torch.cdist squared.")
+print("pairwise_sq_distances matches torch.cdist squared, without calling it.")
 
 # %% [markdown]
 # ### Moving data to the device
@@ -184,7 +192,9 @@ print(x_on_device.device, "->", (x_on_device * 2).cpu().device)
 # By the product rule, $\dfrac{\partial f}{\partial x_i} = 2x_i\sin(x_i) + x_i^2\cos(x_i)$.
 #
 # **Exercise 3.1.** Implement `grad_f(x)`: that gradient computed **by hand** from
-# the formula (no autograd inside). The test compares it with `torch.autograd`.
+# the formula (no autograd inside). The test compares it with `torch.autograd`,
+# and fails with a message naming the call if `grad_f` itself uses autograd
+# (`backward()`, `torch.autograd.grad`, `torch.func.grad`, ...).
 
 # %% solution="grad_f"
 def f(x: torch.Tensor) -> torch.Tensor:
@@ -200,18 +210,23 @@ def grad_f(x: torch.Tensor) -> torch.Tensor:
 
 # %% tests="test_grad_f" points=2
 from dlcourse.checks import assert_close
+from dlcourse.shortcuts import AUTOGRAD, by_hand
 
 point = torch.linspace(-2, 2, 5, dtype=torch.float64, requires_grad=True)
-f(point).backward()
-assert_close(grad_f(point.detach()), point.grad, name="grad_f(x) against torch.autograd",
+f(point).backward()  # the reference, outside the guard
+with by_hand("grad_f", AUTOGRAD):
+    by_formula = grad_f(point.detach())
+assert_close(by_formula, point.grad, name="grad_f(x) against torch.autograd",
              hint="use the product rule: d/dx (x^2 sin x) = 2x sin x + x^2 cos x")
 ### BEGIN HIDDEN TESTS
 generator = torch.Generator().manual_seed(3)
 matrix = torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
 f(matrix).backward()
-assert_close(grad_f(matrix.detach()), matrix.grad, name="grad_f on a (3, 4) tensor")
+with by_hand("grad_f", AUTOGRAD):
+    by_formula = grad_f(matrix.detach())
+assert_close(by_formula, matrix.grad, name="grad_f on a (3, 4) tensor")
 ### END HIDDEN TESTS
-print("grad_f matches torch.autograd.")
+print("grad_f matches torch.autograd, computed by hand.")
 
 # %% [markdown]
 # ## 4. A first model: linear regression
