@@ -69,6 +69,7 @@ from dlcourse.checks import assert_close, assert_shape
 from dlcourse.data import is_offline_subset, load_text
 from dlcourse.gradcheck import numerical_gradient, rel_error
 from dlcourse.selfcheck import require_written
+from dlcourse.shortcuts import AUTOGRAD, by_hand
 
 device = dlcourse.get_device()
 dlcourse.deterministic()  # no TF32: the float64 comparisons below need exact arithmetic
@@ -93,7 +94,11 @@ print("device:", device)
 #
 # As in the backprop assignment, every layer is a pair
 # `forward(...) -> (out, cache)` / `backward(dout, cache) -> gradients`, written
-# with plain tensor operations (no autograd). Backward needs one fact:
+# with plain tensor operations (no autograd). The tests enforce it: they run your
+# backward passes (here and for the LSTM in section 3) with PyTorch's autograd
+# switched off (`dlcourse.shortcuts.by_hand`), so a backward pass that calls
+# `.backward()`, `torch.autograd.grad` or `torch.func` fails with a message naming
+# the call. Backward needs one fact:
 # $\frac{d}{dz}\tanh(z) = 1 - \tanh(z)^2$, and $\tanh(z)$ is exactly the $h_t$ the
 # forward pass already computed.
 #
@@ -229,7 +234,8 @@ h_prev = torch.randn(N, H, dtype=torch.float64, device=device)
 Wx, Wh, b = random_rnn_params(D, H)
 h_next, cache = rnn_step_forward(x, h_prev, Wx, Wh, b)
 dh_next = torch.randn_like(h_next)
-grads = rnn_step_backward(dh_next, cache)
+with by_hand("rnn_step_backward", AUTOGRAD):  # autograd is switched off while your backward runs
+    grads = rnn_step_backward(dh_next, cache)
 names = ["dx", "dh_prev", "dWx", "dWh", "db"]
 numeric = [
     numerical_gradient(lambda v: rnn_step_forward(v, h_prev, Wx, Wh, b)[0], x, dh_next),
@@ -255,7 +261,8 @@ out1 = cell(x1, h1)
 dout1 = torch.randn_like(out1)
 out1.backward(dout1)
 _, cache1 = rnn_step_forward(x1.detach(), h1.detach(), Wx1, Wh1, b1)
-dx1, dh1, dWx1, dWh1, db1 = rnn_step_backward(dout1, cache1)
+with by_hand("rnn_step_backward", AUTOGRAD):
+    dx1, dh1, dWx1, dWh1, db1 = rnn_step_backward(dout1, cache1)
 assert_close(dx1, x1.grad, name="dx (batch of one)")
 assert_close(dh1, h1.grad, name="dh_prev (batch of one)")
 assert_close(dWx1, cell.weight_ih.grad.T, name="dWx (batch of one)")
@@ -374,7 +381,8 @@ h0 = torch.randn(N, H, dtype=torch.float64, device=device)
 Wx, Wh, b = random_rnn_params(D, H)
 h, cache = rnn_forward(x, h0, Wx, Wh, b)
 dh = torch.randn_like(h)
-dx, dh0, dWx, dWh, db = rnn_backward(dh, cache)
+with by_hand("rnn_backward", AUTOGRAD):  # autograd is switched off while your backward runs
+    dx, dh0, dWx, dWh, db = rnn_backward(dh, cache)
 for name, mine, num, hint in [
     ("dx", dx, numerical_gradient(lambda v: rnn_forward(v, h0, Wx, Wh, b)[0], x, dh),
      "h[:, t] gets gradient from dh[:, t] and from step t+1"),
@@ -414,7 +422,8 @@ def _rnn_reference_grads(x, h0, Wx, Wh, b, dout):
 def _check_rnn_backward(x, h0, Wx, Wh, b, label):
     h, cache = rnn_forward(x, h0, Wx, Wh, b)
     dout = torch.randn_like(h)
-    mine = rnn_backward(dout, cache)
+    with by_hand("rnn_backward", AUTOGRAD):
+        mine = rnn_backward(dout, cache)
     ref = _rnn_reference_grads(x, h0, Wx, Wh, b, dout)
     for name, m, r in zip(["dx", "dh0", "dWx", "dWh", "db"], mine, ref):
         assert_close(m, r, name=f"{name} ({label})")
@@ -431,7 +440,8 @@ _check_rnn_backward(x[:1], h0[:1], Wx, Wh, b, "batch of one")
 h_last, cache_last = rnn_forward(x5, h05, Wx, Wh, b)
 d_last = torch.zeros_like(h_last)
 d_last[:, -1] = torch.randn_like(h_last[:, -1])
-mine_last = rnn_backward(d_last, cache_last)
+with by_hand("rnn_backward", AUTOGRAD):
+    mine_last = rnn_backward(d_last, cache_last)
 ref_last = _rnn_reference_grads(x5, h05, Wx, Wh, b, d_last)
 assert_close(mine_last[0], ref_last[0], name="dx (loss on the last state only)")
 assert_close(mine_last[1], ref_last[1], name="dh0 (loss on the last state only)")
@@ -960,7 +970,8 @@ c_prev = torch.randn(N, H, dtype=torch.float64, device=device)
 Wx, Wh, b = random_lstm_params(D, H, requires_grad=False)
 h_next, c_next, cache = lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b)
 dh_next, dc_next = torch.randn_like(h_next), torch.randn_like(c_next)
-grads = lstm_step_backward(dh_next, dc_next, cache)
+with by_hand("lstm_step_backward", AUTOGRAD):  # autograd is switched off while your backward runs
+    grads = lstm_step_backward(dh_next, dc_next, cache)
 assert isinstance(grads, tuple) and len(grads) == 6, (
     "lstm_step_backward must return six gradients; hint: dx, dh_prev, dc_prev, dWx, dWh, db")
 
@@ -1010,7 +1021,8 @@ c1 = torch.randn(1, 3, dtype=torch.float64, device=device)
 Wx1, Wh1, b1 = (2 * p for p in random_lstm_params(5, 3, requires_grad=False))
 _, _, cache1 = lstm_step_forward(x1, h1, c1, Wx1, Wh1, b1)
 dh1, dc1 = torch.randn(1, 3, dtype=torch.float64, device=device), torch.randn(1, 3, dtype=torch.float64, device=device)
-mine1 = lstm_step_backward(dh1, dc1, cache1)
+with by_hand("lstm_step_backward", AUTOGRAD):
+    mine1 = lstm_step_backward(dh1, dc1, cache1)
 cell1 = torch_lstm_cell_with_weights(Wx1, Wh1, b1)
 refs = [t.clone().requires_grad_(True) for t in (x1, h1, c1)]
 ho, co = cell1(refs[0], (refs[1], refs[2]))
@@ -1019,7 +1031,8 @@ wi, wh, bi, _ = torch_parameters(cell1)
 for name, m, r in zip(names, mine1, [refs[0].grad, refs[1].grad, refs[2].grad, wi.grad.T, wh.grad.T, bi.grad]):
     assert_close(m, r, name=f"{name} (batch of one, saturated gates)")
 # only dc_next (dh_next = 0): the cell path alone
-mine2 = lstm_step_backward(torch.zeros_like(dh1), dc1, cache1)
+with by_hand("lstm_step_backward", AUTOGRAD):
+    mine2 = lstm_step_backward(torch.zeros_like(dh1), dc1, cache1)
 refs2 = [t.clone().requires_grad_(True) for t in (x1, h1, c1)]
 cell1.zero_grad()
 _, co2 = cell1(refs2[0], (refs2[1], refs2[2]))
@@ -1075,7 +1088,8 @@ c0 = torch.randn(N, H, dtype=torch.float64, device=device)
 Wx, Wh, b = random_lstm_params(D, H, requires_grad=False)
 h, _, cache = lstm_forward(x, Wx, Wh, b, (h0, c0))
 dh = torch.randn_like(h)
-grads = lstm_backward(dh, cache)
+with by_hand("lstm_backward", AUTOGRAD):  # autograd is switched off while your backward runs
+    grads = lstm_backward(dh, cache)
 assert isinstance(grads, tuple) and len(grads) == 6, (
     "lstm_backward must return six gradients; hint: dx, dh0, dc0, dWx, dWh, db")
 dx, dh0, dc0, dWx, dWh, db = grads
@@ -1114,7 +1128,8 @@ print("lstm_backward matches the numerical gradients and nn.LSTM (dx, dh0, dc0 a
 def _check_lstm_backward(x, h0, c0, dout, label):
     Wx, Wh, b = random_lstm_params(x.shape[2], h0.shape[1], requires_grad=False)
     h, _, cache = lstm_forward(x, Wx, Wh, b, (h0, c0))
-    mine = lstm_backward(dout, cache)
+    with by_hand("lstm_backward", AUTOGRAD):
+        mine = lstm_backward(dout, cache)
     lstm = torch_lstm_with_weights(Wx, Wh, b)
     xr = x.clone().requires_grad_(True)
     hr, cr = (s.clone().unsqueeze(0).requires_grad_(True) for s in (h0, c0))
