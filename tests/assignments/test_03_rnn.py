@@ -5,12 +5,21 @@
 - the hand-written LSTM backward pass (one step and through time) equals autograd through nn.LSTM,
   the gradients into the initial state (h0, c0) included;
 - the masked mean is a masked loss (equal to a loop over the real lengths, whatever the padding), and
-  the name classifier gives each name the logits it gets alone, for all three recurrent cells.
+  the name classifier gives each name the logits it gets alone, for all three recurrent cells;
+- each autograd shortcut in mutants.toml is a real shortcut: without the guard it returns the solution's
+  gradients, inside by_hand(..., AUTOGRAD) it raises, while the honest backward pass runs there unharmed.
 """
 
 from __future__ import annotations
 
+import pytest
 import torch
+
+from dlcourse.authoring.mutants import read_mutants
+from dlcourse.cells import solution_texts
+from dlcourse.shortcuts import AUTOGRAD, ShortcutError, by_hand
+from dlcourse.source import read_source
+from tests.assignments.conftest import ROOT
 
 NAME = "03_rnn"
 
@@ -171,3 +180,51 @@ def test_name_classifier_reads_each_name_to_its_own_end(solution):
                 out, hidden = model.rnn(model.embedding(encode_name(name)[None]))
                 h_n = hidden[0] if cell == "lstm" else hidden
                 torch.testing.assert_close(logits[n], model.head(torch.cat([h_n[-1], out.mean(1)], 1))[0])
+
+
+def _backward_inputs(solution, exercise):
+    """(the function's name, its arguments) for one call of a backward exercise, in float64."""
+    torch.manual_seed(20)
+    N, T, D, H = 2, 4, 3, 5
+    x, h0, c0 = (torch.randn(N, T, D, dtype=torch.float64), torch.randn(N, H, dtype=torch.float64),
+                 torch.randn(N, H, dtype=torch.float64))
+    rnn_weights = [0.5 * torch.randn(*shape, dtype=torch.float64) for shape in [(D, H), (H, H), (H,)]]
+    lstm_weights = [0.5 * torch.randn(*shape, dtype=torch.float64) for shape in [(D, 4 * H), (H, 4 * H), (4 * H,)]]
+    gru_weights = [0.5 * torch.randn(*shape, dtype=torch.float64) for shape in [(D, 3 * H), (H, 3 * H), (3 * H,), (3 * H,)]]
+    dh_step, dh_all = torch.randn(N, H, dtype=torch.float64), torch.randn(N, T, H, dtype=torch.float64)
+    if exercise == "rnn_step_backward":
+        return exercise, (dh_step, solution["rnn_step_forward"](x[:, 0], h0, *rnn_weights)[1])
+    if exercise == "rnn_backward":
+        return exercise, (dh_all, solution["rnn_forward"](x, h0, *rnn_weights)[1])
+    if exercise == "lstm_step_backward":
+        cache = solution["lstm_step_forward"](x[:, 0], h0, c0, *lstm_weights)[2]
+        return exercise, (dh_step, torch.randn(N, H, dtype=torch.float64), cache)
+    if exercise == "lstm_backward":
+        return exercise, (dh_all, solution["lstm_forward"](x, *lstm_weights, (h0, c0))[2])
+    if exercise == "gru_step_backward":
+        return exercise, (dh_step, x[:, 0], h0, *gru_weights)
+    raise KeyError(exercise)
+
+
+SOLUTION_IDS = set(solution_texts(read_source(ROOT / "notebooks" / NAME / f"{NAME}.py")))
+SHORTCUTS = [m for m in read_mutants(ROOT / "autograder" / NAME / "mutants.toml", SOLUTION_IDS)
+             if m.name.startswith("autograd")]
+
+
+@pytest.mark.parametrize("mutant", SHORTCUTS, ids=[m.label for m in SHORTCUTS])
+def test_each_autograd_shortcut_is_right_but_for_the_guard(solution, solution_cells, mutant):
+    exercise, args = _backward_inputs(solution, mutant.grade_id)
+    shortcut_scope = dict(solution)
+    exec(compile(mutant.apply(solution_cells[mutant.grade_id]), mutant.label, "exec"), shortcut_scope)
+    honest = solution[exercise](*args)
+    for got, want in zip(shortcut_scope[exercise](*args), honest):
+        torch.testing.assert_close(got, want)  # without the guard the shortcut would pass
+    with by_hand(exercise, AUTOGRAD):
+        for got, want in zip(solution[exercise](*args), honest):
+            torch.testing.assert_close(got, want)  # the honest backward pass needs no autograd
+        with pytest.raises(ShortcutError, match=exercise):
+            shortcut_scope[exercise](*args)
+
+
+def test_every_backward_exercise_has_an_autograd_shortcut_mutant():
+    assert {m.grade_id for m in SHORTCUTS} >= {"rnn_step_backward", "rnn_backward", "lstm_step_backward", "lstm_backward"}
