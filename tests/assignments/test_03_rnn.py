@@ -15,10 +15,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dlcourse.authoring.mutants import read_mutants
-from dlcourse.cells import solution_texts
+from dlcourse.instructor.authoring.mutants import read_mutants
+from dlcourse.instructor.cells import solution_texts
 from dlcourse.shortcuts import AUTOGRAD, ShortcutError, by_hand
-from dlcourse.source import read_source
+from dlcourse.instructor.source import read_source
 from tests.assignments.conftest import ROOT
 
 NAME = "03_rnn"
