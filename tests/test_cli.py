@@ -56,6 +56,9 @@ def test_an_unknown_assignment_is_one_message_from_every_command(in_course, comm
 
 
 def test_release_of_an_unpublished_assignment_is_a_one_line_error(in_course, capsys):
+    from dlcourse.instructor.authoring.build import build
+
+    build(in_course, "99_demo", execute_solution=False, log=lambda *_: None)  # fresh: the gate lets it through
     assert main(["release", "99_demo", "--to", str(in_course.root / "student-course")]) == EXIT_COURSE_ERROR
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "99_demo is not published" in err and "dlcourse publish --to" in err

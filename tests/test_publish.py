@@ -281,10 +281,13 @@ def test_bad_input_is_one_line_and_writes_nothing(in_course, tmp_path, capsys, c
 def test_release_before_and_after_publish(in_course, tmp_path, capsys):
     destination = tmp_path / "student"
     with pytest.raises(PublishError, match="99_demo is not published"):
-        release(in_course, "99_demo", destination, log=quiet)
+        release(in_course, "99_demo", destination, force=True, log=quiet)
     publish(in_course, destination, log=quiet)
     assert not (destination / "solutions").exists()
-    result = release(in_course, "99_demo", destination, log=quiet)
+    with pytest.raises(PublishError, match=r"99_demo has no release date: add `99_demo = YYYY-MM-DD`.*--force"):
+        release(in_course, "99_demo", destination, log=quiet)  # no date: never released by accident
+    assert not (destination / "solutions").exists()
+    result = release(in_course, "99_demo", destination, force=True, log=quiet)
     assert result.added == ["solutions/99_demo/99_demo.ipynb"] and result.released == ["99_demo"]
     solution = (destination / "solutions" / "99_demo" / "99_demo.ipynb").read_text()
     assert "the distinctive solution line" in solution and ANSWER_LINE in solution
@@ -323,7 +326,7 @@ def test_an_unexecuted_solution_is_not_released(in_course, tmp_path):
     publish(in_course, destination, log=quiet)
     build(in_course, "99_demo", execute_solution=False, log=quiet)
     with pytest.raises(PublishError, match="is not executed: run `dlcourse build 99_demo`"):
-        release(in_course, "99_demo", destination, log=quiet)
+        release(in_course, "99_demo", destination, force=True, log=quiet)
     assert not (destination / "solutions").exists()
 
 

@@ -31,14 +31,19 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dlcourse.instructor.authoring.build import require_fresh
     from dlcourse.instructor.authoring.check import check_assignment, format_table
     from dlcourse.instructor.grading.template import Template
 
     course = load_course()
+    require_fresh(course, course.resolve(args.assignments), "checking")  # a second, not minutes of grading
     with Template() as template:  # the kernels' template, for every assignment checked; closed at the end
         reports = [check_assignment(course, name, workers=args.workers, template=template)
                    for name in course.resolve(args.assignments)]
     print(format_table(reports))
+    for name in [r.assignment for r in reports if r.assignment not in course.release_dates]:
+        print(f"note: {name} has no release date: `dlcourse release {name}` will refuse without --force until "
+              f"[tool.dlcourse.release_dates] has `{name} = YYYY-MM-DD`")
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
 
 
@@ -72,9 +77,11 @@ def _print_published(course, result) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from dlcourse.instructor.authoring.build import require_fresh
     from dlcourse.instructor.authoring.publish import LeakError, publish, resolve_destination
 
     course = load_course()
+    require_fresh(course, course.resolve(args.assignments or None), "publishing")  # (colab/ publish writes anew)
     try:
         result = publish(course, resolve_destination(course, args.to), args.assignments)
     except LeakError as error:
@@ -87,8 +94,11 @@ def _publish(args: argparse.Namespace) -> int:
 def _release(args: argparse.Namespace) -> int:
     from dlcourse.instructor.authoring.publish import LeakError, release, resolve_destination
 
+    from dlcourse.instructor.authoring.build import require_fresh
+
     course = load_course()
     names = course.resolve(args.assignments)
+    require_fresh(course, names, "releasing")
     destination = resolve_destination(course, args.to)
     for name in names:
         try:
@@ -124,16 +134,22 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from dlcourse.instructor.authoring.build import require_fresh
     from dlcourse.instructor.grading.cli import run_grade
 
+    course = load_course()
+    require_fresh(course, course.resolve([args.assignment]), "grading", built_only=True)
     return run_grade(args)
 
 
 def _gradescope(args: argparse.Namespace) -> int:
     from dlcourse.instructor.gradescope.bundle import build_bundle, read_settings
 
+    from dlcourse.instructor.authoring.build import require_fresh
+
     course = load_course()
     [name] = course.resolve([args.assignment])
+    require_fresh(course, [name], "bundling it for Gradescope", built_only=True)
     visibility = {k: v for k, v in (("hidden", args.hidden_visibility), ("visible", args.visible_visibility)) if v}
     settings = read_settings(course, name, memory_mb=args.memory, timeout_s=args.timeout,
                              visibility=visibility or None)

@@ -304,6 +304,25 @@ def stale_files(course: Course, name: str) -> list[str]:
     return stale
 
 
+def require_fresh(course: Course, names: list[str], before: str, built_only: bool = False) -> None:
+    """Stop, in one line, before `before` works from generated files older than notebooks/ (students
+    and the grader would get different versions). built_only: an assignment never built is not
+    checked (grading works from the source alone)."""
+    stale, fix = [], []
+    for name in names:
+        if built_only and not course.student_path(name).exists():
+            continue
+        files = stale_files(course, name)
+        if files:
+            stale += files
+            fix.append(name)
+    if stale:
+        missing = [f for f in stale if not (course.root / f).exists()]
+        what = (f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist" if missing else
+                f"{', '.join(stale)} {'is' if len(stale) == 1 else 'are'} older than notebooks/")
+        raise CourseError(f"{what}: run `dlcourse build {' '.join(fix)}` before {before}")
+
+
 def _assignment_title(course: Course, name: str) -> str:
     """The first markdown heading of an assignment's source, without the '#'."""
     for line in course.source_path(name).read_text(encoding="utf-8").splitlines():

@@ -582,7 +582,14 @@ def release(course: Course, name: str, destination: Path, force: bool = False,
         )
     due = course.release_dates.get(name)
     today = today or datetime.date.today()
-    if due and today < due:
+    if due is None:
+        if not force:
+            raise PublishError(
+                f"{name} has no release date: add `{name} = YYYY-MM-DD` (after its deadline) under "
+                "[tool.dlcourse.release_dates] in pyproject.toml, or pass --force to release it now"
+            )
+        log(f"WARNING: releasing the solution of {name}, which has no release date (--force)")
+    elif today < due:
         if not force:
             raise PublishError(
                 f"{name}'s solution is due for release on {due} ([tool.dlcourse.release_dates]); "
