@@ -318,3 +318,22 @@ def test_setup_sh_pip_step_installs_the_wheel_into_a_fresh_venv(bundles, tmp_pat
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import dlcourse, sys; print(dlcourse.__file__)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(venv)), where
+
+
+def test_written_questions_are_named_by_their_question_never_by_the_model_answer():
+    from dlcourse.instructor.course import load_course
+    from dlcourse.instructor.gradescope.results import cell_titles
+    from dlcourse.instructor.source import read_source
+    from dlcourse.instructor.cells import graded_cells, solution_texts
+
+    course = load_course()
+    for name in course.assignments():
+        source = read_source(course.source_path(name))
+        titles = cell_titles(source)
+        answers = solution_texts(source, roles=("answer",))
+        for cell in graded_cells(source, "answer"):
+            gid = cell.metadata["nbgrader"]["grade_id"]
+            title = titles[gid]
+            assert title and "SOLUTION" not in title, (name, gid, title)
+            assert not any(line.strip() and line.strip() in title for line in answers[gid].splitlines()
+                           if len(line.strip()) > 20), (name, gid, title)

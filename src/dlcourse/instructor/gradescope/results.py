@@ -29,18 +29,18 @@ STATUS_TEXT = {
 
 
 def cell_titles(source: NotebookNode) -> dict[str, str]:
-    """grade id -> the title of the exercise it grades: the bold lead or heading of the nearest
-    markdown cell above it (`**Exercise 2.1.**` -> `Exercise 2.1`), else its first line."""
+    """grade id -> the title of the exercise or question it grades: the bold lead or heading of the
+    nearest markdown cell above it (`**Exercise 2.1.**` -> `Exercise 2.1`), else its first line."""
     titles: dict[str, str] = {}
     last = ""
     for cell in source.cells:
         if cell.cell_type == "markdown" and role(cell) != "answer":
             last = _title(cell.source) or last
         gid = grade_id(cell)
-        if role(cell) == "tests":
+        if role(cell) in ("tests", "answer"):
+            # a written answer is named by its question above it, never by its own cell: that holds the
+            # solution markers and the model answer
             titles[gid] = last
-        elif role(cell) == "answer":
-            titles[gid] = _title(cell.source)
     return titles
 
 
