@@ -309,15 +309,18 @@ def test_setup_sh_pip_step_installs_the_wheel_into_a_fresh_venv(bundles, tmp_pat
     (site / "outer-environment.pth").write_text("\n".join(ours) + "\n")
     empty_index = tmp_path / "index"
     empty_index.mkdir()
-    env = {**os.environ, "DLCOURSE_SKIP_APT": "1", "DLCOURSE_VENV": str(venv),
+    # without PYTHONPATH (a checkout's src/ on it would shadow the wheel this test is about)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "DLCOURSE_SKIP_APT": "1", "DLCOURSE_VENV": str(venv),
            "DLCOURSE_TORCH_INDEX": empty_index.as_uri(), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(root / "source" / "setup.sh")], capture_output=True, text=True, env=env,
                           timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "bundle for 00_setup ready" in done.stdout
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import dlcourse, sys; print(dlcourse.__file__)"],
-                           capture_output=True, text=True, check=True).stdout.strip()
+                           capture_output=True, text=True, check=True, env=env).stdout.strip()
     assert where.startswith(str(venv)), where
+    # the instructor install Gradescope runs: the whole package, grader included
+    assert (Path(where).parent / "instructor" / "gradescope" / "run.py").is_file()
 
 
 def test_written_questions_are_named_by_their_question_never_by_the_model_answer():

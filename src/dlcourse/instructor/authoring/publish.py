@@ -327,7 +327,8 @@ into any question you send the course staff.
 
 Fill in every `# YOUR CODE HERE` and `YOUR ANSWER HERE`, run the test cell under each answer,
 then run the whole notebook once from the top (**Runtime > Restart session and run all** in Colab) and
-read the **self-check**, the last cell: it lists each visible test as passed, failed or not run,
+read the **self-check**, the last cell (a cell that fails shows its error and the run goes on, so
+the self-check always runs): it lists each visible test as passed, failed or not run,
 with its points. Hand in the `.ipynb` (Colab: **File > Download > Download .ipynb**) where your course says:
 the LMS, Gradescope, or JupyterHub. The name of the file does not matter ("Copy of ..." is fine).
 The grader runs hidden tests of the same functions, so passing the visible tests is a good sign,
