@@ -105,6 +105,29 @@ def test_rope_keeps_float32_close_to_float64(solution):
                                solution["apply_rope"](x, positions), rtol=1e-4, atol=1e-4)
 
 
+def test_lora_model_merges_into_the_same_function(solution):
+    torch.manual_seed(0)
+    model = solution["LLM"](vocab_size=30, d_model=16, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=24).double()
+    idx = torch.randint(0, 30, (2, 7))
+    with torch.no_grad():
+        before = model(idx)[0]
+    solution["add_lora"](model, rank=2, alpha=4)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # rank 2 times (in + out) for q and o (16 -> 16), k and v (16 -> 8), gate and up (16 -> 24), down (24 -> 16)
+    per_block = 2 * (2 * (16 + 16) + 2 * (16 + 8) + 2 * (16 + 24) + (24 + 16))
+    assert trainable == 2 * per_block
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], before)  # B starts at zero
+        for module in model.modules():
+            if isinstance(module, solution["LoRALinear"]):
+                module.B.normal_()
+        tuned = model(idx)[0]
+        assert not torch.allclose(tuned, before)
+        merged = solution["merge_lora"](model)
+        assert not any(isinstance(m, solution["LoRALinear"]) for m in merged.modules())
+        torch.testing.assert_close(merged(idx)[0], tuned)
+
+
 def test_offline_prose_is_cpython_documentation(monkeypatch, capsys):
     from dlcourse import data
 
