@@ -725,3 +725,45 @@ def load_text(name: str = "tiny_shakespeare") -> Text:
         "names, one per line)",
         reason, _how_to_get()))
     return corpus
+
+
+# --------------------------------------------------------------------------- prose for 06_llm
+
+
+def _cpython_docs() -> Text:
+    """CPython's documentation topics (``pydoc_data.topics``: the language reference as ``help()`` shows
+    it), joined in key order: real English prose that every Python install carries."""
+    from pydoc_data.topics import topics  # only the fallback needs it
+
+    return Text("\n\n".join(topics[key] for key in sorted(topics)), name="cpython_docs", source=OFFLINE_SUBSET)
+
+
+def load_prose(name: str = "tiny_shakespeare") -> Text:
+    """English prose for a language model (06_llm): the corpus ``name`` (a ``url`` entry of the manifest)
+    when a verified copy is cached or it downloads, else CPython's documentation as the offline stand-in
+    (``.name == "cpython_docs"``, about 0.46 MB, PSF license; ``.source == 'offline-subset'``). While
+    grading it is always the stand-in. Unlike ``load_text`` the stand-in is prose, not a list of names.
+    """
+    entries = manifest()
+    if entries.get(name, {}).get("kind") != "url":
+        known = ", ".join(k for k, v in entries.items() if v.get("kind") == "url")
+        raise ValueError(f"unknown text corpus {name!r}; known: {known}")
+    entry = entries[name]
+    path = cache_location() / name / entry["filename"]
+    cached = path.exists() and _verify(path, entry["sha256"], entry["size"]) is None
+    reason = _offline_reason()
+    if reason and cached and not is_grading():
+        reason = None  # offline, but a verified copy is in the cache
+    elif reason is None and not cached and not network_available(entry["url"]):
+        reason = "the network is unreachable"
+    if reason is None:
+        try:
+            download_file(entry["url"], path, sha256=entry["sha256"], size=entry["size"])
+            return Text(path.read_text(encoding="utf-8"), name=name, source=FULL)
+        except DataError as error:
+            reason = str(error)
+    docs = _cpython_docs()
+    _announce(f"prose {name}", _fallback_message(
+        f"text {name!r}", f"CPython's documentation instead (pydoc_data.topics, {len(docs):,} characters of English)",
+        reason, _how_to_get()))
+    return docs
