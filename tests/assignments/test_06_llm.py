@@ -16,8 +16,8 @@ import random
 
 import pytest
 
-from dlcourse.authoring.self_contained import borrowed_names
-from dlcourse.cells import grade_id, role, strip_markers
+from dlcourse.instructor.authoring.self_contained import borrowed_names
+from dlcourse.instructor.cells import grade_id, role, strip_markers
 
 torch = pytest.importorskip("torch")
 
