@@ -151,13 +151,13 @@ def pairwise_sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # %% tests="test_pairwise_sq_distances" points=2
 from dlcourse.checks import assert_close
-from dlcourse.shortcuts import by_hand
+from dlcourse import shortcuts
 
 # torch.cdist is this exercise's reference, so your function may not call it
 CDIST = ("torch.cdist", "torch.functional.cdist")
 a = torch.tensor([[0.0, 0.0], [1.0, 1.0], [3.0, 4.0]])
 b = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
-with by_hand("pairwise_sq_distances", CDIST):
+with shortcuts.by_hand("pairwise_sq_distances", CDIST):
     D = pairwise_sq_distances(a, b)
 assert D.shape == (3, 2), (f"expected shape (3, 2) for 3 points against 2, got {tuple(D.shape)}; "
                           "hint: sum the squared differences over the last dimension (d) only")
@@ -166,7 +166,7 @@ assert_close(D, torch.cdist(a, b) ** 2, atol=1e-5, name="pairwise squared distan
 generator = torch.Generator().manual_seed(2)
 p = torch.randn(5, 7, generator=generator, dtype=torch.float64)
 q = torch.randn(4, 7, generator=generator, dtype=torch.float64)
-with by_hand("pairwise_sq_distances", CDIST):
+with shortcuts.by_hand("pairwise_sq_distances", CDIST):
     D_pq, D_qq = pairwise_sq_distances(p, q), pairwise_sq_distances(q, q)
 assert_close(D_pq, torch.cdist(p, q) ** 2, name="distances of (5, 7) and (4, 7) points")
 assert_close(D_qq.diagonal(), torch.zeros(4, dtype=torch.float64), atol=1e-12,
@@ -265,11 +265,11 @@ def grad_f(x: torch.Tensor) -> torch.Tensor:
 
 # %% tests="test_grad_f" points=2
 from dlcourse.checks import assert_close
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 point = torch.linspace(-2, 2, 5, dtype=torch.float64, requires_grad=True)
 f(point).backward()  # the reference, outside the guard
-with by_hand("grad_f", AUTOGRAD):
+with shortcuts.by_hand("grad_f", shortcuts.AUTOGRAD):
     by_formula = grad_f(point.detach())
 assert_close(by_formula, point.grad, name="grad_f(x) against torch.autograd",
              hint="use the product rule: d/dx (x^2 sin x) = 2x sin x + x^2 cos x")
@@ -277,7 +277,7 @@ assert_close(by_formula, point.grad, name="grad_f(x) against torch.autograd",
 generator = torch.Generator().manual_seed(3)
 matrix = torch.randn(3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
 f(matrix).backward()
-with by_hand("grad_f", AUTOGRAD):
+with shortcuts.by_hand("grad_f", shortcuts.AUTOGRAD):
     by_formula = grad_f(matrix.detach())
 assert_close(by_formula, matrix.grad, name="grad_f on a (3, 4) tensor")
 ### END HIDDEN TESTS

@@ -628,7 +628,7 @@ def affine_backward(dout, cache):
     return dx, dw, db
 
 # %% tests="test_affine" points=2
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="write the chain rule with shapes: (N, M) upstream, (N, D) input, (D, M) weights"):
@@ -641,7 +641,7 @@ def check_affine(x, w, b, dout):
     out, cache = affine_forward(x, w, b)
     expected = F.linear(torch.from_numpy(x), torch.from_numpy(w).T, torch.from_numpy(b)).numpy()
     assert_close(out, expected, name="affine_forward output", hint="out = x @ w + b, with b added to every row")
-    with by_hand("affine_backward", AUTOGRAD):  # by hand: PyTorch's autograd is not allowed inside
+    with shortcuts.by_hand("affine_backward", shortcuts.AUTOGRAD):  # by hand: PyTorch's autograd is not allowed inside
         dx, dw, db = affine_backward(dout, cache)
     check_layer_gradient("dx", dx, numerical_gradient(lambda x_: affine_forward(x_, w, b)[0], x, dout),
                          hint="dx has the shape of x: (N, D) = (N, M) @ (M, D)")
@@ -726,7 +726,7 @@ def tanh_backward(dout, cache):
     return dx
 
 # %% tests="test_relu" points=1
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="compare your formula with the one in the text, term by term"):
@@ -740,7 +740,7 @@ def check_activation(name, forward, backward, reference, x, dout):
     out, cache = forward(x)
     assert_close(out, reference(torch.from_numpy(x)).numpy(), name=f"{name} forward",
                  hint="elementwise, any shape: use NumPy functions that work on whole arrays")
-    with by_hand(f"{name} backward", AUTOGRAD):
+    with shortcuts.by_hand(f"{name} backward", shortcuts.AUTOGRAD):
         dx = backward(dout, cache)
     check_layer_gradient(f"{name} backward dx", dx, numerical_gradient(lambda x_: forward(x_)[0], x, dout),
                          hint="dx = dout * (the local derivative), elementwise; the cache holds what it needs")
@@ -762,7 +762,7 @@ check_activation("relu", relu_forward, relu_backward, torch.relu, x, np.array([[
 ### END HIDDEN TESTS
 
 # %% tests="test_sigmoid" points=1
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="compare your formula with the one in the text, term by term"):
@@ -776,7 +776,7 @@ def check_activation(name, forward, backward, reference, x, dout):
     out, cache = forward(x)
     assert_close(out, reference(torch.from_numpy(x)).numpy(), name=f"{name} forward",
                  hint="elementwise, any shape: use NumPy functions that work on whole arrays")
-    with by_hand(f"{name} backward", AUTOGRAD):
+    with shortcuts.by_hand(f"{name} backward", shortcuts.AUTOGRAD):
         dx = backward(dout, cache)
     check_layer_gradient(f"{name} backward dx", dx, numerical_gradient(lambda x_: forward(x_)[0], x, dout),
                          hint="dx = dout * (the local derivative), elementwise; the cache holds what it needs")
@@ -794,7 +794,7 @@ check_activation("sigmoid", sigmoid_forward, sigmoid_backward, torch.sigmoid,
 ### END HIDDEN TESTS
 
 # %% tests="test_tanh" points=1
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="compare your formula with the one in the text, term by term"):
@@ -808,7 +808,7 @@ def check_activation(name, forward, backward, reference, x, dout):
     out, cache = forward(x)
     assert_close(out, reference(torch.from_numpy(x)).numpy(), name=f"{name} forward",
                  hint="elementwise, any shape: use NumPy functions that work on whole arrays")
-    with by_hand(f"{name} backward", AUTOGRAD):
+    with shortcuts.by_hand(f"{name} backward", shortcuts.AUTOGRAD):
         dx = backward(dout, cache)
     check_layer_gradient(f"{name} backward dx", dx, numerical_gradient(lambda x_: forward(x_)[0], x, dout),
                          hint="dx = dout * (the local derivative), elementwise; the cache holds what it needs")
@@ -930,7 +930,7 @@ def mse_loss(pred, target):
     return float(loss), dpred
 
 # %% tests="test_softmax_cross_entropy" points=2
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="compare your formula with the one in the text, term by term"):
@@ -940,7 +940,7 @@ def check_layer_gradient(name, analytic, numeric, hint="compare your formula wit
 
 
 def check_softmax_cross_entropy(scores, y):
-    with by_hand("softmax_cross_entropy", AUTOGRAD):
+    with shortcuts.by_hand("softmax_cross_entropy", shortcuts.AUTOGRAD):
         loss, dscores = softmax_cross_entropy(scores, y)
     expected = F.cross_entropy(torch.from_numpy(scores), torch.from_numpy(y)).item()
     assert_close(loss, expected, name="softmax cross-entropy loss",
@@ -953,7 +953,7 @@ rng = np.random.default_rng(5)
 check_softmax_cross_entropy(rng.standard_normal((6, 4)), rng.integers(0, 4, 6))
 # logits of any size: around 1000, exp() alone would overflow to inf
 huge = rng.standard_normal((3, 4)) * 10 + 1000.0
-with by_hand("softmax_cross_entropy", AUTOGRAD):
+with shortcuts.by_hand("softmax_cross_entropy", shortcuts.AUTOGRAD):
     huge_loss, huge_dscores = softmax_cross_entropy(huge, np.array([0, 3, 1]))
 assert_close(huge_loss, F.cross_entropy(torch.from_numpy(huge), torch.tensor([0, 3, 1])).item(),
              name="softmax cross-entropy loss for logits around 1000",
@@ -981,7 +981,7 @@ assert_close(softmax_cross_entropy(np.array([[0.0, 1000.0]]), np.array([1]))[0],
 ### END HIDDEN TESTS
 
 # %% tests="test_mse_loss" points=1
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="compare your formula with the one in the text, term by term"):
@@ -991,7 +991,7 @@ def check_layer_gradient(name, analytic, numeric, hint="compare your formula wit
 
 
 def check_mse(pred, target):
-    with by_hand("mse_loss", AUTOGRAD):
+    with shortcuts.by_hand("mse_loss", shortcuts.AUTOGRAD):
         loss, dpred = mse_loss(pred, target)
     assert_close(loss, F.mse_loss(torch.from_numpy(pred), torch.from_numpy(target)).item(), name="mse loss",
                  hint="the mean of (pred - target) ** 2 over every element")
@@ -1088,7 +1088,7 @@ def mlp_loss(params, X, y=None, reg=0.0):
     return loss, grads
 
 # %% tests="test_mlp_loss" points=3
-from dlcourse.shortcuts import AUTOGRAD, by_hand
+from dlcourse import shortcuts
 
 
 def check_layer_gradient(name, analytic, numeric, hint="compare your formula with the one in the text, term by term"):
@@ -1109,7 +1109,7 @@ def check_mlp_gradients(layer_sizes, batch, reg, seed):
     scores = mlp_loss(params, X)
     assert_shape(scores, (batch, layer_sizes[-1]), name="scores (mlp_loss without labels)",
                  hint="with y=None return the scores of the last affine layer, (N, C)")
-    with by_hand("mlp_loss", AUTOGRAD):
+    with shortcuts.by_hand("mlp_loss", shortcuts.AUTOGRAD):
         loss, grads = mlp_loss(params, X, y, reg=reg)
     assert_true(set(grads) == set(params), f"grads has keys {sorted(grads)}, expected {sorted(params)}",
                 hint="one gradient per parameter, under the parameter's name")
@@ -1679,9 +1679,9 @@ plt.show()
 # not to bounce between the walls; this race has none to show). Adam divides
 # each weight's step by the running size of its own gradient, so weights with
 # small gradients (the rarely active hidden units, the biases) move as fast as
-# the rest; RMSProp does the same without momentum, and here that is enough. Training loss is not the goal, though: the validation accuracies
-# printed above are much closer than the losses, a few digits apart (the last
-# line says what one digit is worth).
+# the rest; RMSProp does the same without momentum, and here that is enough.
+# Training loss is not the goal, though: the validation accuracies printed above
+# are much closer than the losses (the last line says what one digit is worth).
 # Which rule wins depends on the learning rates; to compare rules fairly, tune
 # each one's learning rate on the validation split.
 
