@@ -9,6 +9,10 @@
 # %% [markdown]
 # # 04 · Transformers: from attention to a small GPT and an encoder-decoder
 #
+# **Expected work:** about 7 hours. **GPU:** helps for part 5 (the GPT: on a GPU a 6-layer model
+# with 256 characters of context trains on tiny Shakespeare; a CPU trains a small one on a
+# stand-in corpus); the other parts run on a CPU.
+#
 # A transformer is a stack of one idea: **attention**, a layer in which every position
 # of a sequence looks at the other positions and takes a weighted average of what it finds.
 # In this assignment you build it from scratch and check every piece against PyTorch:
@@ -35,10 +39,10 @@
 # have not written yet stops with one line naming it.
 #
 # **Time.** Training budgets are counted in steps, so the results do not depend on the speed of
-# the machine, only the time does. Run All takes about 3 minutes on a 2-core CPU: the small GPT
-# trains for 700 steps (one to two minutes) and the encoder-decoder for 400 (under a minute).
-# On a Colab T4 the GPT is larger and trains on tiny Shakespeare for 2,500 steps: about 5
-# minutes of a total of about 6 (an estimate, not timed on a T4). Under the grader every
+# the machine, only the time does. Run All takes a few minutes on a 2-core CPU, most of it the
+# small GPT's 700 steps and the encoder-decoder's 400 (estimates: the cells print no times). On
+# a Colab T4 the GPT is larger and trains on tiny Shakespeare for 2,500 steps: about 5 minutes
+# of a total of about 6 (an estimate, not timed on a T4). Under the grader every
 # training run shrinks to a few steps: nothing graded depends on how well your models train.
 
 # %%
@@ -632,6 +636,10 @@ for max_len, d_model in [(64, 32), (1, 2), (7, 6)]:
 print("sinusoidal_encoding: all visible tests passed")
 
 # %% [markdown]
+# *Figure (below): left, `sinusoidal_encoding(64, 32)`, one row per position and one column per
+# feature; right, the dot products of every pair of positions. Computed from your function, no
+# data.*
+#
 # The picture: each column is a feature, each row a position. Low features turn fast, high
 # features slowly; every position gets a distinct pattern. On the right, the similarity of
 # two positions depends only on how far apart they are (constant along the diagonals).
@@ -1153,10 +1161,11 @@ def train_gpt(model, config):
 
 # %% [markdown]
 # The model size follows the hardware: a GPU (Colab's T4 included) trains a 6-layer GPT with
-# 256 characters of context on tiny Shakespeare for 2,500 steps, the target being a validation
-# loss of at most 1.6 nats per character (about 5 minutes on a T4, an estimate); a CPU trains a
-# 3-layer GPT with 32 characters of context for 700 steps, whatever its speed (one to two
-# minutes on a 2-core CPU; enough for the short lines of the names corpus). Under the grader
+# 256 characters of context on tiny Shakespeare for 2,500 steps; we expect about 5 minutes and a
+# validation loss of about 1.6 nats per character or less (estimates for a T4 with the full data:
+# this configuration was not run for the executed solution). A CPU trains a 3-layer GPT with 32
+# characters of context for 700 steps, whatever its speed (enough for the short lines of the
+# names corpus). The cell prints the configuration it ran and its losses. Under the grader
 # it trains for a few steps only: no test depends on this run.
 
 # %%
@@ -1187,6 +1196,9 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
+# *Figure (above): the training loss per step and the validation loss of the GPT, in nats per
+# character, on the corpus named in the title.*
+#
 # ### Sampling
 #
 # To generate, feed a prompt, turn the logits of the **last** position into probabilities,
@@ -1323,8 +1335,17 @@ for temperature in (0.8, 1.2):
 #
 # Every attention layer keeps its last weights in `last_attention`. Below, for one sample,
 # one head of the first, middle and last layers: row $i$ shows how much position $i$ attends to each earlier
-# position (the upper triangle is empty: the causal mask). Some heads look at the previous
-# character, others at the start of the current word or line.
+# position (the upper triangle is empty: the causal mask).
+#
+# *Figure (below): the attention weights of head 0 in the first, middle and last layers of the
+# trained GPT (the corpus it was trained on is named in the title), reading a text it generated
+# itself (temperature 0.8, top-k 10).*
+#
+# In the executed solution (the CPU model on the names stand-in) the first layer's head attends
+# mostly to the current and the previous few characters, a band along the diagonal; the later
+# layers' heads spread their weight, with columns at a few positions (the newlines that end each
+# name among them) that many later characters attend to. This is one head per layer of one
+# model; other heads, and a model trained on Shakespeare, look different.
 
 # %%
 dlcourse.require_written(causal_mask, scaled_dot_product_attention, MultiHeadAttention, LayerNorm, Block, GPT,
@@ -1531,9 +1552,10 @@ print("generate_cached (a one-token prompt, zero new tokens): all visible tests 
 
 # %% [markdown]
 # How much faster is it? First the trained GPT: both ways must give the same tokens (greedy
-# decoding, so no randomness is involved), filling its whole context. Then, because the gain
-# grows with the context and ours is short, the same architecture with a longer context; the
-# speed of generation does not depend on the weights, so an untrained copy will do.
+# decoding, so no randomness is involved), filling its whole context (`block_size` in the
+# configuration printed by the training cell). Then the same architecture with a context four
+# times as long (at least 256); the speed of generation does not depend on the weights, so an
+# untrained copy will do.
 
 # %%
 dlcourse.require_written(causal_mask, scaled_dot_product_attention, MultiHeadAttention, LayerNorm, Block, GPT,
@@ -1567,10 +1589,13 @@ for name, gpt in [("trained GPT", model), ("untrained GPT, longer context", untr
 
 # %% [markdown]
 # Without a cache, step $t$ processes $t$ tokens in every layer; with it, one: the longer the
-# context, the larger the gain. With a context as short as our trained GPT's (32 positions) the
-# cache gains little or even loses: each step does so little work that the fixed cost of every
-# call (Python, launching small operations, growing the cache with `torch.cat`) dominates. With
-# the longer context it wins, and on a GPT-sized model with thousands of tokens the cache is what
+# context, the larger the gain. In the executed solution (the CPU configuration) the trained
+# GPT has 32 positions, and the cache gains little (the first printed line): each step does so
+# little work that the fixed cost of every call (Python, launching small operations, growing
+# the cache with `torch.cat`) dominates. With the longer context (256 there) it wins clearly.
+# On a GPU the trained GPT already has 256 positions and the longer copy 1,024, so expect both
+# lines to show a gain there (not measured for this notebook). The gain grows with the
+# context, and on a GPT-sized model with thousands of tokens the cache is what
 # makes chat-style generation affordable, at the price of memory (two tensors per layer, growing
 # with the text).
 #
@@ -1756,8 +1781,8 @@ def exact_match(predicted, tgt_out):
 
 # %% [markdown]
 # Training uses fresh random strings at every step (an endless data set, so no overfitting),
-# AdamW and your warm-up + cosine schedule: 400 steps, under a minute on a 2-core CPU and a
-# few seconds on a GPU. The 1,000 test strings are drawn once, after training, from their own
+# AdamW and your warm-up + cosine schedule: 400 steps (part of the Run All time given at the
+# top). The 1,000 test strings are drawn once, after training, from their own
 # random generator, and used once. They are random strings too, so the short ones were surely
 # seen in training (there are only 1,110 strings of up to three digits) and the long ones almost
 # surely not ($10^{10}$ strings of ten digits).
@@ -1796,8 +1821,11 @@ for row in range(5):
     print(f"{show_tokens(src[row].tolist()):>10} -> {show_tokens(answer)}")
 
 # %% [markdown]
-# The cross-attention of the last decoder layer for one example (head 0): output position $i$
-# looks at source position $n-1-i$, the anti-diagonal.
+# *Figure (below): left, the training loss of the encoder-decoder per step (log scale); right,
+# the cross-attention weights of head 0 in its last decoder layer for one test string (rows:
+# the decoder's input tokens, columns: the source digits).*
+#
+# Output position $i$ looks at source position $n-1-i$, the anti-diagonal.
 
 # %%
 dlcourse.require_written(causal_mask, padding_mask, scaled_dot_product_attention, MultiHeadAttention,
