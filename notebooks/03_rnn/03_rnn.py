@@ -27,7 +27,8 @@
 #    **gradient clipping**;
 # 3. build an **LSTM** by hand, forward **and backward**, check it against
 #    `torch.nn.LSTM` and numerical gradients, see with your own backward pass why
-#    its gradient survives where the RNN's vanishes, and write a **GRU** step;
+#    its gradient survives where the RNN's vanishes, and write a **GRU** step,
+#    forward and backward;
 # 4. classify **sequences of different lengths**: is a name real, or the same
 #    letters shuffled? You pad, pack and mask, write a masked mean that padding
 #    cannot change, and compare RNN, GRU and LSTM on a validation split, with the
@@ -49,8 +50,8 @@
 # bottom. A training or plotting cell that needs an exercise you have not written
 # yet stops with one line naming it.
 #
-# **Time.** Run All takes 2 to 4 minutes on a 2-core CPU (the executed solution,
-# offline, on a busy machine: four name classifiers for 6 epochs each in about 2
+# **Time.** Run All takes 2 to 5 minutes on a 2-core CPU (the executed solution,
+# offline, on a busy machine: four name classifiers for 6 epochs each in under 3
 # minutes, and a language model for 500 steps in under a minute; the training
 # cells print their times). On a Colab T4 (estimates: this notebook was not timed on a T4) sections
 # 1 to 4 take about 2 minutes, and section 5 about 5 minutes with tiny
@@ -1241,8 +1242,9 @@ for label, norms in per_step.items():
 # bias** $b_{h,n}$ (this is why a GRU has two biases), and $z$ weighs the **old**
 # state ($z = 1$ copies $h_{t-1}$). The GRU needs no separate cell: the
 # interpolation $z \odot h_{t-1}$ is its additive path through time. Write the
-# forward step; autograd will do the backward pass when we train GRUs in
-# section 4. The test compares values and gradients with `nn.GRUCell`.
+# forward step here and its backward pass by hand in 3e (section 4 trains GRUs
+# with PyTorch's `nn.GRU`). The test compares values and gradients with
+# `nn.GRUCell`.
 
 # %% solution="gru_step_forward"
 def gru_step_forward(x, h_prev, Wx, Wh, bx, bh):
@@ -1307,6 +1309,119 @@ with torch.no_grad():
     assert_close(kept, h1, name="GRU with z ~ 1 (must copy h_prev)", atol=1e-8, rtol=0)
 ### END HIDDEN TESTS
 
+
+# %% [markdown]
+# ### 3e. The GRU step backward, by hand
+#
+# `gru_step_forward` returns no cache, so `gru_step_backward` gets the step's
+# inputs and recomputes the intermediate values it needs ($r$, $z$, $n$ and
+# $a^h_n$; a recomputation costs one forward step). Then walk the equations
+# backwards, with $dh = \partial L / \partial h_t$:
+#
+# 1. $h_t = (1 - z) \odot n + z \odot h_{t-1}$ gives $dn = dh \odot (1 - z)$,
+#    $dz = dh \odot (h_{t-1} - n)$, and a **direct** path
+#    $dh_{t-1} \mathrel{+}= dh \odot z$ (the GRU's additive path).
+# 2. $n = \tanh(a^x_n + r \odot a^h_n)$: with $d\nu = dn \odot (1 - n^2)$ the
+#    gradient of its pre-activation, $da^x_n = d\nu$, $da^h_n = d\nu \odot r$ and
+#    $dr = d\nu \odot a^h_n$.
+# 3. Through the sigmoids: $da_r = dr \odot r (1 - r)$ and $da_z = dz \odot z (1 - z)$;
+#    they reach both $a^x$ and $a^h$ (the gates add the two).
+# 4. $a^x = x W_x + b_x$ and $a^h = h_{t-1} W_h + b_h$ are two affine layers, with
+#    $da^x = [da_r, da_z, da^x_n]$ and $da^h = [da_r, da_z, da^h_n]$ (gate order
+#    $r, z, n$): $dx = da^x W_x^\top$, $dW_x = x^\top da^x$, $db_x = \sum_n da^x$, and
+#    the same for $h_{t-1}$, $W_h$, $b_h$, where $dh_{t-1}$ also gets the direct path of step 1.
+#
+# The two biases get different gradients: $b_{h,n}$ sits inside the reset
+# product, so its gradient carries the factor $r$ and $b_{x,n}$'s does not.
+# As for the LSTM, the test runs your function with autograd switched off and
+# compares all six gradients with autograd through `nn.GRUCell` in float64.
+
+# %% solution="gru_step_backward"
+def gru_step_backward(dh_next, x, h_prev, Wx, Wh, bx, bh):
+    """Backward pass of one GRU step (gate order r, z, n), recomputing the forward values.
+
+    Args:
+        dh_next: dLoss/dh_next, (N, H).
+        x, h_prev, Wx, Wh, bx, bh: the inputs of gru_step_forward.
+
+    Returns:
+        dx (N, D), dh_prev (N, H), dWx (D, 3H), dWh (H, 3H), dbx (3H,), dbh (3H,).
+    """
+    dx, dh_prev, dWx, dWh, dbx, dbh = None, None, None, None, None, None
+    ### BEGIN SOLUTION
+    ax_r, ax_z, ax_n = (x @ Wx + bx).chunk(3, dim=1)
+    ah_r, ah_z, ah_n = (h_prev @ Wh + bh).chunk(3, dim=1)
+    r = torch.sigmoid(ax_r + ah_r)
+    z = torch.sigmoid(ax_z + ah_z)
+    n = torch.tanh(ax_n + r * ah_n)
+    dn = dh_next * (1 - z)
+    dz = dh_next * (h_prev - n)
+    d_pre_n = dn * (1 - n**2)  # gradient of n's pre-activation a^x_n + r * a^h_n
+    dr = d_pre_n * ah_n
+    da_r = dr * r * (1 - r)
+    da_z = dz * z * (1 - z)
+    dax = torch.cat([da_r, da_z, d_pre_n], dim=1)
+    dah = torch.cat([da_r, da_z, d_pre_n * r], dim=1)
+    dx = dax @ Wx.T
+    dWx = x.T @ dax
+    dbx = dax.sum(dim=0)
+    dh_prev = dh_next * z + dah @ Wh.T  # the direct path and the path through the gates
+    dWh = h_prev.T @ dah
+    dbh = dah.sum(dim=0)
+    ### END SOLUTION
+    return dx, dh_prev, dWx, dWh, dbx, dbh
+
+
+# %% tests="test_gru_step_backward" points=4
+torch.manual_seed(15)
+N, D, H = 3, 4, 5
+gru = nn.GRUCell(D, H).to(device=device, dtype=torch.float64)
+with torch.no_grad():
+    gru.bias_hh.normal_()  # a bias inside the reset product that a wrong formula cannot hide
+x = torch.randn(N, D, dtype=torch.float64, device=device)
+h_prev = torch.randn(N, H, dtype=torch.float64, device=device)
+weights = [p.detach().clone() for p in (gru.weight_ih.T, gru.weight_hh.T, gru.bias_ih, gru.bias_hh)]
+dh_next = torch.randn(N, H, dtype=torch.float64, device=device)
+with by_hand("gru_step_backward", AUTOGRAD):  # autograd is switched off while your backward runs
+    grads = gru_step_backward(dh_next, x, h_prev, *weights)
+assert isinstance(grads, tuple) and len(grads) == 6, (
+    "gru_step_backward must return six gradients; hint: dx, dh_prev, dWx, dWh, dbx, dbh")
+
+# the reference: autograd through nn.GRUCell with the same weights, in float64
+x_ref, h_ref = x.clone().requires_grad_(True), h_prev.clone().requires_grad_(True)
+(gru(x_ref, h_ref) * dh_next).sum().backward()
+names = ["dx", "dh_prev", "dWx", "dWh", "dbx", "dbh"]
+hints = {
+    "dx": "dx = da^x @ Wx.T, with da^x = [da_r, da_z, d(pre-activation of n)] in the order r, z, n",
+    "dh_prev": "dh_prev = dh_next * z (the direct path) + da^h @ Wh.T",
+    "dWx": "x.T @ da^x",
+    "dWh": "h_prev.T @ da^h, where the n block of da^h is multiplied by r",
+    "dbx": "sum da^x over the batch",
+    "dbh": "b_hn sits inside the reset product: its gradient is d(pre-activation of n) * r",
+}
+references = [x_ref.grad, h_ref.grad, gru.weight_ih.grad.T, gru.weight_hh.grad.T, gru.bias_ih.grad, gru.bias_hh.grad]
+for name, mine, ref in zip(names, grads, references):
+    assert_shape(mine, tuple(ref.shape), name=name, hint="the docstring gives the shape of every input and output")
+    assert_close(mine, ref, name=f"{name} vs nn.GRUCell", hint=hints[name])
+print("gru_step_backward matches autograd through nn.GRUCell (all six gradients).")
+### BEGIN HIDDEN TESTS
+# batch of one, non-square sizes, large weights (saturated gates)
+gru1 = nn.GRUCell(6, 2).to(device=device, dtype=torch.float64)
+with torch.no_grad():
+    for p in gru1.parameters():
+        p.normal_(0, 2)
+x1 = torch.randn(1, 6, dtype=torch.float64, device=device)
+h1 = torch.randn(1, 2, dtype=torch.float64, device=device)
+dh1 = torch.randn(1, 2, dtype=torch.float64, device=device)
+weights1 = [p.detach().clone() for p in (gru1.weight_ih.T, gru1.weight_hh.T, gru1.bias_ih, gru1.bias_hh)]
+with by_hand("gru_step_backward", AUTOGRAD):
+    mine1 = gru_step_backward(dh1, x1, h1, *weights1)
+x1_ref, h1_ref = x1.clone().requires_grad_(True), h1.clone().requires_grad_(True)
+(gru1(x1_ref, h1_ref) * dh1).sum().backward()
+refs1 = [x1_ref.grad, h1_ref.grad, gru1.weight_ih.grad.T, gru1.weight_hh.grad.T, gru1.bias_ih.grad, gru1.bias_hh.grad]
+for name, m, r in zip(names, mine1, refs1):
+    assert_close(m, r, name=f"{name} (batch of one, large weights)")
+### END HIDDEN TESTS
 # %% [markdown]
 # ## 4. Sequences of different lengths: real name or shuffled letters?
 #

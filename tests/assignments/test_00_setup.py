@@ -14,7 +14,7 @@ NAME = "00_setup"
 
 
 def test_test_cells_stand_alone(sources):
-    from dlcourse.authoring.self_contained import borrowed_names
+    from dlcourse.instructor.authoring.self_contained import borrowed_names
 
     assert borrowed_names(sources(NAME)) == []
 

@@ -3,7 +3,8 @@
 - the solution cells, run as plain Python, agree with PyTorch's own modules
   (nn.RNN, nn.LSTM, nn.GRUCell) and build the truncated-BPTT layout the notebook describes;
 - the hand-written LSTM backward pass (one step and through time) equals autograd through nn.LSTM,
-  the gradients into the initial state (h0, c0) included;
+  the gradients into the initial state (h0, c0) included; the GRU step backward, chained through time,
+  equals autograd through nn.GRU;
 - the masked mean is a masked loss (equal to a loop over the real lengths, whatever the padding), and
   the name classifier gives each name the logits it gets alone, for all three recurrent cells;
 - each autograd shortcut in mutants.toml is a real shortcut: without the guard it returns the solution's
@@ -139,6 +140,31 @@ def test_gru_step_matches_nn_gru_cell(solution):
     with torch.no_grad():
         got = solution["gru_step_forward"](x, h, cell.weight_ih.T, cell.weight_hh.T, cell.bias_ih, cell.bias_hh)
         torch.testing.assert_close(got, cell(x, h))
+
+
+def test_gru_step_backward_through_time_matches_nn_gru(solution):
+    torch.manual_seed(8)
+    N, T, D, H = 2, 5, 3, 4
+    gru = torch.nn.GRU(D, H, batch_first=True).double()
+    x = torch.randn(N, T, D, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(N, H, dtype=torch.float64, requires_grad=True)
+    out, _ = gru(x, h0.unsqueeze(0))
+    dout = torch.randn_like(out)
+    out.backward(dout)
+    weights = [p.detach() for p in (gru.weight_ih_l0.T, gru.weight_hh_l0.T, gru.bias_ih_l0, gru.bias_hh_l0)]
+    states = [h0.detach()]
+    with torch.no_grad():
+        for t in range(T):
+            states.append(solution["gru_step_forward"](x[:, t], states[-1], *weights))
+    dx, dh, totals = [None] * T, torch.zeros(N, H, dtype=torch.float64), [0, 0, 0, 0]
+    for t in reversed(range(T)):
+        dx[t], dh, *step = solution["gru_step_backward"](dout[:, t] + dh, x[:, t].detach(), states[t], *weights)
+        totals = [a + b for a, b in zip(totals, step)]
+    torch.testing.assert_close(torch.stack(dx, 1), x.grad)
+    torch.testing.assert_close(dh, h0.grad)
+    for mine, ref in zip(totals, (gru.weight_ih_l0.grad.T, gru.weight_hh_l0.grad.T, gru.bias_ih_l0.grad,
+                                  gru.bias_hh_l0.grad)):
+        torch.testing.assert_close(mine, ref)
 
 
 def test_masked_mean_is_a_masked_loss_whatever_the_padding(solution):

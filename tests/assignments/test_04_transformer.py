@@ -3,6 +3,10 @@
 - the solution's modules, run as plain Python, agree with PyTorch beyond what the
   notebook's tests cover: gradients of multi-head attention, float32 generation with
   and without the KV cache, attention in bfloat16 with a fully masked row;
+- each library shortcut in mutants.toml (F.scaled_dot_product_attention in attention,
+  nn.MultiheadAttention in multi-head attention, F.layer_norm and torch.layer_norm in LayerNorm) is a
+  real shortcut: without the guard it computes what the solution computes, under the exercise's own
+  by_hand list it raises, and the honest solution runs there unharmed;
 - the source shows everything it grades: every test cell has a visible part whose
   checks all carry a hint and that prints one line, batch_first=False is tested visibly, the
   test cells stand alone (every cell that runs an exercise opening with require_written: test_course.py).
@@ -14,8 +18,12 @@ import ast
 
 import pytest
 
+from dlcourse.instructor.authoring.mutants import read_mutants
 from dlcourse.instructor.authoring.self_contained import borrowed_names
-from dlcourse.instructor.cells import grade_id, role, strip_markers
+from dlcourse.instructor.cells import grade_id, role, solution_texts, strip_markers
+from dlcourse.shortcuts import ShortcutError, by_hand
+from dlcourse.instructor.source import read_source
+from tests.assignments.conftest import ROOT
 
 torch = pytest.importorskip("torch")
 
@@ -110,3 +118,48 @@ def test_mha_sequence_first_gradients_match_pytorch(solution):
     reference = torch.autograd.grad(out, (x, theirs.out_proj.weight), grad_out)
     torch.testing.assert_close(mine[0], reference[0])
     torch.testing.assert_close(mine[1], reference[1])
+
+
+def _shortcut_case(scope, exercise):
+    """(what the guard names, a call of this scope's version of the exercise, the calls switched off)."""
+    torch.manual_seed(3)
+    if exercise == "attention":
+        q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
+        mask = torch.rand(5, 5) < 0.7
+        mask[:, 0] = True
+        return ("scaled_dot_product_attention", lambda: scope["scaled_dot_product_attention"](q, k, v, mask=mask),
+                scope["LIBRARY_ATTENTION"])
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    classes = {"layer_norm": ("LayerNorm", (12,)), "mha": ("MultiHeadAttention", (12, 3))}
+    name, arguments = classes[exercise]
+    torch.manual_seed(4)
+    module = scope[name](*arguments).double().eval()
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.normal_(0.0, 0.5)  # the same random weights in the honest module and the shortcut
+    inputs = (x,) if exercise == "layer_norm" else (x, x, x)
+    calls = scope["LIBRARY_LAYER_NORM"] if exercise == "layer_norm" else scope["LIBRARY_MULTI_HEAD_ATTENTION"]
+    return name, lambda: module(*inputs), calls
+
+
+SOLUTION_IDS = set(solution_texts(read_source(ROOT / "notebooks" / NAME / f"{NAME}.py")))
+SHORTCUTS = [m for m in read_mutants(ROOT / "autograder" / NAME / "mutants.toml", SOLUTION_IDS)
+             if m.name.startswith("library") and m.grade_id != "block"]
+
+
+@pytest.mark.parametrize("mutant", SHORTCUTS, ids=[m.label for m in SHORTCUTS])
+def test_each_library_shortcut_is_right_but_for_the_guard(solution, solution_cells, mutant):
+    shortcut_scope = dict(solution)
+    exec(compile(mutant.apply(solution_cells[mutant.grade_id]), mutant.label, "exec"), shortcut_scope)
+    exercise, honest_call, calls = _shortcut_case(solution, mutant.grade_id)
+    _, shortcut_call, _ = _shortcut_case(shortcut_scope, mutant.grade_id)
+    honest = honest_call()
+    torch.testing.assert_close(shortcut_call(), honest)  # without the guard the shortcut would pass
+    with by_hand(exercise, calls):
+        torch.testing.assert_close(honest_call(), honest)  # the honest solution uses none of them
+        with pytest.raises(ShortcutError, match=exercise):
+            shortcut_call()
+
+
+def test_every_by_hand_exercise_has_a_library_shortcut_mutant():
+    assert {m.grade_id for m in SHORTCUTS} >= {"attention", "mha", "layer_norm"}
