@@ -131,3 +131,18 @@ def test_leak_scan_lets_solutions_into_the_solution_notebook_but_not_hidden_test
     nb.cells[-1].source += "\n### BEGIN HIDDEN TESTS"
     nbformat.write(nb, str(path))
     assert [leak.kind for leak in scan_notebook(path, source, allow_solutions=True)] == ["marker"]
+
+
+def test_a_mutant_is_graded_only_up_to_its_first_failing_test(tmp_path, template):
+    """What makes check fast: a known-wrong notebook stops at the first failing test; the solution does not."""
+    from dlcourse.instructor.grading.engine import grade_notebook
+    from tests.redteam.cases import WRONG
+    from tests.redteam.course import CORRECT, build_course, with_solution
+
+    _, source, student = build_course(tmp_path)
+    wrong, _ = grade_notebook(with_solution(student, WRONG), source, template=template, stop_at_first_failure=True)
+    ran = [c.grade_id for c in wrong.cells if c.ran]
+    assert len(ran) == 1 and wrong.score == 0 and "stopped at the first failing test" in wrong.message
+    assert [c.error for c in wrong.cells if not c.ran] == ["did not run"] * (len(wrong.cells) - 1)
+    right, _ = grade_notebook(with_solution(student, CORRECT), source, template=template, stop_at_first_failure=True)
+    assert right.score == right.max_score and all(c.ran for c in right.cells)

@@ -101,7 +101,10 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     # One BLAS/torch thread per core each: more would make the kernels fight over the cores.
     threads = max(1, (os.cpu_count() or 1) // workers)
     with given_or_own(template) as template, ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda run: grade_notebook(run[1], source, threads=threads, template=template)[0],
+        # A mutant is caught as soon as one test fails: the rest of its notebook (training included) need
+        # not run. The solution and the blank run in full (a blank that passes a later test is a weak test).
+        results = list(pool.map(lambda run: grade_notebook(run[1], source, threads=threads, template=template,
+                                                           stop_at_first_failure=run[0].startswith("mutant"))[0],
                                 runs))
 
     report.solution, report.blank = results[0], results[1]

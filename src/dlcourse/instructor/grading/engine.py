@@ -117,6 +117,7 @@ def grade_notebook(
     interrupt_grace: float = settings.INTERRUPT_GRACE_S,
     template: Template | None = None,
     native_code: bool = False,
+    stop_at_first_failure: bool = False,
 ) -> tuple[GradeResult, NotebookNode]:
     """Grade one submission against the source notebook; returns the result and the executed notebook.
 
@@ -126,6 +127,8 @@ def grade_notebook(
     notebooks passes one (``with Template() as template``), a single call without it starts and
     closes its own (seconds of imports). `native_code` lets the notebook load native code of its own
     (cffi, a shared object it wrote): only for a course that needs it (docs/grading.md, "Its own memory").
+    `stop_at_first_failure`: stop after the first test cell that fails (later cells "did not run"); for
+    `dlcourse check`, which only asks whether a known-wrong notebook loses points.
     """
     started = time.perf_counter()
     nb, flags = restore(submission, source)
@@ -159,7 +162,7 @@ def grade_notebook(
                 result.isolation = hello.isolation
                 result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
                 if _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout,
-                              interrupt_grace):  # every request had its one reply: anything more is unasked for
+                              interrupt_grace, stop_at_first_failure):  # every request had its one reply: anything more is unasked for
                     _nothing_pending_after_the_last_cell(conn, verdicts, result)
                 try:
                     conn.send_bytes(STOP)
@@ -255,7 +258,8 @@ def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, C
 
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
-               deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S) -> bool:
+               deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S,
+               stop_at_first_failure: bool = False) -> bool:
     """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed. True when
     every request sent got its one reply (False: a cell left running, a dead kernel, a voided notebook)."""
     for index, cell in enumerate(nb.cells):
@@ -311,6 +315,9 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         if any(o.get("ename") == "MemoryError" for o in outputs if o.get("output_type") == "error"):
             result.status = result.status.worse(Status.OUT_OF_MEMORY)
             result.message = result.message or f"cell {index} hit the memory limit (MemoryError)"
+        if stop_at_first_failure and kind == "test" and verdicts[index] != "ok":
+            result.message = result.message or f"stopped at the first failing test (cell {index})"
+            return True
     return True
 
 
