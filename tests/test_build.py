@@ -194,3 +194,17 @@ def test_colab_index_has_a_badge_per_assignment_and_goes_stale(demo_course):
             in readme)
     assert "| 99_demo | Demo assignment |" in readme
     assert "Drive" in readme
+
+
+@pytest.mark.parametrize("broken, message", [
+    (DEMO_SOURCE.replace('solution="double"', "solution=double"), 'the id in solution=double needs quotes: solution="double"'),
+    (DEMO_SOURCE.replace('points=2', "points=three", 1), "points=three is not a number; write points=2"),
+    (DEMO_SOURCE.replace('tests="test_double" points=2', "tests points=2"), 'tests has no value; write tests="an_id"'),
+    (DEMO_SOURCE.replace('tests="test_double"', 'test="test_double"'), "unknown key test=; did you mean tests=?"),
+], ids=["unquoted id", "points not a number", "key without a value", "misspelt key"])
+def test_header_mistakes_get_a_message_about_what_is_actually_wrong(tmp_path, broken, message):
+    """What jupytext silently drops used to surface as an unrelated error about markers or points."""
+    course = make_course(tmp_path, source=broken)
+    with pytest.raises(SourceError) as error:
+        read_source(course.source_path("99_demo"))
+    assert message in str(error.value) and "99_demo.py, line " in str(error.value)

@@ -9,6 +9,7 @@ the generated notebooks are byte-for-byte reproducible.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -36,9 +37,46 @@ class SourceError(CourseError):
     """A source that cannot be built; the message names the file and the cell."""
 
 
+HEADER_KEYS = ("solution", "tests", "answer", "points")
+# `key=value` in a cell header: a quoted string, a JSON number, or anything else up to a space
+HEADER_OPTION = re.compile(r"""([A-Za-z_][\w-]*)=("[^"]*"|'[^']*'|\S+)""")
+
+
+def check_headers(text: str, path: Path) -> None:
+    """Read every `# %%` header as an author wrote it, before jupytext does: jupytext drops what it
+    cannot parse (an unquoted id, points=three, a key without a value) silently, and the cell then
+    fails a later check for an unrelated reason. Each mistake here gets its own message."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.startswith("# %%"):
+            continue
+        where = f"{path}, line {number} ({line.strip()!r})"
+        rest = re.sub(r"^\s*\[\w+\]", "", line[4:])  # [markdown]
+        for key, value in HEADER_OPTION.findall(rest):
+            if key not in HEADER_KEYS:
+                close = difflib.get_close_matches(key, HEADER_KEYS, n=1, cutoff=0.6)
+                if close:
+                    raise SourceError(f"{where}: unknown key {key}=; did you mean {close[0]}=?")
+                continue  # jupytext's own options (tags=...) pass through
+            if key == "points":
+                try:
+                    float(value)
+                except ValueError:
+                    raise SourceError(f"{where}: points={value} is not a number; write points=2") from None
+            elif value[0] not in "\"'":
+                raise SourceError(f'{where}: the id in {key}={value} needs quotes: {key}="{value}"')
+        for word in HEADER_OPTION.sub(" ", rest).split():
+            if word in HEADER_KEYS:
+                example = "points=2" if word == "points" else f'{word}="an_id" (letters, digits, _ and -)'
+                raise SourceError(f"{where}: {word} has no value; write {example}")
+
+
 def read_source(path: Path) -> NotebookNode:
     """The source notebook: solutions and hidden tests in place, nbgrader metadata on every graded cell."""
     path = Path(path)
+    try:
+        check_headers(path.read_text(encoding="utf-8"), path)
+    except OSError as error:
+        raise SourceError(f"{path}: cannot read it ({error.strerror or error})") from None
     try:
         nb = jupytext.read(path, fmt="py:percent")
     except Exception as error:  # jupytext raises many types on a broken header
