@@ -146,3 +146,27 @@ def test_a_mutant_is_graded_only_up_to_its_first_failing_test(tmp_path, template
     assert [c.error for c in wrong.cells if not c.ran] == ["did not run"] * (len(wrong.cells) - 1)
     right, _ = grade_notebook(with_solution(student, CORRECT), source, template=template, stop_at_first_failure=True)
     assert right.score == right.max_score and all(c.ran for c in right.cells)
+
+
+def test_a_path_of_the_build_machine_in_an_output_fails_check(demo_course):
+    """A solution that prints where it was built (the course folder) would show it to every student."""
+    build(demo_course, "99_demo", execute_solution=False, log=quiet)
+    path = demo_course.solution_path("99_demo")
+    source = read_source(demo_course.source_path("99_demo"))
+    nb = nbformat.read(str(path), as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", text=f"saved to {demo_course.root}/data/cache/model.pt\n")]
+    nbformat.write(nb, str(path))
+    leaks = scan_notebook(path, source, allow_solutions=True, root=demo_course.root)
+    assert [leak.kind for leak in leaks] == ["build-machine path"]
+    report = check_assignment(demo_course, "99_demo", log=quiet)
+    assert any("build-machine path" in p for p in report.problems)
+
+
+def test_a_solution_cell_without_markers_is_refused_at_build(tmp_path):
+    from tests.conftest import DEMO_SOURCE, make_course
+
+    broken = DEMO_SOURCE.replace("    ### BEGIN SOLUTION\n", "", 1).replace("    ### END SOLUTION\n", "", 1)
+    course = make_course(tmp_path, source=broken)
+    with pytest.raises(SourceError, match="needs ### BEGIN SOLUTION / ### END SOLUTION"):
+        read_source(course.source_path("99_demo"))

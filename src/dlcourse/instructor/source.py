@@ -177,3 +177,8 @@ def _check_markers(cell: NotebookNode, role: str | None, where: str) -> None:
         )
     if "hidden" in kinds and role != "tests":
         raise SourceError(f"{where}: hidden-test markers belong in a tests= cell")
+    if role == "solution" and "solution" not in kinds:
+        raise SourceError(
+            f"{where}: a solution= cell needs ### BEGIN SOLUTION / ### END SOLUTION around the lines the "
+            "student writes; without them the student notebook loses the whole cell (signature and docstring too)"
+        )

@@ -26,7 +26,7 @@ MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
 class Leak:
     file: str
     cell: int
-    kind: str  # "solution", "hidden test" or "marker"
+    kind: str  # "solution", "hidden test", "marker" or "build-machine path"
     line: str
 
     def __str__(self) -> str:
@@ -71,9 +71,14 @@ def scan_notebook(path: Path, source: NotebookNode, allow_solutions: bool, root:
     nb = nbformat.read(str(path), as_version=4)
     name = str(path.relative_to(root)) if root else str(path)
     leaks: list[Leak] = []
+    # where the notebook was built: a printed path names the instructor's machine (and maybe home)
+    machine = [str(p) for p in {root, Path.home()} if p is not None and len(Path(p).parts) > 2]
     for index, text in cell_texts(nb):
         for line in text.splitlines():
             stripped = line.strip()
+            if any(place in line for place in machine):
+                leaks.append(Leak(name, index, "build-machine path", stripped[:120]))
+                continue
             if stripped in MARKERS:
                 leaks.append(Leak(name, index, "marker", stripped))
                 continue
