@@ -28,7 +28,7 @@ example:
 
 # The verbs of the instructor toolchain (dlcourse.instructor.commands). The student course ships
 # without it; there each of them answers with INSTRUCTOR_ONLY.
-INSTRUCTOR_COMMANDS = ("build", "check", "sample", "publish", "release", "similarity", "report", "grade",
+INSTRUCTOR_COMMANDS = ("new", "build", "check", "sample", "publish", "release", "similarity", "report", "grade",
                        "gradescope", "export")
 INSTRUCTOR_ONLY = ("dlcourse {command}: an instructor tool, not part of the student package you installed; "
                    "instructors run it in a checkout of the course repository (pip install -e '.[instructor]').")

@@ -30,6 +30,17 @@ def _build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _new(args: argparse.Namespace) -> int:
+    from dlcourse.instructor.authoring.new import new_assignment, next_steps
+
+    course = load_course()
+    for path in new_assignment(course, args.assignment):
+        print(f"wrote {path.relative_to(course.root)}")
+    for line in next_steps(course, args.assignment):
+        print(line)
+    return EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
     from dlcourse.instructor.authoring.build import require_fresh
     from dlcourse.instructor.authoring.check import check_assignment, format_table
@@ -185,6 +196,11 @@ def add_commands(commands, shared: dict[str, argparse.ArgumentParser]) -> None:
                        help="keep the committed solutions' outputs, rewrite their badge and setup cells "
                             "(after a [tool.dlcourse] change; refused when other cells changed)")
     build.set_defaults(run=_build)
+
+    new = commands.add_parser("new", help="start an assignment: notebooks/NN_name/NN_name.py (one cell of each "
+                                          "kind) and its mutants.toml")
+    new.add_argument("assignment", help="NN_name, e.g. 07_optim")
+    new.set_defaults(run=_new)
 
     check = commands.add_parser("check", parents=[shared["assignments"], shared["workers"]],
                                 help="grade solution, blank and mutants; scan for leaks")

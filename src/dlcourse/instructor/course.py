@@ -64,6 +64,16 @@ class Course:
         if not names:
             return known
         unknown = [n for n in names if n not in known]
+        misnamed = [n for n in unknown if (self.notebooks_dir / n).is_dir() and not ASSIGNMENT_NAME.match(n)]
+        if misnamed:
+            raise CourseError(
+                f"notebooks/{misnamed[0]} is not an assignment: its name breaks the rule NN_name (two digits, an "
+                "underscore, then lowercase letters, digits and underscores, e.g. 07_optim); rename the folder "
+                "and its .py file")
+        unnamed = [n for n in unknown if (self.notebooks_dir / n).is_dir() and not (self.notebooks_dir / n / f"{n}.py").exists()]
+        if unnamed:
+            raise CourseError(f"notebooks/{unnamed[0]} has no {unnamed[0]}.py: an assignment's source is named as "
+                              "its folder")
         if unknown:
             raise CourseError(
                 f"unknown assignment(s): {', '.join(unknown)}. "
