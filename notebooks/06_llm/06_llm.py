@@ -1175,7 +1175,8 @@ print("Figure: the training loss of each model (nats per token, smoothed over 25
 # number of tokens, and fit the line. The size that counts is the number of **non-embedding**
 # parameters (Kaplan's finding: the embedding matrix barely changes the loss).
 #
-# `fit_power_law(n, loss)` fits $\log L = \log a - \alpha \log N$ by least squares (`np.polyfit`
+# `fit_power_law(n, loss)` (lists, NumPy arrays or tensors of the same length) fits
+# $\log L = \log a - \alpha \log N$ by least squares (`np.polyfit`
 # on the logarithms, or `torch.linalg.lstsq`) and returns `(a, alpha)`, with $\alpha > 0$ when the
 # loss falls with $N$.
 
@@ -1201,6 +1202,8 @@ assert_close(fit_power_law(n, loss), (math.exp(intercept), -slope), name="fit_po
              hint="least squares on the logarithms of both, not on the values")
 assert_close(fit_power_law([10, 100], [5.0, 5.0]), (5.0, 0.0), name="a flat loss", atol=1e-9,
              hint="a loss that does not change has alpha = 0")
+assert_close(fit_power_law(torch.tensor([1.0, 4.0]), torch.tensor([2.0, 1.0])), (2.0, 0.5),
+             name="fit_power_law of tensors, 2 * n**-0.5", hint="np.asarray(...) turns a list or a CPU tensor into an array")
 ### BEGIN HIDDEN TESTS
 a, alpha = fit_power_law(torch.tensor([1.0, 2.0, 4.0, 8.0]), torch.tensor([8.0, 4.0, 2.0, 1.0]))
 assert_close([a, alpha], [8.0, 1.0], name="fit_power_law of tensors, 8 / n")
