@@ -13,10 +13,11 @@ What can be named:
   attribute is replaced for the duration of the block (aliases made before the block, such as
   `from torch import cdist`, still point at the original: list the library's lower-level function
   too where one exists, as the presets below do);
-- a bare name, "conv_forward_naive", looked up in `namespace`: the student's own earlier exercise
-  that this one must not call. Pass the namespace the student's function reads its names from,
-  `namespace=conv_forward_im2col.__globals__` (under the grader a test cell's own `globals()` is a
-  copy, so patching that would not reach the student's function);
+- a bare name, "conv_forward_naive": the student's own earlier exercise that this one must not
+  call. Pass the student's function itself, `namespace=conv_forward_im2col`: the guard unwraps it
+  (under the grader a test is handed a wrapper) and blocks the name where the function reads its
+  globals (a test cell's own `globals()` is a copy there, so patching that would not reach it).
+  A name that is not there is an error, never a silent pass;
 - a preset tuple such as AUTOGRAD, whose every entry is one of the above. AUTOGRAD also blocks
   PyTorch's autograd engine itself, so no alias of `backward` or `grad` gets through.
 """
@@ -24,6 +25,7 @@ What can be named:
 from __future__ import annotations
 
 import importlib
+import inspect
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, MutableMapping, Sequence
 from unittest import mock
@@ -39,11 +41,12 @@ class ShortcutError(AssertionError):
     """A by-hand exercise called the library function it is meant to replace."""
 
 
-def _forbidden(call: str, exercise: str):
+def _forbidden(call: str, exercise: str, reference: bool = True):
+    why = f" (the test uses {call} only as its reference)" if reference else ""
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise ShortcutError(
             f"{exercise} called {call}, which this exercise replaces: it is graded on computing the result "
-            f"yourself (the test uses {call} only as its reference). Remove the call and write the computation.")
+            f"yourself{why}. Remove the call and write the computation.")
     return fail
 
 
@@ -80,10 +83,19 @@ def _flatten(calls: Sequence[Any]) -> list[str]:
     return flat
 
 
+def _namespace_of(namespace: Any) -> MutableMapping[str, Any]:
+    """A function's globals (through any wrappers: the grader hands tests a wrapper), or a mapping."""
+    if callable(namespace):
+        return inspect.unwrap(namespace).__globals__
+    return namespace
+
+
 @contextmanager
 def by_hand(exercise: str, *calls: str | Sequence[str],
-            namespace: MutableMapping[str, Any] | None = None) -> Iterator[None]:
-    """Within the block, each of `calls` raises ShortcutError naming `exercise` and the call."""
+            namespace: Any = None) -> Iterator[None]:
+    """Within the block, each of `calls` raises ShortcutError naming `exercise` and the call.
+    `namespace`: the student's function (or a globals mapping) whose notebook names to block."""
+    namespace = None if namespace is None else _namespace_of(namespace)
     with ExitStack() as stack:
         for call in _flatten(calls):
             if call == AUTOGRAD_ENGINE:
@@ -94,9 +106,11 @@ def by_hand(exercise: str, *calls: str | Sequence[str],
                 stack.enter_context(mock.patch.object(owner, attribute, _forbidden(call, exercise)))
             else:
                 if namespace is None:
-                    raise ValueError(f"by_hand: {call!r} is a notebook name: pass namespace=<student function>.__globals__")
-                if call in namespace:
-                    stack.enter_context(_replaced(namespace, call, _forbidden(call, exercise)))
+                    raise ValueError(f"by_hand: {call!r} is a notebook name: pass namespace=<the student's function>")
+                if call not in namespace:
+                    raise ValueError(f"by_hand: {call!r} is not defined where the student's function looks it up; "
+                                     "pass namespace=<the student's function>, and run the cell that defines it")
+                stack.enter_context(_replaced(namespace, call, _forbidden(call, exercise, reference=False)))
         yield
 
 

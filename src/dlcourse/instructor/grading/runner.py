@@ -666,6 +666,11 @@ def _wrap_student(function, guard: Guard, flags: list[str]):
     return call
 
 
+# The code of every wrapper `_wrap_student` makes: what a test leaves behind is unwrapped only when it
+# is one of these (a library's own wrapper, such as a @contextmanager, stays as the test bound it).
+_STUDENT_WRAPPER_CODE = next(c for c in _wrap_student.__code__.co_consts if isinstance(c, types.CodeType))
+
+
 class Runner:
     def __init__(self, output_limit: int = OUTPUT_LIMIT):
         self.capture = Capture(output_limit)
@@ -776,7 +781,8 @@ class Runner:
                     "only when the notebook's own threads have finished (join them before the tests)."]})
         for name, value in ns.items():  # what the test defined stays defined, unwrapped
             if before.get(name, _MISSING) is not value or name not in user_ns:
-                user_ns[name] = getattr(value, "__wrapped__", value) if callable(value) else value
+                user_ns[name] = value.__wrapped__ if getattr(value, "__code__", None) is _STUDENT_WRAPPER_CODE \
+                    else value
         guard.remember_test(ns, before)
         return {"status": status, "error": error, "flags": flags, "execution_count": count}
 
