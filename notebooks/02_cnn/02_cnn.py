@@ -486,8 +486,11 @@ from dlcourse import shortcuts
 
 def im2col_by_hand():
     """No library convolution, and no call to your loops: the point is the one matrix product."""
+    # conv_forward_naive is blocked where your function looks it up: its own module's namespace
+    # (the grader hands a test a wrapper of your function, whose __wrapped__ is your function).
+    yours = getattr(conv_forward_im2col, "__wrapped__", conv_forward_im2col)
     return shortcuts.by_hand("conv_forward_im2col", TORCH_LAYERS, shortcuts.AUTOGRAD, "conv_forward_naive",
-                   namespace=conv_forward_im2col.__globals__)
+                             namespace=yours.__globals__)
 
 
 torch.manual_seed(0)
