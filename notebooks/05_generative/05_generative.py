@@ -2039,7 +2039,178 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 5 · Side by side
+# ## 5 · A normalizing flow: exact likelihoods
+#
+# The VAE only bounds $\log p(x)$, the GAN and the two samplers above give no likelihood at
+# all. A **normalizing flow** gives it exactly: an invertible map $f$ sends a data point $x$ to
+# $z = f(x)$ with a simple density $p_Z = \mathcal N(0, I)$, and the change of variables gives
+#
+# $$\log p_X(x) = \log p_Z\big(f(x)\big) + \log \left|\det \frac{\partial f(x)}{\partial x}\right| .$$
+#
+# The determinant must be cheap. **RealNVP's affine coupling layer** (Dinh et al., 2017) keeps one
+# part of $x$ and transforms the other with a scale and a shift computed from the kept part:
+# for 2-D points with kept coordinate $x_a$ and changed coordinate $x_b$,
+#
+# $$y_a = x_a, \qquad y_b = x_b\, e^{s(x_a)} + t(x_a).$$
+#
+# Its Jacobian is triangular, so $\log|\det| = s(x_a)$, and it is inverted exactly by
+# $x_b = (y_b - t(y_a))\, e^{-s(y_a)}$, whatever the networks $s$ and $t$ are. Stacking layers that
+# alternate the kept coordinate makes the map expressive.
+#
+# **Your task.** Write `forward` (return `y` and the per-example log-determinant, shape
+# `(batch,)`) and `inverse` of `AffineCoupling`. The network `self.net` maps the kept coordinate
+# `(batch, 1)` to two columns: the raw log-scale (pass it through `torch.tanh` to keep the scales
+# bounded, so training stays stable) and the shift. With `flip=False` coordinate 0 is kept;
+# with `flip=True` coordinate 1.
+
+# %% solution="affine_coupling"
+class AffineCoupling(nn.Module):
+    def __init__(self, flip, hidden=64):
+        super().__init__()
+        self.flip = flip
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    def split(self, x):
+        """(kept, changed) coordinates, each (batch, 1)."""
+        return (x[:, 1:], x[:, :1]) if self.flip else (x[:, :1], x[:, 1:])
+
+    def join(self, kept, changed):
+        return torch.cat([changed, kept], dim=1) if self.flip else torch.cat([kept, changed], dim=1)
+
+    def forward(self, x):
+        """x (batch, 2) -> (y (batch, 2), log |det dy/dx| (batch,))."""
+        ### BEGIN SOLUTION
+        kept, changed = self.split(x)
+        raw_log_scale, shift = self.net(kept).chunk(2, dim=1)
+        log_scale = torch.tanh(raw_log_scale)
+        return self.join(kept, changed * torch.exp(log_scale) + shift), log_scale.sum(dim=1)
+        ### END SOLUTION
+
+    def inverse(self, y):
+        """y (batch, 2) -> x (batch, 2), the exact inverse of forward."""
+        ### BEGIN SOLUTION
+        kept, changed = self.split(y)
+        raw_log_scale, shift = self.net(kept).chunk(2, dim=1)
+        return self.join(kept, (changed - shift) * torch.exp(-torch.tanh(raw_log_scale)))
+        ### END SOLUTION
+
+
+# %% tests="test_affine_coupling" points=2
+def jacobian_log_det(layer, x):
+    """log |det dy/dx| of each example by autograd (the full 2x2 Jacobian), float64."""
+    return torch.stack([torch.linalg.slogdet(torch.autograd.functional.jacobian(lambda p: layer(p[None])[0][0], point))[1]
+                        for point in x])
+
+
+dlcourse.seed_everything(0)
+for flip in (False, True):
+    layer = AffineCoupling(flip).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.mul_(3.0)  # scales well away from 1
+    x = torch.randn(6, 2, dtype=torch.float64)
+    y, log_det = layer(x)
+    assert_shape(y, (6, 2), name=f"y (flip={flip})", hint="y has the shape of x: join the kept and the changed coordinate")
+    assert_shape(log_det, (6,), name=f"log_det (flip={flip})", hint="one log-determinant per example: sum over dim 1")
+    kept = 1 if flip else 0
+    assert_close(y[:, kept], x[:, kept], name=f"the kept coordinate (flip={flip})",
+                 hint="the kept coordinate passes through unchanged (split, then join)")
+    assert_close(log_det, jacobian_log_det(layer, x), name=f"log |det| against autograd's Jacobian (flip={flip})",
+                 hint="the Jacobian is triangular: log|det| is the log-scale tanh(raw) itself, not exp of it")
+    assert_close(layer.inverse(y), x, name=f"inverse(forward(x)) (flip={flip})",
+                 hint="x_b = (y_b - shift) * exp(-log_scale), with shift and log_scale computed from the kept y_a = x_a")
+### BEGIN HIDDEN TESTS
+layer = AffineCoupling(True, hidden=8).double()
+one = torch.randn(1, 2, dtype=torch.float64)
+y, log_det = layer(one)
+assert_shape(log_det, (1,), name="log_det (batch of one)")
+assert_close(layer(layer.inverse(one))[0], one, name="forward(inverse(y)) (batch of one)")
+assert_close(log_det, jacobian_log_det(layer, one), name="log |det| (batch of one)")
+raw, shift = layer.net(one[:, 1:]).chunk(2, dim=1)
+assert_close(y[:, :1], one[:, :1] * torch.tanh(raw).exp() + shift, name="y_b = x_b exp(tanh(raw)) + shift")
+### END HIDDEN TESTS
+print("AffineCoupling: all visible tests passed")
+
+# %% [markdown]
+# Stack the layers (provided) and train the flow on the moons by **maximum likelihood**: the
+# loss is the exact negative log-likelihood $-\log p_X(x)$ averaged over a batch, in nats per
+# point. The first check below compares the flow's `log_prob` with the change-of-variables
+# formula computed by autograd through the whole stack; the plot shows the learned density.
+
+# %%
+require_written(AffineCoupling)
+
+
+class RealNVP(nn.Module):
+    def __init__(self, num_layers=6, hidden=64):
+        super().__init__()
+        self.layers = nn.ModuleList(AffineCoupling(flip=i % 2 == 1, hidden=hidden) for i in range(num_layers))
+
+    def forward(self, x):
+        """x -> z and the summed log |det| of all layers."""
+        total = torch.zeros(len(x), device=x.device, dtype=x.dtype)
+        for layer in self.layers:
+            x, log_det = layer(x)
+            total = total + log_det
+        return x, total
+
+    def log_prob(self, x):
+        z, log_det = self(x)
+        return torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(dim=1) + log_det
+
+    @torch.no_grad()
+    def sample(self, n):
+        z = torch.randn(n, 2, device=next(self.parameters()).device)
+        for layer in reversed(self.layers):
+            z = layer.inverse(z)
+        return z
+
+
+dlcourse.seed_everything(0)
+flow = RealNVP().to(device)
+points = moons[:5].double().cpu()
+flow64 = copy.deepcopy(flow).double().cpu()
+by_autograd = torch.stack([torch.distributions.Normal(0.0, 1.0).log_prob(flow64(p[None])[0][0]).sum()
+                           + torch.linalg.slogdet(torch.autograd.functional.jacobian(lambda q: flow64(q[None])[0][0], p))[1]
+                           for p in points])
+print("log p(x) on 5 moons points, flow.log_prob:", [f"{v:.4f}" for v in flow64.log_prob(points).tolist()])
+print("                        change of variables by autograd:", [f"{v:.4f}" for v in by_autograd.tolist()])
+
+optimizer = torch.optim.Adam(flow.parameters(), lr=2e-3)
+flow_steps_nvp = dlcourse.budget(full=1500, grading=5)
+nll_history = []
+started = time.perf_counter()
+for step in range(flow_steps_nvp):
+    loss = -flow.log_prob(random_batch(moons, 256)).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    nll_history.append(loss.item())
+with torch.no_grad():
+    test_moons = torch.tensor(make_moons(n_samples=2000, noise=0.05, random_state=1)[0], dtype=torch.float32)
+    test_moons = ((test_moons - test_moons.mean(0)) / test_moons.std(0)).to(device)
+    test_nll = -flow.log_prob(test_moons).mean().item()
+print(f"RealNVP: {flow_steps_nvp} steps in {time.perf_counter() - started:.0f} s; negative log-likelihood "
+      f"{test_nll:.3f} nats per point on 2,000 fresh moons points (a standard normal scores "
+      f"{-torch.distributions.Normal(0.0, 1.0).log_prob(test_moons).sum(1).mean().item():.3f})")
+
+grid = torch.linspace(-3, 3, 200)
+xx, yy = torch.meshgrid(grid, grid, indexing="xy")
+with torch.no_grad():
+    density = flow.log_prob(torch.stack([xx.flatten(), yy.flatten()], dim=1).to(device)).exp().reshape(200, 200).cpu()
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+axes[0].imshow(density.numpy(), origin="lower", extent=(-3, 3, -3, 3), cmap="viridis")
+axes[0].set_title("learned density p(x) (moons, standardized)", fontsize=10)
+samples = flow.sample(2000).cpu()
+axes[1].scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5)
+axes[1].set_xlim(-3, 3)
+axes[1].set_ylim(-3, 3)
+axes[1].set_title("2,000 samples (inverse flow of N(0, I))", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 6 · Side by side
 #
 # The same number of samples from each model (`n_compare`, as for the judge's bar and floors in
 # section 0), the time to sample one image, and the judge's three scores. The table puts the
@@ -2124,7 +2295,7 @@ plt.show()
 # with one small judge, one seed and a few hundred images a gap of a few FID points between
 # two models means nothing.
 #
-# ## 6 · Written questions
+# ## 7 · Written questions
 #
 # Answer in a few sentences each, in the cells below.
 #
@@ -2168,4 +2339,27 @@ plt.show()
 # with the same predicted noise. That allows a subsequence of 20-50 steps with similar quality,
 # and a deterministic map from noise to image (useful for interpolation and inversion). The cost
 # is some loss of sample diversity/quality when the steps get very few.
+# ### END SOLUTION
+
+# %% [markdown]
+# **Q3.** The flow of section 5 reports an exact $\log p(x)$. Why can it, when the VAE only bounds
+# $\log p(x)$ and the GAN gives no likelihood at all? What does the flow give up for it?
+
+# %% [markdown] answer="q_exact_likelihood" points=2
+# ### BEGIN SOLUTION
+# A flow is an invertible, differentiable map between x and z with the same dimension, so the
+# change of variables applies exactly: log p(x) = log p_Z(f(x)) + log|det df/dx|, and the coupling
+# layers make that determinant cheap and exact (triangular Jacobian: the sum of the log-scales).
+# Nothing is integrated over or approximated. The VAE's decoder maps a low-dimensional z to a
+# distribution over x; log p(x) = log of the integral of p(x|z) p(z) dz has no closed form, so it
+# trains on the ELBO, a lower bound that is exact only when q(z|x) equals the true posterior. The
+# GAN's generator is a map from z to x with no density model at all (its samples lie on a
+# low-dimensional surface, where a density is not even defined), and it is trained by a
+# discriminator, not by likelihood. (Diffusion and flow matching have likelihoods in principle,
+# through the ELBO of diffusion or by integrating the divergence of the velocity along the ODE,
+# but neither is computed here and both cost many network passes.) The price of exactness:
+# every layer must be invertible with a tractable Jacobian determinant, z must have the dimension
+# of x (no compression), and each layer can only change part of the input in a restricted
+# (affine) way, so flows need many layers and have been less sample-efficient than diffusion on
+# images; high likelihood also does not guarantee good-looking samples.
 # ### END SOLUTION
