@@ -1841,9 +1841,21 @@ def flow_matching_loss(model, x1):
 
 
 # %% tests="test_flow_matching_loss" points=2
+class RecordingModel(nn.Module):
+    """A stand-in velocity model: remembers its inputs and predicts a constant."""
+
+    def __init__(self, constant=0.0):
+        super().__init__()
+        self.constant = constant
+
+    def forward(self, xt, t):
+        self.xt, self.t = xt, t
+        return torch.full_like(xt, self.constant)
+
+
 dlcourse.seed_everything(0)
 x1 = torch.randn(20_000, 2, dtype=torch.float64) + torch.tensor([3.0, -1.0], dtype=torch.float64)
-model = RecordingModel(constant=0.3)  # from the diffusion tests: remembers (x_t, t), predicts a constant
+model = RecordingModel(constant=0.3)  # remembers (x_t, t), predicts a constant
 loss = flow_matching_loss(model, x1)
 assert_shape(model.t, (20_000,), name="t passed to the model", hint="one time per example: shape (batch,)")
 assert_true(model.t.is_floating_point(), f"t has dtype {model.t.dtype}: flow matching uses a continuous time in [0, 1]",
