@@ -7,7 +7,13 @@
 - the VAE's KL and negative ELBO agree with torch.distributions on random inputs;
 - the Fréchet distance agrees with SciPy's matrix square root (another algorithm: Schur, on the
   non-symmetric product) on random covariances, and, through the notebook's feature_statistics,
-  estimates the closed-form distance of two Gaussians from samples.
+  estimates the closed-form distance of two Gaussians from samples;
+- flow matching fits together: the Euler sampler driven by the exact velocity field of a one-point
+  data set ends exactly on that point for any number of steps, and the flow-matching loss of the
+  exact velocity field of Gaussian data equals its closed-form value (the irreducible variance of
+  the target), which needs the straight path, the velocity target and a uniform time all right;
+- the RealNVP flow built from the solution's coupling layer is a normalized density: exp(log_prob)
+  integrates to 1 over the plane (a wrong log-determinant would not), and sample() inverts forward().
 """
 
 from __future__ import annotations
@@ -86,3 +92,64 @@ def test_frechet_distance_from_samples_of_two_gaussians(solution):
     assert math.isclose(got, expected, abs_tol=0.05), (got, expected)
     same = solution["frechet_distance"](*solution["feature_statistics"](x), *solution["feature_statistics"](x))
     assert abs(same) < 1e-6, same
+
+
+class PointVelocity(nn.Module):
+    """The exact flow-matching velocity when all the data sits at one point: (point - x) / (1 - t)."""
+
+    def __init__(self, point):
+        super().__init__()
+        self.point = point
+
+    def forward(self, x, t):
+        return (self.point - x) / (1 - t).view(-1, *[1] * (x.dim() - 1))
+
+
+@pytest.mark.parametrize("num_steps", [1, 3, 20])
+def test_euler_sampler_lands_on_a_one_point_data_set(solution, num_steps):
+    torch.manual_seed(0)
+    point = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    samples = solution["euler_sample"](PointVelocity(point), torch.randn(64, 2, dtype=torch.float64), num_steps)
+    torch.testing.assert_close(samples, point.expand(64, 2), rtol=1e-9, atol=1e-9)
+
+
+class GaussianVelocity(nn.Module):
+    """The exact velocity E[x1 - x0 | x_t] when both the noise x0 and the data x1 are N(0, I):
+    (2t - 1) x_t / ((1 - t)^2 + t^2)."""
+
+    def forward(self, x, t):
+        t = t.view(-1, *[1] * (x.dim() - 1))
+        return (2 * t - 1) * x / ((1 - t) ** 2 + t**2)
+
+
+def test_flow_matching_loss_of_the_exact_velocity_has_its_closed_form(solution):
+    # the loss of the best predictor is E_t[Var(x1 - x0 | x_t)] = E_t[2 - (2t - 1)^2 / ((1 - t)^2 + t^2)]
+    torch.manual_seed(0)
+    x1 = torch.randn(400_000, 2, dtype=torch.float64)
+    got = solution["flow_matching_loss"](GaussianVelocity(), x1).item()
+    t = (torch.arange(100_000, dtype=torch.float64) + 0.5) / 100_000  # midpoint rule on [0, 1]
+    expected = (2 - (2 * t - 1) ** 2 / ((1 - t) ** 2 + t**2)).mean().item()
+    assert math.isclose(got, expected, abs_tol=0.01), (got, expected)
+    # a velocity that ignores the input does worse: its loss is E||x1 - x0||^2 / d = 2
+    zero = solution["flow_matching_loss"](lambda x, t: torch.zeros_like(x), x1).item()
+    assert math.isclose(zero, 2.0, abs_tol=0.02) and zero > expected + 0.3, (zero, expected)
+
+
+def test_realnvp_density_integrates_to_one_and_sampling_inverts_it(solution):
+    torch.manual_seed(0)
+    flow = solution["RealNVP"](num_layers=4, hidden=16).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.mul_(2.0)  # scales and shifts well away from the identity
+    grid = torch.linspace(-10, 10, 801, dtype=torch.float64)
+    xx, yy = torch.meshgrid(grid, grid, indexing="xy")
+    with torch.no_grad():
+        density = flow.log_prob(torch.stack([xx.flatten(), yy.flatten()], dim=1)).exp()
+    total = density.sum().item() * (grid[1] - grid[0]).item() ** 2
+    assert math.isclose(total, 1.0, abs_tol=0.01), total
+    z = torch.randn(100, 2, dtype=torch.float64)
+    x = z
+    with torch.no_grad():
+        for layer in reversed(flow.layers):
+            x = layer.inverse(x)
+        torch.testing.assert_close(flow(x)[0], z)
