@@ -35,6 +35,10 @@ def _rewrite(line: str, rng: random.Random, serial: list[int]) -> list[str]:
     """One line of a solution as one student might write it."""
     indent = line[: len(line) - len(line.lstrip())]
     body = line.strip()
+    if body.startswith("return ") and rng.randrange(2):
+        # students name what they return as often as not (more exercises made two honest ones too alike)
+        serial[0] += 1
+        return [f"{indent}result_{serial[0]} = {body[len('return '):]}", f"{indent}return result_{serial[0]}"]
     if not body or body.startswith(("#", '"', "def ", "class ", "return", "for ", "if ", "@")):
         return [line]
     serial[0] += 1

@@ -42,7 +42,9 @@ def test_grading_a_course_never_built_works_from_its_source(in_course, tmp_path)
     """Only generated files that exist can be stale: grading needs just the source."""
     from dlcourse.instructor.authoring.build import require_fresh
 
+    in_course.solution_path("99_demo").unlink()  # a grading machine with the student notebooks only
+    require_fresh(in_course, ["99_demo"], "grading", built_only=True)
     in_course.student_path("99_demo").unlink()
     require_fresh(in_course, ["99_demo"], "grading", built_only=True)
-    with pytest.raises(Exception, match=r"assignments/99_demo/99_demo.ipynb does not exist: run `dlcourse build 99_demo` before publishing"):
+    with pytest.raises(Exception, match=r"assignments/99_demo/99_demo.ipynb, solutions/99_demo/99_demo.ipynb do not exist: run `dlcourse build 99_demo` before publishing"):
         require_fresh(in_course, ["99_demo"], "publishing")
