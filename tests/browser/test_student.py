@@ -15,7 +15,10 @@ from .notebook import Notebook, cell_indices
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = "assignments/00_setup/00_setup.ipynb"
+# The student's own copy of the handed-out notebook: typing into assignments/ itself would make the
+# course copy's student notebook older than its source, and `dlcourse grade` refuses a stale course.
+HANDED_OUT = "assignments/00_setup/00_setup.ipynb"
+NOTEBOOK = "student-work/00_setup.ipynb"
 RIGHT = ["def standardize(x, eps=1e-8):",
          "return (x - x.mean(dim=0)) / (x.std(dim=0, correction=0) + eps)"]
 WRONG = ["def standardize(x, eps=1e-8):",  # over rows instead of columns
@@ -25,6 +28,8 @@ WRONG = ["def standardize(x, eps=1e-8):",  # over rows instead of columns
 @pytest.fixture(scope="module")
 def notebook(browser, lab):
     """00_setup open in JupyterLab with its kernel started and the set-up cells run."""
+    (lab.course / NOTEBOOK).parent.mkdir(exist_ok=True)
+    shutil.copy(lab.course / HANDED_OUT, lab.course / NOTEBOOK)
     page = open_page(browser, lab)
     nb = Notebook(page, NOTEBOOK).open(lab.lab_url(NOTEBOOK))
     nb.grade_ids = cell_indices(lab.course / NOTEBOOK)
