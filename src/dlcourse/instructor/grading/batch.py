@@ -162,6 +162,19 @@ def write_submitted_copy(base: Path, assignment: str, submission: Submission, ti
         stamp.write_text(str(timestamp), encoding="utf-8")
 
 
+# What `nbgrader submit` puts beside a notebook and `nbgrader release_feedback` reads beside its feedback page
+# (the secret names the page in the exchange, so only the student who submitted fetches it).
+EXCHANGE_RECEIPT = ("timestamp.txt", "submission_secret.txt")
+
+
+def copy_exchange_receipt(submission: Submission, folder: Path) -> None:
+    """A submission collected from nbgrader's exchange: its receipt beside the feedback page, so that
+    `nbgrader release_feedback` returns the page to the student who submitted it."""
+    for name in EXCHANGE_RECEIPT:
+        if name in submission.files:
+            shutil.copyfile(submission.files[name], folder / name)
+
+
 def _record(path: Path) -> dict | None:
     try:
         return nbformat.read(str(path), as_version=4).metadata.get(RECORD_KEY)
@@ -262,8 +275,9 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         _write_atomic(executed, autograded_path(base, submission.student, assignment))
         if nb is not None and feedback_dir is not None:
             try:
-                write_feedback(feedback_dir / submission.student / assignment / f"{assignment}.html",
-                               executed, source, result, submission.student, assignment)
+                page = write_feedback(feedback_dir / submission.student / assignment / f"{assignment}.html",
+                                      executed, source, result, submission.student, assignment)
+                copy_exchange_receipt(submission, page.parent)
             except Exception as error:  # feedback is a courtesy; the grade is saved
                 row.flags.append(f"feedback not written: {error}")
         return row
