@@ -12,6 +12,7 @@ release_feedback`; each student fetches their own with `nbgrader fetch_feedback`
 from __future__ import annotations
 
 import csv
+import html
 import importlib.metadata
 import os
 import pwd
@@ -28,8 +29,9 @@ import nbformat
 import pytest
 
 from dlcourse.instructor.authoring.check import find_mutants, solved_notebook
-from dlcourse.instructor.cells import solution_texts
+from dlcourse.instructor.cells import graded_cells, solution_texts, strip_markers
 from dlcourse.instructor.course import load_course
+from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
 from dlcourse.instructor.source import read_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,7 @@ def tool(name: str) -> str:
     return found
 
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creating the students' Unix users needs root (CI runs as root)")
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="creating the students' Unix users needs root (CI runs as root)")
 
 
 def run(command: list[str], cwd: Path, env: dict, user: str | None = None, timeout: int = 300) -> str:
@@ -74,23 +76,26 @@ def remove_user(name: str) -> None:
 
 
 def nbgrader_closure() -> list[importlib.metadata.Distribution]:
-    """nbgrader and every distribution it requires, installed here."""
+    """nbgrader and every distribution it requires (extras asked for included), installed here."""
     from packaging.requirements import Requirement
 
     found: dict[str, importlib.metadata.Distribution] = {}
-    todo = ["nbgrader"]
+    done: set[tuple[str, str]] = set()
+    todo = [("nbgrader", "")]
     while todo:
-        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
-        if name in found:
+        name, extra = todo.pop()
+        name = re.sub(r"[-_.]+", "-", name).lower()
+        if (name, extra) in done:
             continue
+        done.add((name, extra))
         try:
-            found[name] = importlib.metadata.distribution(name)
+            found.setdefault(name, importlib.metadata.distribution(name))
         except importlib.metadata.PackageNotFoundError:
             continue
         for line in found[name].requires or []:
             requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": extra}):
+                todo += [(requirement.name, wanted) for wanted in ("", *requirement.extras)]
     return list(found.values())
 
 
@@ -126,6 +131,10 @@ def link_tree(files: list[Path], origin: Path, target: Path) -> None:
             shutil.copy2(path, destination)
 
 
+# Reads nbgrader's first file, as a student's Python must (importing it all takes seconds).
+READS_NBGRADER = "import importlib.util; open(importlib.util.find_spec('nbgrader').origin).close()"
+
+
 def student_python(user: str, home: Path, folder: Path) -> str:
     """The Python the students run nbgrader with: a venv in `folder` (readable by all) on an interpreter
     they may run, seeing this environment's packages where they may read them, else holding nbgrader and
@@ -136,7 +145,7 @@ def student_python(user: str, home: Path, folder: Path) -> str:
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                check=True, capture_output=True, text=True).stdout.strip())
     ours = Path(sysconfig.get_path("purelib")).resolve()
-    readable = as_user(user, home, [python, "-c", f"import sys; sys.path.append({str(ours)!r}); import nbgrader.apps"])
+    readable = as_user(user, home, [python, "-c", f"import sys; sys.path.append({str(ours)!r}); {READS_NBGRADER}"])
     if readable.returncode == 0:
         (site / "instructor-environment.pth").write_text(f"{ours}\n", encoding="utf-8")
     else:
@@ -145,9 +154,25 @@ def student_python(user: str, home: Path, folder: Path) -> str:
     for path in [folder, *folder.rglob("*")]:
         if path.is_dir() and not path.is_symlink():
             path.chmod(0o755)
-    works = as_user(user, home, [python, "-c", "import nbgrader.apps"])
-    assert works.returncode == 0, f"the students' Python cannot import nbgrader:\n{works.stderr}"
+    works = as_user(user, home, [python, "-c", READS_NBGRADER])
+    assert works.returncode == 0, f"the students' Python cannot read nbgrader:\n{works.stderr}"
     return python
+
+
+def page_text(page: str) -> str:
+    """An HTML page's text as a reader sees it (code highlighting splits lines into spans)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+def hidden_and_visible_lines(source, student_notebook: str) -> tuple[set[str], set[str]]:
+    """Lines only the hidden tests hold (none of them in the student notebook), and lines of visible tests."""
+    hidden, visible = set(), set()
+    for cell in graded_cells(source, "tests"):
+        shown = strip_markers(cell.source, keep_hidden=False).splitlines()
+        visible |= {line.strip() for line in shown if len(line.strip()) > 20}
+        hidden |= {line.strip() for line in strip_markers(cell.source, keep_hidden=True).splitlines()
+                   if len(line.strip()) > 20 and line not in shown and line.strip() not in student_notebook}
+    return hidden, visible
 
 
 def answered(fetched: Path, source, wrong: str | None) -> nbformat.NotebookNode:
@@ -183,6 +208,25 @@ def scratch():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_feedback_page_carries_the_exchange_receipt(demo_course, tmp_path):
+    """What `nbgrader release_feedback` reads beside a page comes from the collected submission; a
+    submission without a receipt (not from the exchange) gets none."""
+    from tests.test_grade_batch import solved
+
+    tree = tmp_path / "submitted"
+    for student in ("alice", "bob"):
+        (tree / student / "99_demo").mkdir(parents=True)
+        nbformat.write(solved(demo_course), str(tree / student / "99_demo" / "99_demo.ipynb"))
+    (tree / "alice" / "99_demo" / "timestamp.txt").write_text("2026-12-07 14:00:00.000000 UTC")
+    (tree / "alice" / "99_demo" / "submission_secret.txt").write_text("a1b2c3")
+    feedback = tmp_path / "feedback"
+    grade_batch(demo_course, "99_demo", tree, BatchOptions(progress=False, feedback_dir=feedback), log=lambda *_: None)
+    assert (feedback / "alice" / "99_demo" / "submission_secret.txt").read_text() == "a1b2c3"
+    assert (feedback / "alice" / "99_demo" / "timestamp.txt").read_text() == "2026-12-07 14:00:00.000000 UTC"
+    assert sorted(p.name for p in (feedback / "bob" / "99_demo").iterdir()) == ["99_demo.html"]
+
+
+@as_root
 def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path):
     right, wrong = students
     # The exchange as a JupyterHub admin makes it (nbgrader's docs): a folder everyone may write.
@@ -207,8 +251,8 @@ def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path)
                       PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     nbgrader = [sys.executable, "-m", "nbgrader"]
 
-    # Release: the student notebook `dlcourse build` wrote, as nbgrader's release/ folder.
-    shutil.copytree(course / "assignments" / ASSIGNMENT, autograder / "release" / ASSIGNMENT)
+    # Release: the student notebook `dlcourse build` wrote, as nbgrader's release/ folder (the README's commands).
+    run(["sh", "-c", f"mkdir -p release && cp -r ../assignments/{ASSIGNMENT} release/"], autograder, instructor)
     run([*nbgrader, "release_assignment", ASSIGNMENT], autograder, instructor)
     released = exchange / COURSE_ID / "outbound" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert released.is_file()
@@ -223,8 +267,9 @@ def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path)
                "PATH": f"{Path(python).parent}:/usr/bin:/bin"}
         run(["sh", "-c", f"mkdir -p .jupyter && echo 'c.Exchange.root = \"{exchange}\"' > .jupyter/nbgrader_config.py"],
             home, env, user=name)
-        listed = run([python, "-m", "nbgrader", "list", "--course", COURSE_ID], home, env, user=name)
-        assert f"{COURSE_ID} {ASSIGNMENT}" in listed
+        if name == right:  # what a student sees in the exchange (once: each nbgrader command takes seconds)
+            listed = run([python, "-m", "nbgrader", "list", "--course", COURSE_ID], home, env, user=name)
+            assert f"{COURSE_ID} {ASSIGNMENT}" in listed
         run([python, "-m", "nbgrader", "fetch_assignment", ASSIGNMENT, "--course", COURSE_ID], home, env, user=name)
         fetched = home / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         assert fetched.stat().st_uid == pwd.getpwnam(name).pw_uid
@@ -260,6 +305,8 @@ def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path)
 
     # Feedback: dlcourse's pages (no hidden test), returned through the exchange, fetched by each student.
     run([*nbgrader, "release_feedback", ASSIGNMENT], autograder, instructor)
+    hidden, visible = hidden_and_visible_lines(source, released.read_text(encoding="utf-8"))
+    assert hidden and visible
     for name in students:
         home = homes[name]
         env = {"HOME": str(home), "USER": name, "LOGNAME": name, "LANG": "C.UTF-8",
@@ -271,3 +318,5 @@ def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path)
         page = pages[0].read_text(encoding="utf-8")
         assert f"Autograded score: {float(rows[name]['score']):g} / {top:g}" in page
         assert name in page and (wrong if name == right else right) not in page
+        text = page_text(page)
+        assert visible & set(text.splitlines()) and not {line for line in hidden if line in text}
