@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import csv
 import html
-import importlib.metadata
 import os
-import pwd
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import uuid
 from pathlib import Path
@@ -29,10 +26,11 @@ import nbformat
 import pytest
 
 from dlcourse.instructor.authoring.check import find_mutants, solved_notebook
-from dlcourse.instructor.cells import graded_cells, solution_texts, strip_markers
+from dlcourse.instructor.cells import grade_id, graded_cells, solution_texts, strip_markers
 from dlcourse.instructor.course import load_course
 from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
 from dlcourse.instructor.source import read_source
+from tests.unix_students import Student, create_user, remove_user, student_python
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "00_setup"
@@ -42,121 +40,15 @@ COURSE_PARTS = ["pyproject.toml", "notebooks", "assignments", "autograder", "dat
 NOT_COPIED = shutil.ignore_patterns("gradebook.db", "autograded", "feedback", "submitted", "source", "release",
                                     "cache", "__pycache__", ".ipynb_checkpoints")
 
-SBIN = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"  # useradd and runuser live here; CI's PATH may lack it
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name, path=SBIN)
-    if found is None:
-        pytest.fail(f"{name} not found: run .ci/setup (apt-get install passwd util-linux)")
-    return found
-
-
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="creating the students' Unix users needs root (CI runs as root)")
 
 
-def run(command: list[str], cwd: Path, env: dict, user: str | None = None, timeout: int = 300) -> str:
-    """Run `command` (as `user`, through runuser, when given); its output, or a failure that shows it."""
-    if user is not None:
-        command = [tool("runuser"), "-u", user, "--", *command]
+def run(command: list[str], cwd: Path, env: dict, timeout: int = 600) -> str:
+    """Run the instructor's `command`; its output, or a failure that shows it."""
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(command)} exited {done.returncode}:\n{output}"
     return output
-
-
-def create_user(name: str) -> Path:
-    subprocess.run([tool("useradd"), "--create-home", "--shell", "/bin/sh", "--user-group", name],
-                   check=True, capture_output=True, text=True)
-    return Path(pwd.getpwnam(name).pw_dir)
-
-
-def remove_user(name: str) -> None:
-    subprocess.run([tool("userdel"), "--remove", name], capture_output=True)
-
-
-def nbgrader_closure() -> list[importlib.metadata.Distribution]:
-    """nbgrader and every distribution it requires (extras asked for included), installed here."""
-    from packaging.requirements import Requirement
-
-    found: dict[str, importlib.metadata.Distribution] = {}
-    done: set[tuple[str, str]] = set()
-    todo = [("nbgrader", "")]
-    while todo:
-        name, extra = todo.pop()
-        name = re.sub(r"[-_.]+", "-", name).lower()
-        if (name, extra) in done:
-            continue
-        done.add((name, extra))
-        try:
-            found.setdefault(name, importlib.metadata.distribution(name))
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for line in found[name].requires or []:
-            requirement = Requirement(line)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": extra}):
-                todo += [(requirement.name, wanted) for wanted in ("", *requirement.extras)]
-    return list(found.values())
-
-
-def as_user(user: str, home: Path, command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([tool("runuser"), "-u", user, "--", *command], cwd=home, capture_output=True, text=True,
-                          env={"HOME": str(home), "USER": user, "LOGNAME": user, "PATH": "/usr/bin:/bin"})
-
-
-def interpreter_for(user: str, home: Path) -> str:
-    """A Python of this version that `user` may run: this one's base interpreter, else the system's
-    (a pyenv or uv interpreter under /root is closed to other users)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [os.path.realpath(sys.executable), os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
-                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
-    for candidate in dict.fromkeys(candidates):
-        runs = as_user(user, home, [candidate, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"])
-        if runs.returncode == 0 and runs.stdout.strip() == version:
-            return candidate
-    pytest.fail(f"no Python {version} that other users may run (tried {', '.join(candidates)}): students need "
-                f"one, as on a JupyterHub; install python{version} system-wide (apt-get install python{version})")
-
-
-def link_tree(files: list[Path], origin: Path, target: Path) -> None:
-    """`files` (under `origin`) at the same places under `target`: hard links, copies across file systems."""
-    for path in files:
-        destination = target / path.relative_to(origin)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, destination)
-        except FileExistsError:
-            pass
-        except OSError:
-            shutil.copy2(path, destination)
-
-
-# Reads nbgrader's first file, as a student's Python must (importing it all takes seconds).
-READS_NBGRADER = "import importlib.util; open(importlib.util.find_spec('nbgrader').origin).close()"
-
-
-def student_python(user: str, home: Path, folder: Path) -> str:
-    """The Python the students run nbgrader with: a venv in `folder` (readable by all) on an interpreter
-    they may run, seeing this environment's packages where they may read them, else holding nbgrader and
-    its requirements linked from here. On a JupyterHub students run a shared environment; a checkout
-    under /root (a CI clone) is closed to them."""
-    subprocess.run([interpreter_for(user, home), "-m", "venv", "--without-pip", str(folder)], check=True)
-    python = str(folder / "bin" / "python")
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    ours = Path(sysconfig.get_path("purelib")).resolve()
-    readable = as_user(user, home, [python, "-c", f"import sys; sys.path.append({str(ours)!r}); {READS_NBGRADER}"])
-    if readable.returncode == 0:
-        (site / "instructor-environment.pth").write_text(f"{ours}\n", encoding="utf-8")
-    else:
-        files = [Path(dist.locate_file(f)).resolve() for dist in nbgrader_closure() for f in dist.files or []]
-        link_tree([f for f in files if f.is_file() and ours in f.parents], ours, site)
-    for path in [folder, *folder.rglob("*")]:
-        if path.is_dir() and not path.is_symlink():
-            path.chmod(0o755)
-    works = as_user(user, home, [python, "-c", READS_NBGRADER])
-    assert works.returncode == 0, f"the students' Python cannot read nbgrader:\n{works.stderr}"
-    return python
 
 
 def page_text(page: str) -> str:
@@ -164,8 +56,9 @@ def page_text(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", page))
 
 
-def hidden_and_visible_lines(source, student_notebook: str) -> tuple[set[str], set[str]]:
+def hidden_and_visible_lines(source, student: nbformat.NotebookNode) -> tuple[set[str], set[str]]:
     """Lines only the hidden tests hold (none of them in the student notebook), and lines of visible tests."""
+    student_notebook = "\n".join(cell.source for cell in student.cells)
     hidden, visible = set(), set()
     for cell in graded_cells(source, "tests"):
         shown = strip_markers(cell.source, keep_hidden=False).splitlines()
@@ -185,7 +78,7 @@ def answered(fetched: Path, source, wrong: str | None) -> nbformat.NotebookNode:
 
 
 @pytest.fixture
-def students():
+def students() -> list[Student]:
     """Two fresh Unix users (unique names, home folders), removed afterwards with their homes."""
     names = [f"dlcx-{uuid.uuid4().hex[:8]}-{who}" for who in ("right", "wrong")]
     created = []
@@ -193,7 +86,7 @@ def students():
         for name in names:
             created.append(name)
             create_user(name)
-        yield names
+        yield [Student(name) for name in names]
     finally:
         for name in created:
             remove_user(name)
@@ -226,12 +119,13 @@ def test_feedback_page_carries_the_exchange_receipt(demo_course, tmp_path):
     assert sorted(p.name for p in (feedback / "bob" / "99_demo").iterdir()) == ["99_demo.html"]
 
 
+@pytest.mark.slow
 @as_root
 def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path):
     right, wrong = students
     # The exchange as a JupyterHub admin makes it (nbgrader's docs): a folder everyone may write.
     exchange = scratch / "exchange"
-    exchange.mkdir(mode=0o777)
+    exchange.mkdir()
     exchange.chmod(0o777)
 
     # The instructor's course: a copy of this one, its nbgrader config told the course id and the exchange.
@@ -259,64 +153,59 @@ def test_exchange_round_trip_with_two_student_users(students, scratch, tmp_path)
 
     # Each student: the hub's config (the exchange) in their home, fetch, answer, submit, as that user.
     source = read_source(course / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.py")
-    homes = {name: Path(pwd.getpwnam(name).pw_dir) for name in students}
-    python = student_python(right, homes[right], scratch / "student-env")
-    for name, mistake in ((right, None), (wrong, WRONG_ANSWER)):
-        home = homes[name]
-        env = {"HOME": str(home), "USER": name, "LOGNAME": name, "LANG": "C.UTF-8",
-               "PATH": f"{Path(python).parent}:/usr/bin:/bin"}
-        run(["sh", "-c", f"mkdir -p .jupyter && echo 'c.Exchange.root = \"{exchange}\"' > .jupyter/nbgrader_config.py"],
-            home, env, user=name)
-        if name == right:  # what a student sees in the exchange (once: each nbgrader command takes seconds)
-            listed = run([python, "-m", "nbgrader", "list", "--course", COURSE_ID], home, env, user=name)
-            assert f"{COURSE_ID} {ASSIGNMENT}" in listed
-        run([python, "-m", "nbgrader", "fetch_assignment", ASSIGNMENT, "--course", COURSE_ID], home, env, user=name)
-        fetched = home / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-        assert fetched.stat().st_uid == pwd.getpwnam(name).pw_uid
-        answer = scratch / f"{name}.ipynb"  # what the student typed, handed to them to save over their copy
+    python = student_python(right, scratch / "student-env")
+    for student, mistake in ((right, None), (wrong, WRONG_ANSWER)):
+        student.python = python
+        student.run("sh", "-c", f"mkdir -p .jupyter && echo 'c.Exchange.root = \"{exchange}\"' > .jupyter/nbgrader_config.py")
+        if student is right:  # what a student sees in the exchange (once: each nbgrader command takes seconds)
+            assert f"{COURSE_ID} {ASSIGNMENT}" in student.nbgrader("list", "--course", COURSE_ID)
+        student.nbgrader("fetch_assignment", ASSIGNMENT, "--course", COURSE_ID)
+        fetched = student.home / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+        assert fetched.stat().st_uid == student.uid
+        answer = scratch / f"{student.name}.ipynb"  # what the student typed, handed to them to save over their copy
         nbformat.write(answered(fetched, source, mistake), str(answer))
         answer.chmod(0o644)
-        run(["cp", str(answer), str(fetched)], home, env, user=name)
-        run([python, "-m", "nbgrader", "submit", ASSIGNMENT, "--course", COURSE_ID], home, env, user=name)
+        student.run("cp", str(answer), str(fetched))
+        student.nbgrader("submit", ASSIGNMENT, "--course", COURSE_ID)
 
     # Collect: nbgrader checks each hand-in belongs to the user it names.
     collected = run([*nbgrader, "collect", ASSIGNMENT], autograder, instructor)
     assert "cheating attempt" not in collected, collected
-    for name in students:
-        folder = autograder / "submitted" / name / ASSIGNMENT
+    for student in students:
+        folder = autograder / "submitted" / student.name / ASSIGNMENT
         assert {p.name for p in folder.iterdir()} >= {f"{ASSIGNMENT}.ipynb", "timestamp.txt", "submission_secret.txt"}
 
     # Grade the collected tree with dlcourse, then nbgrader's own export reads the same gradebook.
     grades = tmp_path / "grades.csv"
-    done = subprocess.run([str(bin_dir / "dlcourse"), "grade", ASSIGNMENT, "autograder/submitted", "--csv", str(grades),
-                           "--feedback", "autograder/feedback", "--no-progress"],
-                          cwd=course, env=instructor, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run([str(bin_dir / "dlcourse"), "grade", ASSIGNMENT, "autograder/submitted", "--csv", str(grades),
+         "--feedback", "autograder/feedback", "--no-progress"], course, instructor)
     with open(grades, newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
-    assert set(rows) == set(students) and {r["status"] for r in rows.values()} == {"graded"}
-    top = float(rows[right]["max score"])
-    assert float(rows[right]["score"]) == top > 0
-    assert 0 < float(rows[wrong]["score"]) < top  # the gradient's tests fail, the rest pass
+    assert set(rows) == {s.name for s in students} and {r["status"] for r in rows.values()} == {"graded"}
+    top = float(rows[right.name]["max score"])
+    assert float(rows[right.name]["score"]) == top > 0
+    assert 0 < float(rows[wrong.name]["score"]) < top
+    lost = [column.split(" (")[0] for column, points in rows[wrong.name].items()
+            if column.endswith(")") and points != rows[right.name][column]]
+    tests = {grade_id(cell): cell.source for cell in graded_cells(source, "tests")}
+    assert lost and all("grad_f" in tests[test] for test in lost), lost  # only the gradient's tests failed
     run([*nbgrader, "export", "--to", str(tmp_path / "nbgrader-grades.csv")], autograder, instructor)
     with open(tmp_path / "nbgrader-grades.csv", newline="") as f:
         exported = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(f)}
-    assert exported == {name: float(rows[name]["score"]) for name in students}
+    assert exported == {s.name: float(rows[s.name]["score"]) for s in students}
 
     # Feedback: dlcourse's pages (no hidden test), returned through the exchange, fetched by each student.
     run([*nbgrader, "release_feedback", ASSIGNMENT], autograder, instructor)
-    hidden, visible = hidden_and_visible_lines(source, released.read_text(encoding="utf-8"))
+    hidden, visible = hidden_and_visible_lines(source, nbformat.read(str(released), as_version=4))
     assert hidden and visible
-    for name in students:
-        home = homes[name]
-        env = {"HOME": str(home), "USER": name, "LOGNAME": name, "LANG": "C.UTF-8",
-               "PATH": f"{Path(python).parent}:/usr/bin:/bin"}
-        run([python, "-m", "nbgrader", "fetch_feedback", ASSIGNMENT, "--course", COURSE_ID], home, env, user=name)
-        pages = list((home / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
-        assert len(pages) == 1, f"{name}: feedback pages fetched: {pages}"
-        assert pages[0].stat().st_uid == pwd.getpwnam(name).pw_uid
+    for student in students:
+        student.nbgrader("fetch_feedback", ASSIGNMENT, "--course", COURSE_ID)
+        pages = list((student.home / ASSIGNMENT / "feedback").glob(f"*/{ASSIGNMENT}.html"))
+        assert len(pages) == 1, f"{student.name}: feedback pages fetched: {pages}"
+        assert pages[0].stat().st_uid == student.uid
         page = pages[0].read_text(encoding="utf-8")
-        assert f"Autograded score: {float(rows[name]['score']):g} / {top:g}" in page
-        assert name in page and (wrong if name == right else right) not in page
+        assert f"Autograded score: {float(rows[student.name]['score']):g} / {top:g}" in page
+        other = wrong if student is right else right
+        assert student.name in page and other.name not in page
         text = page_text(page)
         assert visible & set(text.splitlines()) and not {line for line in hidden if line in text}
