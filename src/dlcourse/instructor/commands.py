@@ -18,11 +18,17 @@ EXPECTED_ERRORS = (CourseError,)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dlcourse.instructor.authoring.build import build, write_colab_index
+    from dlcourse.instructor.authoring.build import build, refuse_to_clear_outputs, write_colab_index
 
     course = load_course()
-    for name in course.resolve(args.assignments):
-        result = build(course, name, execute_solution=not args.no_execute, headers_only=args.headers_only)
+    names = course.resolve(args.assignments)
+    if args.no_execute and args.keep_outputs:
+        raise CourseError("--no-execute and --keep-outputs: give one (--keep-outputs keeps the committed outputs)")
+    if args.no_execute:
+        for name in names:
+            refuse_to_clear_outputs(course, name)
+    for name in names:
+        result = build(course, name, execute_solution=not args.no_execute, keep_outputs=args.keep_outputs)
         print(f"{name}: wrote {result['student'].relative_to(course.root)} and "
               f"{result['solution'].relative_to(course.root)}")
     for path in write_colab_index(course):
@@ -191,10 +197,12 @@ def add_commands(commands, shared: dict[str, argparse.ArgumentParser]) -> None:
     build = commands.add_parser("build", parents=[shared["assignments"]],
                                 help="build student and solution notebooks from notebooks/")
     build.add_argument("--no-execute", action="store_true",
-                       help="do not run the solution (writes it without outputs)")
-    build.add_argument("--headers-only", action="store_true",
-                       help="keep the committed solutions' outputs, rewrite their badge and setup cells "
-                            "(after a [tool.dlcourse] change; refused when other cells changed)")
+                       help="do not run the solution (writes it without outputs; refused when the committed "
+                            "solution has outputs)")
+    build.add_argument("--keep-outputs", "--headers-only", dest="keep_outputs", action="store_true",
+                       help="do not run the solution again: keep the committed outputs after a change of markdown, "
+                            "points, a visible test's hint or [tool.dlcourse] (refused, naming the cell, when "
+                            "code changed)")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="start an assignment: notebooks/NN_name/NN_name.py (one cell of each "
