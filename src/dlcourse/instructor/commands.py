@@ -167,6 +167,8 @@ def _gradescope(args: argparse.Namespace) -> int:
     course = load_course()
     [name] = course.resolve([args.assignment])
     require_fresh(course, [name], "bundling it for Gradescope", built_only=True)
+    if args.try_notebook and not args.try_notebook.is_file():
+        raise CourseError(f"{args.try_notebook}: no such notebook to try the bundle on")
     visibility = {k: v for k, v in (("hidden", args.hidden_visibility), ("visible", args.visible_visibility)) if v}
     settings = read_settings(course, name, memory_mb=args.memory, timeout_s=args.timeout,
                              visibility=visibility or None)
@@ -175,6 +177,11 @@ def _gradescope(args: argparse.Namespace) -> int:
     print(f"{name}: wrote {output} (upload it as the autograder of a Gradescope programming assignment)")
     print(f"  Gradescope settings this bundle assumes: {settings.memory_mb} MB memory, timeout {settings.timeout_s} s; "
           f"a notebook gets {limits['memory_mb']} MB and {limits['timeout_s']:g} s")
+    if args.try_notebook:
+        from dlcourse.instructor.gradescope.rehearse import format_results, try_bundle
+
+        for line in format_results(try_bundle(output, args.try_notebook), args.try_notebook):
+            print(line)
     return EXIT_OK
 
 
@@ -277,6 +284,9 @@ def add_commands(commands, shared: dict[str, argparse.ArgumentParser]) -> None:
         gradescope.add_argument(f"--{tests}-visibility", default=None,
                                 choices=("hidden", "after_due_date", "after_published", "visible"),
                                 help=f"when students see tests {parts} hidden parts (default {default})")
+    gradescope.add_argument("--try", dest="try_notebook", type=Path, default=None, metavar="NOTEBOOK",
+                            help="then grade NOTEBOOK with the bundle as Gradescope would (its run_autograder in a "
+                                 "scratch /autograder) and print the results")
     gradescope.set_defaults(run=_gradescope)
 
     export = commands.add_parser("export", parents=[shared["assignments"]],
