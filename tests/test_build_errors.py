@@ -159,7 +159,9 @@ def test_build_ends_with_what_the_solution_printed(author, capsys):
     course = author(WATCHED)
     assert main(["build", "99_demo"]) == 0
     out = capsys.readouterr().out
-    digest = out.split("solution ran in")[1]
-    assert "accuracy 0.90" in digest and "step 100, loss 0.25" not in digest, "the cell's last printed line"
+    digest = out.split("what the solution printed last, cell by cell (99_demo.py):")[1]
+    assert "step 100, loss 0.25" not in digest, "only the last line a cell printed"
+    number = int(digest.split(": accuracy 0.90")[0].split("line ")[-1])
+    assert file_line(course, number) == 'print("training: step 100, loss 0.25")', "the cell's first line in the source"
     nb = nbformat.read(str(course.solution_path("99_demo")), as_version=4)
     assert any("accuracy 0.90" in "".join(o.get("text", "") for o in c.get("outputs", [])) for c in nb.cells)

@@ -32,7 +32,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
 from dlcourse.instructor import cells
-from dlcourse.instructor.source import read_source, where_in_source
+from dlcourse.instructor.source import cell_start_lines, read_source, where_in_source
 from dlcourse.instructor.cells import (CODE_STUB, GENERATED_CELLS, graded_cells, grade_id, is_generated,
                                        nbgrader_metadata, strip_markers)
 from dlcourse.selfcheck import STOP_ON_ERROR_ENV, CellRun, fingerprint, tally
@@ -263,7 +263,12 @@ def build(course: Course, name: str, execute_solution: bool = True, log=print, k
             raise BuildError(describe_failure(course, name, source, solution, error)) from None
         seconds = time.perf_counter() - started
         log(f"{name}: solution ran in {seconds:.0f} s")
-        for line in printed_digest(solution, skip={grade_id(c) for c in graded_cells(source, "tests")}):
+        starts = cell_start_lines(course.source_path(name)) or []
+        labels = {cell.get("id"): f"line {start}" for cell, start in zip(source.cells, starts)}
+        digest = printed_digest(solution, skip={grade_id(c) for c in graded_cells(source, "tests")}, labels=labels)
+        if digest:
+            log(f"{name}: what the solution printed last, cell by cell ({course.source_path(name).name}):")
+        for line in digest:
             log(f"  {line}")
     write_notebook(student, course.student_path(name))
     write_notebook(solution, course.solution_path(name))
@@ -338,7 +343,8 @@ def _source_line(source: str, ran_line: int | None) -> int | None:
     return kept[ran_line - 1] if 0 < ran_line <= len(kept) else None
 
 
-def printed_digest(solution: NotebookNode, skip: set[str] = frozenset(), most: int = 12) -> list[str]:
+def printed_digest(solution: NotebookNode, skip: set[str] = frozenset(), most: int = 12,
+                   labels: dict[str, str] | None = None) -> list[str]:
     """The last printed line of each code cell that printed (training results, accuracies), the last
     `most` of them, but for the generated cells and those in `skip` (the tests, whose lines only confirm):
     what an author reads after a build to see that the run went as the text says."""
@@ -350,7 +356,7 @@ def printed_digest(solution: NotebookNode, skip: set[str] = frozenset(), most: i
                        if o.get("output_type") == "stream" and o.get("name") == "stdout")
         printed = [line.strip() for line in ANSI.sub("", text).replace("\r", "\n").splitlines() if line.strip()]
         if printed:
-            lines.append(f"{cell.get('id')}: {printed[-1][:150]}")
+            lines.append(f"{(labels or {}).get(cell.get('id'), cell.get('id'))}: {printed[-1][:150]}")
     return lines[-most:]
 
 
