@@ -65,6 +65,18 @@ def test_a_syntax_error_is_found_before_anything_runs(author, capsys, old, new, 
     assert generated_bytes(course) == (None, None)
 
 
+def test_markers_that_leave_the_student_an_invalid_cell_are_refused_before_anything_runs(author, capsys):
+    course = author(DEMO_SOURCE.replace(
+        "    ### BEGIN SOLUTION\n    return 2 * x  # the distinctive solution line\n    ### END SOLUTION\n",
+        "    y = (\n    ### BEGIN SOLUTION\n        2 * x  # the distinctive solution line\n    ### END SOLUTION\n"
+        "    )\n    return y\n"))
+    assert main(["build", "99_demo"]) == EXIT_COURSE_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and '(solution="double"): in the student notebook this cell is not valid Python' in err
+    assert "put ### BEGIN SOLUTION / ### END SOLUTION around whole statements" in err
+    assert generated_bytes(course) == (None, None)
+
+
 def test_a_visible_test_that_fails_on_the_solution_is_one_line_and_writes_nothing(author, capsys):
     # the failing visible assert comes after the hidden block: its line is counted in the source file
     assert "### END HIDDEN TESTS\n\n" in DEMO_SOURCE

@@ -250,6 +250,7 @@ def build(course: Course, name: str, execute_solution: bool = True, log=print, k
     the hints of visible tests; see with_committed_outputs); the bytes are those a full build writes."""
     source = read_source(course.source_path(name))
     student = student_notebook(course, name, source)
+    check_student_syntax(course, name, source, student)
     solution = solution_cells(course, name, source)
     seconds = None
     if keep_outputs or headers_only:
@@ -278,6 +279,22 @@ def build(course: Course, name: str, execute_solution: bool = True, log=print, k
         "solution": course.solution_path(name),
         "solution_seconds": seconds,
     }
+
+
+def check_student_syntax(course: Course, name: str, source: NotebookNode, student: NotebookNode) -> None:
+    """Each solution cell as the student gets it (its solution blocks replaced by the stub) must still be
+    Python: markers inside an expression make a stub that is not, and students could not run the cell."""
+    ids = [c.get("id") for c in source.cells]
+    for cell in graded_cells(student, "solution"):
+        try:
+            compile(cell.source, grade_id(cell), "exec")
+        except SyntaxError as error:
+            index = ids.index(cell.id) if cell.get("id") in ids else None
+            where = (where_in_source(course.source_path(name), source, index, None) if index is not None
+                     else f"{course.source_path(name)}, solution {grade_id(cell)!r}")
+            raise CourseError(f"{where}: in the student notebook this cell is not valid Python once its solution "
+                              f"is replaced by the stub ({error.msg}, line {error.lineno} of the student's cell): "
+                              "put ### BEGIN SOLUTION / ### END SOLUTION around whole statements") from None
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
