@@ -7,9 +7,14 @@ tests are removed (stock ``nbgrader generate_solution`` keeps both), then it is
 executed in full, real training included. Both end with the self-check (a markdown cell and a
 code cell calling `dlcourse.selfcheck.self_check` with the notebook's visible tests), and both
 open with the badge row and the Colab setup cell, built from [tool.dlcourse] (the student repository and the ref students
-install); after a change there, ``build --headers-only`` rewrites just those two cells and
-keeps the committed solutions' outputs (the setup cell prints nothing outside Colab, so the
-bytes are those of a full build).
+install).
+
+Nothing is written unless all of it worked: a syntax error (in the source, or in a student's cell
+once the stub replaces the solution) stops the build before anything runs, and a cell that fails
+while the solution runs is one line naming its source line (describe_failure). After a change that
+cannot change the outputs (markdown, points, a visible test's hint, [tool.dlcourse]),
+``build --keep-outputs`` (``--headers-only``, its older name) keeps the committed solution's
+outputs and recomputes the self-check's: the bytes are those of a full build.
 """
 
 from __future__ import annotations
