@@ -109,10 +109,18 @@ def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], han
         print("Self-check: needs Jupyter or Colab, with `import dlcourse` run before the tests; "
               "run the notebook from the top.")
         return
+    print("\n".join(tally(assignment, visible_tests, _runs, hand_graded_points)))
+
+
+def tally(assignment: str, visible_tests: dict[str, tuple[float, str]], runs: dict[str, CellRun],
+          hand_graded_points: float = 0) -> list[str]:
+    """The self-check's lines for the cells that ran (fingerprint -> how it ended); `dlcourse build`
+    computes them too, when it keeps a solution's outputs without running it again."""
+    lines: list[str] = []
     rows, hints, counts = [], [], {"passed": 0, "failed": 0, "not run": 0}
     points_passed = points_total = 0.0
     for test, (points, cell_fingerprint) in visible_tests.items():
-        run = _runs.get(cell_fingerprint)
+        run = runs.get(cell_fingerprint)
         status = "not run" if run is None else "passed" if run.error is None else "failed"
         if run is not None and run.hint:
             hints.append(f"  {test}: {run.hint}")
@@ -120,23 +128,24 @@ def self_check(assignment: str, visible_tests: dict[str, tuple[float, str]], han
         points_total += points
         points_passed += points if status == "passed" else 0
         rows.append((test, f"{points:g}", status.upper() if status == "failed" else status, (run.error or "") if run else ""))
-    print(f"Self-check of {assignment}: the visible tests you ran in this session (the grader adds hidden tests "
-          "of the same functions).")
+    lines.append(f"Self-check of {assignment}: the visible tests you ran in this session (the grader adds hidden "
+                 "tests of the same functions).")
     header = ("test", "points", "status", "error")
     if not any(row[3] for row in rows):  # all passed or not run: no empty column
         header, rows = header[:3], [row[:3] for row in rows]
-    print("\n".join(format_table(header, rows)))
+    lines.extend(format_table(header, rows))
     if hints:
-        print("Hints of the failed tests:\n" + "\n".join(hints))
+        lines.extend(["Hints of the failed tests:", *hints])
     summary = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['not run']} not run: "
                f"{points_passed:g} of {points_total:g} points pass their visible tests")
     if hand_graded_points:
         summary += f" (and {hand_graded_points:g} points of written answers, graded by hand)"
-    print(summary + ".")
+    lines.append(summary + ".")
     if counts["not run"]:
-        print("A test not run, or a test cell whose text was changed, counts as not run here; the grader "
-              "always runs the original tests.")
-    print(RESTART_REMINDER)
+        lines.append("A test not run, or a test cell whose text was changed, counts as not run here; the grader "
+                     "always runs the original tests.")
+    lines.append(RESTART_REMINDER)
+    return lines
 
 
 class ExerciseNotWritten(RuntimeError):

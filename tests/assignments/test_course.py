@@ -7,7 +7,7 @@ import ast
 
 import pytest
 
-from dlcourse.instructor.authoring.build import stale_colab_files, stale_files
+from dlcourse.instructor.authoring.build import freshness_problems, stale_colab_files
 from dlcourse.instructor.authoring.check import check_assignment, format_table
 from dlcourse.instructor.cells import role, strip_markers
 from dlcourse.instructor.course import load_course
@@ -25,7 +25,20 @@ def test_the_course_has_its_first_assignment(course):
 
 
 def test_generated_notebooks_are_fresh(course, name):
-    assert stale_files(course, name) == [], f"run `dlcourse build {name}` and commit the result"
+    """Built from the current source, and the solution executed (a --no-execute build has the right
+    cells but no outputs)."""
+    assert freshness_problems(course, name) == [], f"run `dlcourse build {name}` and commit the result"
+
+
+def test_keep_outputs_rebuilds_the_committed_notebooks_byte_for_byte(course, name):
+    """`build --keep-outputs` (no kernel) writes what the full build wrote, self-check output included."""
+    from dlcourse.instructor.authoring.build import (notebook_bytes, read_source, solution_cells, student_notebook,
+                                                     with_committed_outputs)
+
+    source = read_source(course.source_path(name))
+    student = student_notebook(course, name, source)
+    solution = with_committed_outputs(course, name, solution_cells(course, name, source), source, student)
+    assert notebook_bytes(solution) == course.solution_path(name).read_text(encoding="utf-8")
 
 
 def test_colab_index_is_fresh(course):

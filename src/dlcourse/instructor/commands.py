@@ -18,11 +18,17 @@ EXPECTED_ERRORS = (CourseError,)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from dlcourse.instructor.authoring.build import build, write_colab_index
+    from dlcourse.instructor.authoring.build import build, refuse_to_clear_outputs, write_colab_index
 
     course = load_course()
-    for name in course.resolve(args.assignments):
-        result = build(course, name, execute_solution=not args.no_execute, headers_only=args.headers_only)
+    names = course.resolve(args.assignments)
+    if args.no_execute and args.keep_outputs:
+        raise CourseError("--no-execute and --keep-outputs: give one (--keep-outputs keeps the committed outputs)")
+    if args.no_execute:
+        for name in names:
+            refuse_to_clear_outputs(course, name)
+    for name in names:
+        result = build(course, name, execute_solution=not args.no_execute, keep_outputs=args.keep_outputs)
         print(f"{name}: wrote {result['student'].relative_to(course.root)} and "
               f"{result['solution'].relative_to(course.root)}")
     for path in write_colab_index(course):
@@ -161,6 +167,8 @@ def _gradescope(args: argparse.Namespace) -> int:
     course = load_course()
     [name] = course.resolve([args.assignment])
     require_fresh(course, [name], "bundling it for Gradescope", built_only=True)
+    if args.try_notebook and not args.try_notebook.is_file():
+        raise CourseError(f"{args.try_notebook}: no such notebook to try the bundle on")
     visibility = {k: v for k, v in (("hidden", args.hidden_visibility), ("visible", args.visible_visibility)) if v}
     settings = read_settings(course, name, memory_mb=args.memory, timeout_s=args.timeout,
                              visibility=visibility or None)
@@ -169,6 +177,11 @@ def _gradescope(args: argparse.Namespace) -> int:
     print(f"{name}: wrote {output} (upload it as the autograder of a Gradescope programming assignment)")
     print(f"  Gradescope settings this bundle assumes: {settings.memory_mb} MB memory, timeout {settings.timeout_s} s; "
           f"a notebook gets {limits['memory_mb']} MB and {limits['timeout_s']:g} s")
+    if args.try_notebook:
+        from dlcourse.instructor.gradescope.rehearse import format_results, try_bundle
+
+        for line in format_results(try_bundle(output, args.try_notebook), args.try_notebook):
+            print(line)
     return EXIT_OK
 
 
@@ -191,10 +204,12 @@ def add_commands(commands, shared: dict[str, argparse.ArgumentParser]) -> None:
     build = commands.add_parser("build", parents=[shared["assignments"]],
                                 help="build student and solution notebooks from notebooks/")
     build.add_argument("--no-execute", action="store_true",
-                       help="do not run the solution (writes it without outputs)")
-    build.add_argument("--headers-only", action="store_true",
-                       help="keep the committed solutions' outputs, rewrite their badge and setup cells "
-                            "(after a [tool.dlcourse] change; refused when other cells changed)")
+                       help="do not run the solution (writes it without outputs; refused when the committed "
+                            "solution has outputs)")
+    build.add_argument("--keep-outputs", "--headers-only", dest="keep_outputs", action="store_true",
+                       help="do not run the solution again: keep the committed outputs after a change of markdown, "
+                            "points, a visible test's hint or [tool.dlcourse] (refused, naming the cell, when "
+                            "code changed)")
     build.set_defaults(run=_build)
 
     new = commands.add_parser("new", help="start an assignment: notebooks/NN_name/NN_name.py (one cell of each "
@@ -269,6 +284,9 @@ def add_commands(commands, shared: dict[str, argparse.ArgumentParser]) -> None:
         gradescope.add_argument(f"--{tests}-visibility", default=None,
                                 choices=("hidden", "after_due_date", "after_published", "visible"),
                                 help=f"when students see tests {parts} hidden parts (default {default})")
+    gradescope.add_argument("--try", dest="try_notebook", type=Path, default=None, metavar="NOTEBOOK",
+                            help="then grade NOTEBOOK with the bundle as Gradescope would (its run_autograder in a "
+                                 "scratch /autograder) and print the results")
     gradescope.set_defaults(run=_gradescope)
 
     export = commands.add_parser("export", parents=[shared["assignments"]],

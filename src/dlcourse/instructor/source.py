@@ -103,10 +103,52 @@ def read_source(path: Path) -> NotebookNode:
             cell.execution_count = None
     if not seen:
         raise SourceError(f"{path}: no graded cell (solution=, tests= or answer=) in the source")
+    check_syntax(nb, path)
     nb.metadata = dict(KERNEL_METADATA)
     nb.nbformat, nb.nbformat_minor = 4, 5
     nbformat.validate(nb)
     return nb
+
+
+def cell_start_lines(path: Path) -> list[int] | None:
+    """The line of the source file each cell's text starts on (the line after its `# %%` header),
+    or None when the headers and jupytext's cells do not pair up (then messages name the cell only)."""
+    text = Path(path).read_text(encoding="utf-8")
+    starts = [number + 1 for number, line in enumerate(text.splitlines(), start=1) if line.startswith("# %%")]
+    return starts if len(starts) == len(jupytext.reads(text, fmt="py:percent").cells) else None
+
+
+def where_in_source(path: Path, nb: NotebookNode, index: int, line: int | None, starts=None) -> str:
+    """'<file>, line L (<cell header>)' for line `line` (1-based) of cell `index` (0-based) of a source
+    notebook; the cell number and its line when the file's lines cannot be counted."""
+    cell = nb.cells[index]
+    meta = cell.metadata.get("nbgrader", {})
+    label = (f'{"tests" if meta.get("locked") else "answer" if meta.get("grade") else "solution"}="{meta["grade_id"]}"'
+             if meta.get("grade_id") else f"cell {index + 1}")
+    starts = cell_start_lines(path) if starts is None else starts
+    if starts and line is not None:
+        return f"{path}, line {starts[index] + line - 1} ({label})"
+    return f"{path}, cell {index + 1}" + (f", line {line}" if line is not None else "") + f" ({label})"
+
+
+def check_syntax(nb: NotebookNode, path: Path) -> None:
+    """Compile every code cell as written, hidden tests included (the markers are comments), before
+    anything runs: a typo in a hidden test would otherwise surface only after the solution's training,
+    or while grading. IPython's own syntax (%magics, !commands) is translated first, as the kernel does."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    transformer = TransformerManager()
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            compile(transformer.transform_cell(cell.source), f"cell {index + 1}", "exec")
+        except SyntaxError as error:
+            line = error.lineno
+            text = cell.source.splitlines()[line - 1].strip() if line and line <= len(cell.source.splitlines()) else ""
+            raise SourceError(f"{where_in_source(path, nb, index, line)}: {type(error).__name__}: "
+                              f"{re.sub(r' [(]detected at line [0-9]+[)]', '', error.msg)}"
+                              + (f": {text}" if text else "")) from None
 
 
 def _first_line(cell: NotebookNode) -> str:

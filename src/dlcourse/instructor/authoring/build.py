@@ -7,16 +7,24 @@ tests are removed (stock ``nbgrader generate_solution`` keeps both), then it is
 executed in full, real training included. Both end with the self-check (a markdown cell and a
 code cell calling `dlcourse.selfcheck.self_check` with the notebook's visible tests), and both
 open with the badge row and the Colab setup cell, built from [tool.dlcourse] (the student repository and the ref students
-install); after a change there, ``build --headers-only`` rewrites just those two cells and
-keeps the committed solutions' outputs (the setup cell prints nothing outside Colab, so the
-bytes are those of a full build).
+install).
+
+Nothing is written unless all of it worked: a syntax error (in the source, or in a student's cell
+once the stub replaces the solution) stops the build before anything runs, and a cell that fails
+while the solution runs is one line naming its source line (describe_failure). After a change that
+cannot change the outputs (markdown, points, a visible test's hint, [tool.dlcourse]),
+``build --keep-outputs`` (``--headers-only``, its older name) keeps the committed solution's
+outputs and recomputes the self-check's: the bytes are those of a full build.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import itertools
 import json
 import os
+import re
 import string
 import tempfile
 import time
@@ -24,12 +32,15 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions, ComputeChecksums, LockCells
 
-from dlcourse.instructor.source import read_source
-from dlcourse.instructor.cells import CODE_STUB, GENERATED_CELLS, graded_cells, grade_id, nbgrader_metadata, strip_markers
-from dlcourse.selfcheck import STOP_ON_ERROR_ENV, fingerprint
+from dlcourse.instructor import cells
+from dlcourse.instructor.source import cell_start_lines, read_source, where_in_source
+from dlcourse.instructor.cells import (CODE_STUB, GENERATED_CELLS, graded_cells, grade_id, is_generated,
+                                       nbgrader_metadata, strip_markers)
+from dlcourse.selfcheck import STOP_ON_ERROR_ENV, CellRun, fingerprint, tally
 from dlcourse.instructor.course import Course, CourseError
 
 # A whole solution run (real training) must fit in this; the issue budget is 5 minutes on a CPU.
@@ -139,11 +150,16 @@ SELF_CHECK_NOTE = (
 )
 
 
+def visible_tests(student: NotebookNode) -> tuple[dict[str, tuple[float, str]], float]:
+    """What the self-check is given: test id -> (points, fingerprint of its text), and the written answers' points."""
+    tests = {grade_id(c): (nbgrader_metadata(c)["points"], fingerprint(c.source)) for c in graded_cells(student, "tests")}
+    return tests, sum(float(nbgrader_metadata(c)["points"]) for c in graded_cells(student, "answer"))
+
+
 def self_check_cells(name: str, student: NotebookNode) -> list[NotebookNode]:
     """The closing cells of every generated notebook: the tally of the student notebook's visible tests."""
-    tests = "".join(f"\n    {grade_id(c)!r}: ({nbgrader_metadata(c)['points']:g}, {fingerprint(c.source)!r}),"
-                    for c in graded_cells(student, "tests"))
-    hand_graded = sum(float(nbgrader_metadata(c)["points"]) for c in graded_cells(student, "answer"))
+    visible, hand_graded = visible_tests(student)
+    tests = "".join(f"\n    {test!r}: ({points:g}, {mark!r})," for test, (points, mark) in visible.items())
     code = (GENERATED_CELLS["self-check"] + "\n\n"
             "# test -> (points, fingerprint of its cell's text)\n"
             f"self_check({name!r}, {{{tests}\n}}, hand_graded_points={hand_graded:g})")
@@ -222,25 +238,45 @@ def notebook_bytes(nb: NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def build(course: Course, name: str, execute_solution: bool = True, log=print, headers_only: bool = False) -> dict:
+class BuildError(CourseError):
+    """The solution failed while it ran; the message is one line: where in the source, and why."""
+
+
+def build(course: Course, name: str, execute_solution: bool = True, log=print, keep_outputs: bool = False,
+          headers_only: bool = False) -> dict:
     """Build one assignment; returns what was written and how long the solution ran.
 
-    headers_only: take the outputs of the committed solution instead of running it again (after a
-    change of [tool.dlcourse], which only the header cells show); the bytes are those a full build
-    writes, since the setup cell prints nothing outside Colab."""
+    Nothing is written unless everything worked: a syntax error anywhere in the source stops it before
+    anything runs (read_source), and a solution or visible test that fails while the solution runs
+    stops it with one line (BuildError), the committed notebooks left as they were.
+
+    keep_outputs (or headers_only, its older name): take the outputs of the committed solution instead
+    of running it again, when only what cannot change them changed (markdown, points, header cells,
+    the hints of visible tests; see with_committed_outputs); the bytes are those a full build writes."""
     source = read_source(course.source_path(name))
     student = student_notebook(course, name, source)
-    write_notebook(student, course.student_path(name))
+    check_student_syntax(course, name, source, student)
     solution = solution_cells(course, name, source)
     seconds = None
-    if headers_only:
-        solution = with_committed_outputs(course, name, solution)
+    if keep_outputs or headers_only:
+        solution = with_committed_outputs(course, name, solution, source, student)
     elif execute_solution:
         log(f"{name}: executing the solution in full (real training) ...")
         started = time.perf_counter()
-        execute(solution)
+        try:
+            execute(solution)
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
+            raise BuildError(describe_failure(course, name, source, solution, error)) from None
         seconds = time.perf_counter() - started
         log(f"{name}: solution ran in {seconds:.0f} s")
+        starts = cell_start_lines(course.source_path(name)) or []
+        labels = {cell.get("id"): f"line {start}" for cell, start in zip(source.cells, starts)}
+        digest = printed_digest(solution, skip={grade_id(c) for c in graded_cells(source, "tests")}, labels=labels)
+        if digest:
+            log(f"{name}: what the solution printed last, cell by cell ({course.source_path(name).name}):")
+        for line in digest:
+            log(f"  {line}")
+    write_notebook(student, course.student_path(name))
     write_notebook(solution, course.solution_path(name))
     return {
         "assignment": name,
@@ -250,29 +286,207 @@ def build(course: Course, name: str, execute_solution: bool = True, log=print, h
     }
 
 
-def with_committed_outputs(course: Course, name: str, solution: NotebookNode) -> NotebookNode:
-    """The unexecuted solution with the outputs of the committed one, whose cells must be the
-    same but for the header cells (else it needs a real build)."""
+def check_student_syntax(course: Course, name: str, source: NotebookNode, student: NotebookNode) -> None:
+    """Each solution cell as the student gets it (its solution blocks replaced by the stub) must still be
+    Python: markers inside an expression make a stub that is not, and students could not run the cell."""
+    ids = [c.get("id") for c in source.cells]
+    for cell in graded_cells(student, "solution"):
+        try:
+            compile(cell.source, grade_id(cell), "exec")
+        except SyntaxError as error:
+            index = ids.index(cell.id) if cell.get("id") in ids else None
+            where = (where_in_source(course.source_path(name), source, index, None) if index is not None
+                     else f"{course.source_path(name)}, solution {grade_id(cell)!r}")
+            raise CourseError(f"{where}: in the student notebook this cell is not valid Python once its solution "
+                              f"is replaced by the stub ({error.msg}, line {error.lineno} of the student's cell): "
+                              "put ### BEGIN SOLUTION / ### END SOLUTION around whole statements") from None
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def describe_failure(course: Course, name: str, source: NotebookNode, solution: NotebookNode, error: Exception) -> str:
+    """One line for a solution that failed while it ran: the source line of the cell that raised (a
+    visible test, by its id), and the error's own message; no nbclient, asyncio or IPython frames."""
+    path = course.source_path(name)
+    failed = next((c for c in solution.cells if c.cell_type == "code"
+                   and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    if isinstance(error, CellTimeoutError):
+        why = f"ran longer than {SOLUTION_CELL_TIMEOUT_S} s (the build's limit per cell)"
+    elif isinstance(error, DeadKernelError):
+        why = "its kernel died (out of memory?)"
+    elif failed is not None:
+        output = next(o for o in failed.outputs if o.get("output_type") == "error")
+        message = " ".join(ANSI.sub("", output.get("evalue", "")).split())
+        why = f"{output.get('ename', 'Error')}: {message}" if message else output.get("ename", "Error")
+    else:
+        why = " ".join(ANSI.sub("", str(error)).split())[:300]
+    if failed is None:  # a timeout or a dead kernel: the cell that was running has no error output
+        failed = next((c for c in reversed(solution.cells) if c.cell_type == "code" and c.get("execution_count")),
+                      None)
+    ids = [c.get("id") for c in source.cells]
+    if failed is None or failed.get("id") not in ids:
+        what = f"cell {failed.get('id')!r}" if failed is not None else "the solution notebook"
+        return f"{course.source_path(name)}: {what} failed while the solution ran: {why}; nothing written"
+    index = ids.index(failed.id)
+    cell = source.cells[index]
+    line = _source_line(cell.source, _failing_line(failed))
+    where = where_in_source(path, source, index, line)
+    text = f": {cell.source.splitlines()[line - 1].strip()}" if line else ""
+    kind = "visible test" if cells.role(cell) == "tests" else "cell"
+    return f"{where}: {kind} fails on the solution: {why}{text}; nothing written (fix it, then build again)"
+
+
+def _failing_line(cell: NotebookNode) -> int | None:
+    """The line of a cell (as it ran) that raised, from IPython's traceback ('Cell In[7], line 3')."""
+    output = next(o for o in cell.outputs if o.get("output_type") == "error")
+    marker = f"Cell In[{cell.get('execution_count')}], line "
+    for frame in output.get("traceback", []):
+        plain = ANSI.sub("", frame)
+        if marker in plain:
+            return int(re.match(r"\d+", plain.split(marker, 1)[1]).group())
+    return None
+
+
+def _source_line(source: str, ran_line: int | None) -> int | None:
+    """The line of a source cell that became line `ran_line` of the solution (markers and hidden tests gone)."""
+    if ran_line is None:
+        return None
+    kept, number = [], 0
+    for block in cells.segments(source):
+        if block.kind is not None:
+            number += 1  # its BEGIN marker
+        for _ in block.lines:
+            number += 1
+            if block.kind != "hidden":
+                kept.append(number)
+        if block.kind is not None:
+            number += 1  # its END marker
+    return kept[ran_line - 1] if 0 < ran_line <= len(kept) else None
+
+
+def printed_digest(solution: NotebookNode, skip: set[str] = frozenset(), most: int = 12,
+                   labels: dict[str, str] | None = None) -> list[str]:
+    """The last printed line of each code cell that printed (training results, accuracies), the last
+    `most` of them, but for the generated cells and those in `skip` (the tests, whose lines only confirm):
+    what an author reads after a build to see that the run went as the text says."""
+    lines = []
+    for cell in solution.cells:
+        if cell.cell_type != "code" or is_generated(cell) or cell.get("id") in skip:
+            continue
+        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                       if o.get("output_type") == "stream" and o.get("name") == "stdout")
+        printed = [line.strip() for line in ANSI.sub("", text).replace("\r", "\n").splitlines() if line.strip()]
+        if printed:
+            lines.append(f"{(labels or {}).get(cell.get('id'), cell.get('id'))}: {printed[-1][:150]}")
+    return lines[-most:]
+
+
+def refuse_to_clear_outputs(course: Course, name: str) -> None:
+    """`build --no-execute` writes a solution without outputs; refuse when that would replace one
+    with the outputs of a real run (the freshness test would pass, and students would lose them)."""
     path = course.solution_path(name)
     if not path.exists():
-        raise CourseError(f"{path} does not exist: run `dlcourse build {name}` (without --headers-only)")
+        return
     committed = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-
-    def body(nb: NotebookNode) -> str:
-        nb = strip_outputs(nb)
-        nb.cells = [c for c in nb.cells if c.get("id") not in HEADER_IDS]
-        return notebook_bytes(nb)
-
-    if body(committed) != body(solution) or len(committed.cells) != len(solution.cells):
+    if any(c.cell_type == "code" and (c.outputs or c.execution_count) for c in committed.cells):
         raise CourseError(
-            f"{path.relative_to(course.root)}: cells other than the header changed since it was executed; "
-            f"run `dlcourse build {name}` (without --headers-only)"
-        )
-    solution = copy.deepcopy(solution)
-    for new, old in zip(solution.cells, committed.cells):
-        if new.cell_type == "code":
-            new.outputs, new.execution_count = old.outputs, old.execution_count
+            f"{path.relative_to(course.root)} holds the outputs of a real run and --no-execute would remove "
+            f"them: run `dlcourse build {name} --keep-outputs` (after a change of markdown, points or a test's "
+            f"hint) or `dlcourse build {name}`")
+
+
+def freshness_problems(course: Course, name: str) -> list[str]:
+    """What the course's freshness test fails on: generated files older than the source, and a committed
+    solution whose code cells never ran (built with --no-execute: stale_files compares cells, not outputs)."""
+    problems = [f"{path} is older than notebooks/" for path in stale_files(course, name)]
+    path = course.solution_path(name)
+    if path.exists():
+        committed = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        never_ran = [c.get("id", "?") for c in committed.cells if c.cell_type == "code" and not c.execution_count]
+        if never_ran:
+            problems.append(f"{path.relative_to(course.root)} never ran ({len(never_ran)} code cells without "
+                            f"outputs, first {never_ran[0]!r}): run `dlcourse build {name}` without --no-execute")
+    return problems
+
+
+def _code_without_hints(code: str) -> str:
+    """A test cell's code with what only a failure shows taken out (assert messages, hint= arguments
+    given as text): two cells equal here behave the same when their tests pass."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # IPython syntax: compare as written
+        return code
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert) and isinstance(node.msg, (ast.Constant, ast.JoinedStr)):
+            node.msg = None
+        elif isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords
+                             if not (k.arg == "hint" and isinstance(k.value, (ast.Constant, ast.JoinedStr)))]
+    return ast.dump(tree)
+
+
+def with_committed_outputs(course: Course, name: str, solution: NotebookNode, source: NotebookNode,
+                           student: NotebookNode) -> NotebookNode:
+    """The unexecuted solution with the outputs of the committed one, when none of them can differ:
+    every code cell the same, in the same order, but for the header cells and the self-check (whose
+    output is computed here) and for the hints of visible tests (shown only when a test fails, and
+    every visible test passed in the committed run). Markdown may change freely."""
+    path = course.solution_path(name)
+    relative = path.relative_to(course.root)
+    rerun = f"run `dlcourse build {name}` (without --keep-outputs) to run the solution again"
+    if not path.exists():
+        raise CourseError(f"{relative} does not exist: {rerun}")
+    committed = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+    tests = {cells.grade_id(c) for c in cells.graded_cells(source, "tests")}
+
+    def body(nb: NotebookNode) -> list[NotebookNode]:
+        return [c for c in nb.cells if c.cell_type == "code" and not is_generated(c)]
+
+    old_cells, new_cells = body(committed), body(solution)
+    if any(not c.execution_count for c in old_cells):
+        raise CourseError(f"{relative} was never executed (built with --no-execute): {rerun}")
+    for old, new in itertools.zip_longest(old_cells, new_cells):
+        if old is None or new is None:
+            raise CourseError(f"{relative}: the source has {len(new_cells)} code cells, the executed solution "
+                              f"{len(old_cells)}: {rerun}")
+        same = (old.source == new.source or
+                (new.get("id") in tests and _code_without_hints(old.source) == _code_without_hints(new.source)))
+        if not same:
+            index = [c.get("id") for c in source.cells].index(new.id) if new.get("id") in [
+                c.get("id") for c in source.cells] else None
+            where = (where_in_source(course.source_path(name), source, index, None) if index is not None
+                     else f"cell {new.get('id')!r}")
+            raise CourseError(f"{where}: its code changed since the solution ran (only markdown, points and "
+                              f"the hints of visible tests may): {rerun}")
+        new.outputs, new.execution_count = old.outputs, old.execution_count
+    by_id = {c.get("id"): c for c in committed.cells}
+    for cell in solution.cells:
+        if cell.cell_type == "code" and cell.get("id") in HEADER_IDS and by_id.get(cell.id) is not None:
+            old = by_id[cell.id]
+            cell.outputs, cell.execution_count = old.get("outputs", []), old.get("execution_count")
+    _recompute_self_check(solution, committed, name, student, relative, rerun)
     return solution
+
+
+def _recompute_self_check(solution, committed, name, student, relative, rerun) -> None:
+    """The self-check cell's output with the new points and fingerprints, each visible test passed or
+    not run as the committed run's self-check shows it (a build stops at a failed one)."""
+    old = next((c for c in committed.cells if c.get("id") == "self-check"), None)
+    new = next(c for c in solution.cells if c.get("id") == "self-check")
+    printed = "".join(o.get("text", "") for o in (old.outputs if old is not None else []))
+    visible, hand_graded = visible_tests(student)
+    status = {}
+    for line in printed.splitlines():
+        words = line.split()
+        if words and words[0] in visible:
+            status[words[0]] = " ".join(words[2:])
+    if old is None or any(status.get(test) not in ("passed", "not run") for test in visible):
+        raise CourseError(f"{relative}: its self-check does not show how each visible test ran: {rerun}")
+    runs = {mark: CellRun(None) for test, (_, mark) in visible.items() if status[test] == "passed"}
+    new.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                          text="\n".join(tally(name, visible, runs, hand_graded)) + "\n")]
+    new.execution_count = old.execution_count
 
 
 def strip_outputs(nb: NotebookNode) -> NotebookNode:

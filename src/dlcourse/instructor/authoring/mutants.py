@@ -15,6 +15,7 @@ mutant cannot drift away from the solution it breaks.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,12 @@ def read_mutants(path: Path, solution_ids: set[str]) -> list[Mutant]:
     path = Path(path)
     if not path.exists():
         return []
+    text = path.read_text(encoding="utf-8")
     try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SourceError(f"{path}: not valid TOML ({error})") from None
+    _check_headers_together(path, text)
     mutants = []
     for grade_id, by_name in spec.items():
         if grade_id not in solution_ids:
@@ -92,8 +95,40 @@ def read_mutants(path: Path, solution_ids: set[str]) -> list[Mutant]:
             label = f"{grade_id}.{name}"
             if not isinstance(edits, list) or not edits or not all(isinstance(e, dict) for e in edits):
                 raise SourceError(f"{path}: mutant {label} must be written [[{label}]] (one table per edit)")
-            mutants.append(Mutant(grade_id, name, tuple(_edit(path, label, e) for e in edits)))
+            parsed = tuple(_edit(path, label, e) for e in edits)
+            if len(set(parsed)) < len(parsed):
+                raise SourceError(f"{path}: mutant {label} has the same edit twice: a copied mutant whose name "
+                                  "was not changed? Give each mutant its own [[<solution id>.<what is wrong>]]")
+            mutants.append(Mutant(grade_id, name, parsed))
     return mutants
+
+
+HEADER = re.compile(r"^\[\[\s*(.+?)\s*\]\]\s*(#.*)?$")
+
+
+def _check_headers_together(path: Path, text: str) -> None:
+    """The tables of one mutant are written one after another (its edits, in order). A header that comes
+    back after another mutant's is a copied mutant whose name was not changed: TOML would merge the two
+    into one mutant silently, and the check would count one where the author wrote two."""
+    seen: dict[str, int] = {}
+    previous = None
+    in_string = None  # the quote of the multi-line string a line is in
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = HEADER.match(line) if in_string is None else None
+        if match:
+            label = re.sub(r"""\s*\.\s*""", ".", match.group(1)).replace('"', "").replace("'", "")
+            if label in seen and label != previous:
+                raise SourceError(
+                    f"{path}, line {number}: [[{label}]] again, after other mutants (first at line {seen[label]}): "
+                    "the edits of one mutant go one after another; if this is another mutant, give it its own name")
+            seen.setdefault(label, number)
+            previous = label
+        for quote in ("'''", '"""'):
+            for _ in range(line.count(quote)):
+                if in_string is None:
+                    in_string = quote
+                elif in_string == quote:
+                    in_string = None
 
 
 def _edit(path: Path, label: str, table: dict) -> Edit:

@@ -108,7 +108,18 @@ class Leak:
             return f"{self.file}: {self.text}"
         if self.secret is None:
             return f"{where}: nbgrader marker {self.text!r}"
-        return f"{where}: {self.secret.kind} line {self.text!r} from {self.secret.where()}"
+        return f"{where}: {self.secret.kind} line {self.text!r} from {self.secret.where()}{self.remedy()}"
+
+    def remedy(self) -> str:
+        """What clears a line another assignment keeps secret: its file is of one assignment, the
+        secret of an assignment not released."""
+        parts = self.file.split("/")
+        own = parts[1] if len(parts) > 2 and parts[0] in ("assignments", "solutions") else None
+        if own is None or own == self.secret.assignment or self.secret.kind == "hidden test":
+            return ""
+        other = self.secret.assignment
+        return (f" (a line of {other}'s unreleased {self.secret.kind} too: write it differently in one of the two, "
+                f"or release {other} first)")
 
 
 @dataclass
@@ -500,10 +511,23 @@ def gate(course: Course, files: dict[str, bytes], released: list[str]) -> list[L
 
 
 def check_leaks(course: Course, name: str) -> list[Leak]:
-    """What `dlcourse check NAME` adds: the leak gate over what publish would write for the
-    assignment (its student notebook, colab/, the README, the package and the data), unreleased."""
+    """What `dlcourse check NAME` adds: the gates of `publish` and of `release` for the assignment.
+    Publish: what it writes for the assignment (its student notebook, colab/, the README, the package
+    and the data) holds no secret line of any assignment. Release, on its date in
+    [tool.dlcourse.release_dates], the assignments due earlier released before it (none when it has no
+    date): its executed solution holds no secret line of an assignment still unreleased then (a solution
+    line two assignments share is the secret of the first in course order until that one is released).
+    The same gate as `release`, so that check passing means release will."""
     files = planned_files(course, [name], [], strict=False)
-    return instructor_files(files) + scan(files, secrets(course, [name]))
+    everything = secrets(course)
+    leaks = instructor_files(files) + scan(files, everything)
+    solution = course.solution_path(name)
+    if solution.exists():
+        due = course.release_dates.get(name)
+        before = [n for n, date in course.release_dates.items() if due is not None and date < due] + [name]
+        allowed = {(n, kind) for n in before for kind in ("solution", "model answer")}
+        leaks += scan({f"solutions/{name}/{name}.ipynb": solution.read_bytes()}, everything, allowed)
+    return leaks
 
 
 def publish(course: Course, destination: Path, names: list[str] | None = None,

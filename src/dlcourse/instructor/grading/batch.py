@@ -7,11 +7,15 @@ the submission's sha256, status, flags and time), write the feedback page. A
 batch killed at any point loses nothing already saved, and the next run grades
 exactly what is missing: a submission counts as graded when the
 gradebook has it and the autograded notebook records the same sha256 (so a
-resubmitted notebook is graded again). ``--force`` grades everything again.
+resubmitted notebook is graded again) and the same version of the assignment's
+graded cells (so a change of points or tests grades it again, never leaving a
+score under another maximum). ``--force`` grades everything again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -24,7 +28,7 @@ import nbformat
 
 from dlcourse.instructor.source import read_source
 from dlcourse.instructor.course import Course, CourseError
-from dlcourse.instructor.cells import score_columns
+from dlcourse.instructor.cells import graded_cells, grade_id, score_columns
 from dlcourse.instructor.grading.engine import CellScore, GradeResult, Status, grade_notebook
 from dlcourse.instructor.grading import settings
 from dlcourse.instructor.grading.sanitize import sanitize_notebook
@@ -175,6 +179,26 @@ def copy_exchange_receipt(submission: Submission, folder: Path) -> None:
             shutil.copyfile(submission.files[name], folder / name)
 
 
+def grading_version(source) -> str:
+    """What a score depends on in the source: each graded cell's id, role and points, and the text of
+    every tests cell (hidden tests included). Markdown and plain cells do not count: the grader runs
+    the student's own."""
+    graded = [(c.grade_id, c.kind, c.max_points) for c in score_columns(source)]
+    tests = [(grade_id(c), c.source) for c in graded_cells(source, "tests")]
+    return hashlib.sha256(json.dumps([graded, tests]).encode()).hexdigest()[:16]
+
+
+def _graded_now(record: dict, version: str, source) -> bool:
+    """Whether a recorded grade is one of this version of the assignment (records from before versions
+    were kept: the same graded cells with the same points)."""
+    if "version" in record:
+        return record["version"] == version
+    row = record.get("row", {})
+    columns = score_columns(source)
+    return (sorted(row.get("cells", {})) == sorted(c.grade_id for c in columns)
+            and row.get("max_score") == sum(c.max_points for c in columns if c.kind == "tests"))
+
+
 def _record(path: Path) -> dict | None:
     try:
         return nbformat.read(str(path), as_version=4).metadata.get(RECORD_KEY)
@@ -224,11 +248,17 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         workers = cluster.slots()
 
     graded = set() if options.force else gradebook.graded_students()
+    version = grading_version(source)
     rows: dict[str, Row] = {}
     todo: list[Submission] = []
+    outdated: list[str] = []
     for submission in found:
         record = _record(autograded_path(base, submission.student, assignment))
         if submission.student in graded and record and record.get("sha256") == submission.sha256():
+            if not _graded_now(record, version, source):
+                outdated.append(submission.student)
+                todo.append(submission)
+                continue
             rows[submission.student] = Row(**{**record["row"], "skipped": True})
             if late is not None:  # a new extension or policy applies without grading again
                 late.reapply(rows[submission.student], submission, gradebook)
@@ -236,6 +266,9 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
             todo.append(submission)
     if rows:
         log(f"{assignment}: {len(rows)} submission(s) already graded (use --force to grade them again)")
+    if outdated:
+        log(f"{assignment}: {len(outdated)} submission(s) graded against an older version of its tests or points "
+            f"({', '.join(outdated[:5])}{', ...' if len(outdated) > 5 else ''}): grading them again")
 
     def grade_one(slot_submission: tuple[int, Submission]) -> Row:
         slot, submission = slot_submission
@@ -267,7 +300,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         row = _row(submission.student, assignment, result)
         if decision is not None:
             row.late_penalty, row.late = decision.penalty, decision.reason or "; ".join(decision.flags)
-        executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "row": row.__dict__}
+        executed.metadata[RECORD_KEY] = {"sha256": submission.sha256(), "version": version, "row": row.__dict__}
         # The gradebook first: nbgrader commits a submission in several steps, and only the autograded
         # notebook, written last, marks it as done (a run killed in between grades it again).
         submitted_at = gradebook.save(submission.student, result, timestamp=_handed_in_at(submission), late=decision)
