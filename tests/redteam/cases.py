@@ -79,6 +79,13 @@ CASES = {
     "assert_close_patched_in_module": (
         "import dlcourse.checks\ndlcourse.checks.assert_close = lambda *a, **k: None\n" + WRONG, 0,
         "dlcourse.checks.assert_close"),
+    "function_rebinds_the_tests_names_while_it_runs": (  # the test keeps its own; the notebook's are put back
+        "import torch\n"
+        "def square(x):\n"
+        "    global assert_close, torch\n"
+        "    assert_close = lambda *a, **k: None\n"
+        "    torch = None\n"
+        "    return x + 1\n", 0, "reverted before test"),
     "assert_close_name_rebound": ("assert_close = lambda *a, **k: None\n" + WRONG, 0, "assert_close"),
     "import_hook_fakes_checks": (
         "import builtins, types\n"

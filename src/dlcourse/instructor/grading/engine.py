@@ -140,6 +140,7 @@ def grade_notebook(
     scores = {column.grade_id: CellScore(*column) for column in score_columns(source)}
     result = GradeResult(status=Status.GRADED, flags=flags)
     verdicts: dict[int, str] = {}
+    partial: dict[int, float] = {}  # cell index -> the points a test's last value gave
     owned = workdir is None
     folder = Path(workdir or tempfile.mkdtemp(prefix="dlcourse-grade-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,7 @@ def grade_notebook(
                 result.isolation = hello.isolation
                 result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
                 if _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout,
-                              interrupt_grace, stop_at_first_failure):  # every request had its one reply: anything more is unasked for
+                              interrupt_grace, stop_at_first_failure, partial):  # every request had its one reply: anything more is unasked for
                     _nothing_pending_after_the_last_cell(conn, verdicts, result)
                 try:
                     conn.send_bytes(STOP)
@@ -193,6 +194,8 @@ def grade_notebook(
         verdict = verdicts.get(index)
         score.ran = verdict is not None
         score.points = score.max_points if verdict == "ok" else 0.0
+        if verdict == "ok" and index in partial:  # the number the test ended with, within 0..points
+            score.points = min(max(partial[index], 0.0), score.max_points)
         if verdict == VOIDED:
             score.error = "voided: the kernel sent a reply the grader did not ask for, so no verdict of it counts"
         elif verdict == "error":
@@ -259,7 +262,7 @@ def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, C
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
                deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S,
-               stop_at_first_failure: bool = False) -> bool:
+               stop_at_first_failure: bool = False, partial: dict | None = None) -> bool:
     """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed. True when
     every request sent got its one reply (False: a cell left running, a dead kernel, a voided notebook)."""
     for index, cell in enumerate(nb.cells):
@@ -307,6 +310,8 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         cell.execution_count = reply.execution_count
         result.cell_seconds += reply.seconds
         verdicts[index] = reply.status
+        if reply.score is not None and kind == "test" and partial is not None:
+            partial[index] = float(reply.score)
         result.flags += reply.flags
         if interrupted:
             result.status = result.status.worse(Status.TIMED_OUT)

@@ -1,0 +1,211 @@
+"""nbgrader's scoring semantics in `dlcourse grade`'s engine, on small hand-written nbgrader notebooks.
+
+Each test is one rule an instructor coming from nbgrader relies on: a test cell that ends with a number
+scores that number (partial credit), tests that delete, replace or spy on a notebook name and then call
+a student function (nbgrader's own `del squares; sum_of_squares(1)` example) work for correct code and
+raise no flag, while a student function still cannot reach the test's names.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
+import nbformat
+import pytest
+
+from dlcourse.instructor.grading.engine import grade_notebook
+
+SOLUTION = {"solution": True, "grade": False, "locked": False, "schema_version": 3}
+TESTS = {"solution": False, "grade": True, "locked": True, "schema_version": 3}
+
+SQUARES = '''def squares(n):
+    """The squares of 1..n."""
+    ### BEGIN SOLUTION
+    return [i ** 2 for i in range(1, n + 1)]
+    ### END SOLUTION'''
+
+SUM_OF_SQUARES = '''def sum_of_squares(n):
+    """The sum of the squares of 1..n, using squares."""
+    ### BEGIN SOLUTION
+    return sum(squares(n))
+    ### END SOLUTION'''
+
+# nbgrader's user guide, ps1 problem 1: "check that sum_of_squares relies on squares"
+USES_SQUARES = '''orig_squares = squares
+del squares
+try:
+    sum_of_squares(1)
+except NameError:
+    pass
+else:
+    raise AssertionError("sum_of_squares does not use squares")
+finally:
+    squares = orig_squares'''
+
+SPIES_ON_SQUARES = '''calls = []
+real_squares = squares
+def spy(n):
+    calls.append(n)
+    return real_squares(n)
+squares = spy
+try:
+    assert sum_of_squares(3) == 14
+finally:
+    squares = real_squares
+assert calls == [3], "sum_of_squares should call squares once"'''
+
+PARTIAL = '''score = 0
+if squares(1) == [1]:
+    score += 1
+if squares(3) == [1, 4, 9]:
+    score += 2
+score'''
+
+
+def code(source: str, **nbgrader) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell
+
+
+def notebook(*cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = list(cells)
+    return nb
+
+
+def source_notebook(*tests: tuple[str, str, float]) -> nbformat.NotebookNode:
+    """squares and sum_of_squares, then one test cell per (grade id, text, points)."""
+    return notebook(code(SQUARES, grade_id="squares", **SOLUTION),
+                    code(SUM_OF_SQUARES, grade_id="sum_of_squares", **SOLUTION),
+                    *[code(text, grade_id=gid, points=points, **TESTS) for gid, text, points in tests],
+                    code("print(sum_of_squares(2))"))
+
+
+def submission(source: nbformat.NotebookNode, **answers: str) -> nbformat.NotebookNode:
+    """The source with each named solution cell's text replaced by a student's."""
+    nb = copy.deepcopy(source)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in answers:
+            cell.source = answers[gid]
+    return nb
+
+
+CORRECT_SQUARES = "def squares(n):\n    return [i * i for i in range(1, n + 1)]"
+CORRECT_SUM = "def sum_of_squares(n):\n    return sum(squares(n))"
+BLANK_SQUARES = "def squares(n):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+BLANK_SUM = "def sum_of_squares(n):\n    # YOUR CODE HERE\n    raise NotImplementedError()"
+# right numbers, but does not use squares: what nbgrader's example test is there to catch
+SUM_BY_ITSELF = "def sum_of_squares(n):\n    return sum(i * i for i in range(1, n + 1))"
+
+
+def grade_all(template, plan: dict) -> dict:
+    def one(item):
+        name, (nb, source) = item
+        result, executed = grade_notebook(nb, source, template=template, cell_timeout=30, timeout=90)
+        return name, (result, executed)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(one, plan.items()))
+
+
+def points(result) -> dict[str, float | None]:
+    return {c.grade_id: c.points for c in result.cells}
+
+
+# -- requirement 3: tests that delete, replace or spy on a notebook name ------------------------------
+
+IDIOMS = source_notebook(("uses_squares", USES_SQUARES, 1), ("spies_on_squares", SPIES_ON_SQUARES, 1))
+
+
+@pytest.fixture(scope="module")
+def idioms(template):
+    reference = "def reference(n):\n    return 0\n"
+    steals = source_notebook(("uses_reference", "def reference(n):\n    return n * (n + 1) * (2 * n + 1) // 6\n"
+                              "assert sum_of_squares(4) == reference(4)", 1))
+    rebinds = source_notebook(("expected_kept", "expected = 30\nassert sum_of_squares(4) == expected", 1))
+    return grade_all(template, {
+        "correct": (submission(IDIOMS, squares=CORRECT_SQUARES, sum_of_squares=CORRECT_SUM), IDIOMS),
+        "sum_by_itself": (submission(IDIOMS, squares=CORRECT_SQUARES, sum_of_squares=SUM_BY_ITSELF), IDIOMS),
+        # a student who binds the name of the test's own helper first, and calls it: gets their own
+        "calls_the_tests_helper": (submission(steals, squares=CORRECT_SQUARES,
+                                              sum_of_squares=reference + "def sum_of_squares(n):\n"
+                                              "    return globals()['reference'](n)"), steals),
+        # a student function that rebinds the test's name during the test: the test keeps its own
+        "rebinds_the_tests_name": (submission(rebinds, squares=CORRECT_SQUARES,
+                                              sum_of_squares="expected = 0\ndef sum_of_squares(n):\n"
+                                              "    global expected\n    expected = -1\n    return -1"), rebinds),
+    })
+
+
+def test_deleting_and_spying_on_a_notebook_name_works_for_correct_code_without_a_flag(idioms):
+    result, executed = idioms["correct"]
+    assert points(result) == {"uses_squares": 1, "spies_on_squares": 1}
+    assert result.flags == []
+    # what the tests put back is the notebook's again: the cell after them still runs
+    assert executed.cells[-1].outputs[0]["text"] == "5\n"
+
+
+def test_a_function_that_does_not_use_the_deleted_name_fails_that_test_only(idioms):
+    result, _ = idioms["sum_by_itself"]
+    assert points(result)["uses_squares"] == 0
+    assert "does not use squares" in next(c.error for c in result.cells if c.grade_id == "uses_squares")
+    # the spy sees no call either: nbgrader's other way of asking the same question
+    assert points(result)["spies_on_squares"] == 0
+    assert not any("tampering" in f for f in result.flags)
+
+
+def test_a_name_the_test_binds_without_reading_it_stays_the_tests(idioms):
+    result, _ = idioms["calls_the_tests_helper"]
+    assert result.score == 0
+
+
+def test_a_student_function_cannot_rebind_the_tests_names(idioms):
+    result, _ = idioms["rebinds_the_tests_name"]
+    assert result.score == 0
+
+
+# -- requirement 2: partial credit from the number a test ends with -----------------------------------
+
+PARTIAL_SOURCE = source_notebook(("partial", PARTIAL, 3), ("capped", "squares(1)[0] * 10", 4),
+                                 ("negative", "-2", 1), ("yes", "squares(1) == [1]", 2),
+                                 ("raises_after", "score = 1\nassert squares(2) == [1, 4]\nscore", 2))
+
+
+@pytest.fixture(scope="module")
+def partial(template):
+    only_small = "def squares(n):\n    return [1] if n == 1 else [0] * n"
+    return grade_all(template, {
+        "correct": (submission(PARTIAL_SOURCE, squares=CORRECT_SQUARES, sum_of_squares=CORRECT_SUM),
+                    PARTIAL_SOURCE),
+        "only_small": (submission(PARTIAL_SOURCE, squares=only_small, sum_of_squares=CORRECT_SUM), PARTIAL_SOURCE),
+        "blank": (submission(PARTIAL_SOURCE, squares=BLANK_SQUARES, sum_of_squares=BLANK_SUM), PARTIAL_SOURCE),
+    })
+
+
+def test_a_test_that_ends_with_a_number_scores_that_number(partial):
+    assert points(partial["correct"][0])["partial"] == 3
+    assert points(partial["only_small"][0])["partial"] == 1
+    assert points(partial["blank"][0])["partial"] == 0  # the stub raises before the number
+
+
+def test_the_number_is_shown_as_the_cells_result(partial):
+    executed = partial["only_small"][1]
+    cell = next(c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "partial")
+    assert [o["data"]["text/plain"] for o in cell.outputs if o["output_type"] == "execute_result"] == ["1"]
+
+
+def test_the_number_is_kept_within_zero_and_the_cells_points(partial):
+    scores = points(partial["correct"][0])
+    assert scores["capped"] == 4  # 10 from a 4-point cell
+    assert scores["negative"] == 0  # nbgrader gives full points here: docs/grading.md lists why we do not
+
+
+def test_a_value_that_is_not_a_number_gives_all_or_nothing(partial):
+    assert points(partial["correct"][0])["yes"] == 2  # True is not a score (nbgrader: float("True") fails)
+    assert points(partial["correct"][0])["raises_after"] == 1
+    assert points(partial["only_small"][0])["raises_after"] == 0  # raised: no points, whatever it would have said
