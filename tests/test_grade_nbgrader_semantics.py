@@ -209,3 +209,59 @@ def test_a_value_that_is_not_a_number_gives_all_or_nothing(partial):
     assert points(partial["correct"][0])["yes"] == 2  # True is not a score (nbgrader: float("True") fails)
     assert points(partial["correct"][0])["raises_after"] == 1
     assert points(partial["only_small"][0])["raises_after"] == 0  # raised: no points, whatever it would have said
+
+
+# -- our own source format: a test's cases (dlcourse.checks.Score) ------------------------------------
+
+SCORED = '''from dlcourse.checks import Score, assert_close
+score = Score()
+with score.case("n = 1", points=1):
+    assert squares(1) == [1]
+with score.case("n = 3", points=2):
+    assert_close(squares(3), [1, 4, 9], name="squares(3)")
+score'''
+
+
+def test_a_score_of_cases_gives_partial_credit_in_the_grade_and_the_feedback(template, tmp_path):
+    from dlcourse.instructor.grading.feedback import feedback_notebook
+
+    source = source_notebook(("cases", SCORED, 3))
+    runs = grade_all(template, {
+        "correct": (submission(source, squares=CORRECT_SQUARES, sum_of_squares=CORRECT_SUM), source),
+        "only_small": (submission(source, squares="def squares(n):\n    return [1] * n",
+                                  sum_of_squares=CORRECT_SUM), source),
+        "blank": (submission(source, squares=BLANK_SQUARES, sum_of_squares=BLANK_SUM), source),
+    })
+    assert {name: points(result)["cases"] for name, (result, _) in runs.items()} == \
+        {"correct": 3, "only_small": 1, "blank": 0}
+    result, executed = runs["only_small"]
+    assert not result.flags
+    cell = next(c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "cases")
+    shown = "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
+    assert "case 'n = 3' failed (2 points)" in shown and "squares(3)" in shown  # why, under the cell
+    page = feedback_notebook(executed, source, result, "bob", "ps1")
+    assert "| cases | partly passed | 1 / 3 |" in page.cells[0].source
+    assert any("cases: partly passed, 1 / 3 points" in c.source for c in page.cells)
+    result, executed = runs["blank"]
+    page = feedback_notebook(executed, source, result, "bob", "ps1")
+    assert "| cases | failed | 0 / 3 |" in page.cells[0].source
+
+
+def test_the_self_check_shows_a_tests_partial_credit(tmp_path):
+    from nbclient import NotebookClient
+
+    from dlcourse.selfcheck import fingerprint
+
+    nb = notebook(code("import dlcourse"), code("def squares(n):\n    return [1] * n"), code(SCORED),
+                  code("6"), code("assert squares(2) == [1, 4]\n3"))
+    tests = {"cases": (3, fingerprint(SCORED)), "number": (10, fingerprint("6")),
+             "raises": (3, fingerprint(nb.cells[4].source))}
+    nb.cells.append(code(f"from dlcourse.selfcheck import self_check\nself_check('ps1', {tests!r})"))
+    NotebookClient(nb, allow_errors=True, kernel_name="python3", timeout=120).execute()
+    tally = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    rows = {line.split()[0]: line for line in tally.splitlines() if line.startswith(("cases", "number", "raises"))}
+    assert "1 of 3" in rows["cases"] and "PARTLY PASSED" in rows["cases"]
+    assert "6 of 10" in rows["number"]
+    assert "FAILED" in rows["raises"]
+    assert "failed case n = 3 (2 points)" in tally
+    assert "0 passed, 3 failed, 0 not run: 7 of 16 points" in tally
