@@ -55,6 +55,11 @@ finally:
     squares = real_squares
 assert calls == [3], "sum_of_squares should call squares once"'''
 
+MOCKS_SQUARES = '''from unittest import mock
+with mock.patch("__main__.squares", wraps=squares) as spy:
+    assert sum_of_squares(2) == 5
+assert spy.call_count == 1, "sum_of_squares should call squares once"'''
+
 PARTIAL = '''score = 0
 if squares(1) == [1]:
     score += 1
@@ -119,7 +124,8 @@ def points(result) -> dict[str, float | None]:
 
 # -- requirement 3: tests that delete, replace or spy on a notebook name ------------------------------
 
-IDIOMS = source_notebook(("uses_squares", USES_SQUARES, 1), ("spies_on_squares", SPIES_ON_SQUARES, 1))
+IDIOMS = source_notebook(("uses_squares", USES_SQUARES, 1), ("spies_on_squares", SPIES_ON_SQUARES, 1),
+                         ("mocks_squares", MOCKS_SQUARES, 1))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +150,7 @@ def idioms(template):
 
 def test_deleting_and_spying_on_a_notebook_name_works_for_correct_code_without_a_flag(idioms):
     result, executed = idioms["correct"]
-    assert points(result) == {"uses_squares": 1, "spies_on_squares": 1}
+    assert points(result) == {"uses_squares": 1, "spies_on_squares": 1, "mocks_squares": 1}
     assert result.flags == []
     # what the tests put back is the notebook's again: the cell after them still runs
     assert executed.cells[-1].outputs[0]["text"] == "5\n"
@@ -155,7 +161,7 @@ def test_a_function_that_does_not_use_the_deleted_name_fails_that_test_only(idio
     assert points(result)["uses_squares"] == 0
     assert "does not use squares" in next(c.error for c in result.cells if c.grade_id == "uses_squares")
     # the spy sees no call either: nbgrader's other way of asking the same question
-    assert points(result)["spies_on_squares"] == 0
+    assert points(result)["spies_on_squares"] == 0 and points(result)["mocks_squares"] == 0
     assert not any("tampering" in f for f in result.flags)
 
 
@@ -265,3 +271,166 @@ def test_the_self_check_shows_a_tests_partial_credit(tmp_path):
     assert "FAILED" in rows["raises"]
     assert "failed case n = 3 (2 points)" in tally
     assert "0 passed, 3 failed, 0 not run: 7 of 16 points" in tally
+
+
+# -- nbgrader's other cell kinds -----------------------------------------------------------------------
+
+def markdown(source: str, **nbgrader) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_markdown_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell
+
+
+READ_ONLY = {"solution": False, "grade": False, "locked": True, "schema_version": 3}
+KINDS = notebook(
+    code(SQUARES, grade_id="squares", **SOLUTION),
+    code("def check(n):\n    return squares(n) == [i * i for i in range(1, n + 1)]", grade_id="helpers", **READ_ONLY),
+    code("assert check(3)", grade_id="uses_helper", points=1, **TESTS),
+    code("assert squares(2) == [1, 4]", grade_id="zero_points", points=0, **TESTS),
+    code("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION", grade_id="by_hand_code", points=2,
+         solution=True, grade=True, locked=False, schema_version=3),
+    markdown("Why squares?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", grade_id="why", points=1,
+             solution=True, grade=True, locked=False, schema_version=3),
+    markdown("Part E: plot the squares and describe them.", grade_id="task_e", points=4, task=True,
+             solution=False, grade=False, locked=True, schema_version=3),
+)
+
+
+def released(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """What nbgrader generate_assignment hands out: solutions cleared with nbgrader's own stubs."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    return ClearSolutions().preprocess(copy.deepcopy(source), {})[0]
+
+
+@pytest.fixture(scope="module")
+def kinds(template):
+    blank = released(KINDS)
+    answered = submission(blank, squares=CORRECT_SQUARES, by_hand_code="answer = 41 + 1", why="Because it is.")
+    # the wrong squares, and the read-only helper the test relies on changed to always agree
+    cheats = submission(blank, squares="def squares(n):\n    return []", helpers="def check(n):\n    return True")
+    return grade_all(template, {"blank": (blank, KINDS), "answered": (answered, KINDS), "cheats": (cheats, KINDS)})
+
+
+def test_task_and_hand_graded_code_cells_are_graded_by_hand(kinds):
+    result, _ = kinds["answered"]
+    by_id = {c.grade_id: c for c in result.cells}
+    assert [(c.grade_id, c.kind, c.max_points) for c in result.cells] == [
+        ("uses_helper", "tests", 1), ("zero_points", "tests", 0), ("by_hand_code", "answer", 2),
+        ("why", "answer", 1), ("task_e", "answer", 4)]
+    assert by_id["by_hand_code"].points is None and by_id["why"].points is None and by_id["task_e"].points is None
+    assert result.manual_max_score == 7 and (result.score, result.max_score) == (1, 1)
+
+
+def test_an_unchanged_answer_scores_0_as_in_nbgrader(kinds):
+    by_id = {c.grade_id: c for c in kinds["blank"][0].cells}
+    assert by_id["by_hand_code"].points == 0 and "No response" in by_id["by_hand_code"].error
+    assert by_id["why"].points == 0 and "No response" in by_id["why"].error
+    assert by_id["task_e"].points is None  # a task has no text of the student's: a TA grades it
+
+
+def test_a_0_point_test_is_listed_and_its_failure_shown(kinds):
+    from dlcourse.instructor.grading.feedback import outcome
+
+    passed = next(c for c in kinds["answered"][0].cells if c.grade_id == "zero_points")
+    failed = next(c for c in kinds["blank"][0].cells if c.grade_id == "zero_points")
+    assert (passed.points, passed.error, outcome(passed)) == (0, None, "passed")
+    assert failed.points == 0 and failed.error.startswith("NotImplementedError") and outcome(failed) == "failed"
+
+
+def test_a_read_only_cell_is_put_back_and_flagged(kinds):
+    result, executed = kinds["cheats"]
+    assert points(result)["uses_helper"] == 0
+    assert "locked cell helpers edited: restored" in result.flags
+    helper = next(c for c in executed.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "helpers")
+    assert "range(1, n + 1)" in helper.source
+    assert not any("locked" in f for f in kinds["answered"][0].flags)
+
+
+def test_the_gradebook_holds_every_kind_for_the_formgrader(kinds, tmp_path):
+    from nbgrader.api import Gradebook
+
+    from dlcourse.instructor.grading.gradebook import GradebookWriter
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    writer = GradebookWriter(url, "ps1", "problem1", KINDS)
+    for student in ("answered", "blank"):
+        writer.save(student, kinds[student][0])
+    writer.close()
+    with Gradebook(url) as gb:
+        assert [t.name for t in gb.find_notebook("problem1", "ps1").task_cells] == ["task_e"]
+        code_answer = gb.find_grade("by_hand_code", "problem1", "ps1", "answered")
+        assert (code_answer.auto_score, code_answer.needs_manual_grade) == (None, True)
+        unchanged = gb.find_grade("why", "problem1", "ps1", "blank")
+        assert unchanged.auto_score == 0
+        zero = gb.find_grade("zero_points", "problem1", "ps1", "answered")
+        assert (zero.auto_score, zero.max_score) == (0, 0)
+        assert gb.find_submission("ps1", "answered").max_score == 8  # 1 + 0 + 2 + 1 + 4 points, as nbgrader counts
+
+
+# -- ### AUTOTEST and ### HASHED AUTOTEST --------------------------------------------------------------
+
+# A small autotests.yml in nbgrader's format (ours, not nbgrader's file): a type check, then the value.
+AUTOTESTS_YML = '''python3:
+    setup: "from hashlib import sha1"
+    hash: 'sha1({{snippet}}.encode("utf-8")+b"{{salt}}").hexdigest()'
+    dispatch: "type({{snippet}})"
+    normalize: "str({{snippet}})"
+    check: 'assert {{snippet}} == "{{value}}", "{{message}}"'
+    success: "print('Success!')"
+    templates:
+        default:
+            - test: "type({{snippet}})"
+              fail: "type of {{snippet}} is not correct"
+            - test: "{{snippet}}"
+              fail: "value of {{snippet}} is not correct"
+'''
+
+AUTOTEST_SOURCE = notebook(
+    code(SQUARES, grade_id="squares", **SOLUTION),
+    code("### AUTOTEST squares(3); len(squares(5))", grade_id="auto", points=1, **TESTS),
+    code("### HASHED AUTOTEST squares(4)", grade_id="hashed", points=2, **TESTS),
+)
+
+
+@pytest.fixture(scope="module")
+def autotested(template, tmp_path_factory):
+    from dlcourse.instructor.grading.autotests import expand_autotests
+
+    folder = tmp_path_factory.mktemp("ps1")
+    (folder / "autotests.yml").write_text(AUTOTESTS_YML)
+    handed_out = released(expand_autotests(AUTOTEST_SOURCE, folder))
+
+    def grade(nb):
+        return grade_notebook(nb, AUTOTEST_SOURCE, template=template, autotests=(folder,), cell_timeout=30,
+                              timeout=90)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = dict(zip(("correct", "wrong", "blank"), pool.map(grade, [
+            submission(handed_out, squares=CORRECT_SQUARES),
+            submission(handed_out, squares="def squares(n):\n    return [i * i for i in range(n + 1)]"),
+            handed_out])))
+    return handed_out, runs
+
+
+def test_autotest_lines_are_expanded_into_the_tests_nbgrader_hands_out(autotested):
+    handed_out, _ = autotested
+    auto, hashed = handed_out.cells[1].source, handed_out.cells[2].source
+    assert "AUTOTEST" not in auto and 'assert str(squares(3)) == "[1, 4, 9]"' in auto
+    assert "[1, 4, 9, 16]" not in hashed and "sha1(" in hashed  # the expected value only as a hash
+
+
+def test_autotests_score_like_nbgrader_and_a_blank_notebook_gets_nothing(autotested):
+    _, runs = autotested
+    assert {name: points(result) for name, (result, _) in runs.items()} == {
+        "correct": {"auto": 1, "hashed": 2}, "wrong": {"auto": 0, "hashed": 0}, "blank": {"auto": 0, "hashed": 0}}
+    # the expanded cells are the ones handed out: nothing to restore, nothing flagged
+    assert runs["correct"][0].flags == []
+
+
+def test_autotest_lines_without_an_autotests_file_stop_with_what_to_do(tmp_path, template):
+    from dlcourse.instructor.grading.autotests import AutotestError
+
+    with pytest.raises(AutotestError, match="no .*autotests.yml"):
+        grade_notebook(AUTOTEST_SOURCE, AUTOTEST_SOURCE, template=template, autotests=(tmp_path,))

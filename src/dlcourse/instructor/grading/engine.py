@@ -34,8 +34,9 @@ from nbformat import NotebookNode
 
 from dlcourse.instructor.cells import nbgrader_metadata, role, score_columns
 from dlcourse.instructor.grading import policy, settings
+from dlcourse.instructor.grading.autotests import expand_autotests, has_autotests
 from dlcourse.instructor.grading.protocol import MAX_MESSAGE, STOP, CellReply, Hello, RunCell
-from dlcourse.instructor.grading.restore import MISSING_ANSWER_KEY, restore
+from dlcourse.instructor.grading.restore import MISSING_ANSWER_KEY, restore, unchanged_answers
 from dlcourse.instructor.grading.template import Template, given_or_own
 
 
@@ -118,6 +119,7 @@ def grade_notebook(
     template: Template | None = None,
     native_code: bool = False,
     stop_at_first_failure: bool = False,
+    autotests: tuple[Path | None, ...] = (),
 ) -> tuple[GradeResult, NotebookNode]:
     """Grade one submission against the source notebook; returns the result and the executed notebook.
 
@@ -129,9 +131,16 @@ def grade_notebook(
     (cffi, a shared object it wrote): only for a course that needs it (docs/grading.md, "Its own memory").
     `stop_at_first_failure`: stop after the first test cell that fails (later cells "did not run"); for
     `dlcourse check`, which only asks whether a known-wrong notebook loses points.
+    `autotests`: where to look for the ``autotests.yml`` that nbgrader's ``### AUTOTEST`` lines in the
+    source's tests stand for (the assignment's source folder, then the course root); they are expanded as
+    ``nbgrader generate_assignment`` expands them (`autotests`), once per process. A source with such lines
+    and no file raises `AutotestError`: graded as they stand they are comments, and a blank notebook passes.
     """
     started = time.perf_counter()
+    if has_autotests(source):
+        source = expand_autotests(source, *autotests)
     nb, flags = restore(submission, source)
+    unchanged = unchanged_answers(nb, source)
     ensure_ids(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
@@ -190,6 +199,8 @@ def grade_notebook(
             score.ran = True  # graded by hand in the formgrader; a missing answer starts at 0
             if cell.metadata.get(MISSING_ANSWER_KEY):
                 score.points, score.error = 0.0, f"written answer {grade_id} missing"
+            elif grade_id in unchanged:  # nbgrader scores it 0 too (its checksum is the released cell's)
+                score.points, score.error = 0.0, f"No response: answer {grade_id} is as it was handed out"
             continue
         verdict = verdicts.get(index)
         score.ran = verdict is not None

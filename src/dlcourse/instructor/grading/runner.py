@@ -16,6 +16,9 @@ guard that first puts back what student code may have changed to raise its score
   functions return are turned into plain tensors;
 - the test runs in a copy of the notebook's namespace, so a student function
   that rebinds a global (``assert_close = ...``) during the test cannot reach it;
+  only the test's own ``del`` of a notebook name, or a rebinding of one it read first
+  (nbgrader's ``orig = squares; del squares`` and spies), passes into the notebook
+  (`TestNamespace`); a number the test ends with is its score (partial credit);
 - a patch made while the test ran (by student code the test called) fails that
   test and is flagged.
 
@@ -799,17 +802,20 @@ class Runner:
         reverted += guard.rebound_names(user_ns)
         if reverted:
             flags.append("reverted before test " + grade_id + ": " + ", ".join(sorted(set(reverted))[:12]))
-        ns = TestNamespace(user_ns)
-        dict.__setitem__(ns, "__builtins__", builtins)
+        ns = dict(user_ns)
+        ns["__builtins__"] = builtins
         for name, value in list(ns.items()):
             if guard.isinstance(value, types.FunctionType) and self.getmodule(value) == "__main__":
-                dict.__setitem__(ns, name, _wrap_student(value, guard, flags))
+                ns[name] = _wrap_student(value, guard, flags)
         before = dict(ns)
         try:
             tree = _parse(guard.transformer.transform_cell(source))
         except Exception:
             tree = None
-        ns.notebook, ns.passed_on = user_ns, _passed_on_names(tree) & guard.notebook_names(user_ns)
+        passed_on = _passed_on_names(tree) & guard.notebook_names(user_ns)
+        if passed_on:  # only then: a dict subclass makes the test's own name lookups slower (not student code's)
+            ns = TestNamespace(ns)
+            ns.notebook, ns.passed_on = user_ns, passed_on
         points = None
         status, error = "ok", None
         # A thread the notebook left running could patch what the test calls between the guard's
@@ -838,7 +844,8 @@ class Runner:
                               "traceback": [f"{guard.type(exc).__name__}: {_safe_str(exc)}", *lines[-8:]]})
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        ns.passed_on = frozenset()  # the test is over: what follows restores, it does not pass on
+        if passed_on:
+            ns.passed_on = frozenset()  # the test is over: what follows restores, it does not pass on
         during = guard.restore(hooks=False)
         try:
             stored = _stored_names(guard.transformer.transform_cell(source))
