@@ -360,6 +360,8 @@ def test_the_gradebook_holds_every_kind_for_the_formgrader(kinds, tmp_path):
     writer.close()
     with Gradebook(url) as gb:
         assert [t.name for t in gb.find_notebook("problem1", "ps1").task_cells] == ["task_e"]
+        task = gb.find_grade("task_e", "problem1", "ps1", "answered")
+        assert (task.auto_score, task.needs_manual_grade, task.max_score) == (None, True, 4)  # a TA's to grade
         code_answer = gb.find_grade("by_hand_code", "problem1", "ps1", "answered")
         assert (code_answer.auto_score, code_answer.needs_manual_grade) == (None, True)
         unchanged = gb.find_grade("why", "problem1", "ps1", "blank")
