@@ -436,3 +436,18 @@ def test_autotest_lines_without_an_autotests_file_stop_with_what_to_do(tmp_path,
 
     with pytest.raises(AutotestError, match="no .*autotests.yml"):
         grade_notebook(AUTOTEST_SOURCE, AUTOTEST_SOURCE, template=template, autotests=(tmp_path,))
+
+
+def test_a_deleted_read_only_cell_goes_back_and_one_stripped_by_an_editor_is_not_doubled():
+    from dlcourse.instructor.grading.restore import restore
+
+    deleted = released(KINDS)
+    del deleted.cells[1]
+    nb, flags = restore(deleted, KINDS)
+    assert "missing locked cell helpers restored" in flags
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells[:3]] == ["squares", "helpers", "uses_helper"]
+    stripped = released(KINDS)
+    stripped.cells[1].metadata = {}
+    nb, flags = restore(stripped, KINDS)
+    assert not [f for f in flags if "locked" in f]
+    assert sum("def check" in c.source for c in nb.cells) == 1

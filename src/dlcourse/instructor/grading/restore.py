@@ -65,9 +65,16 @@ def restore_locked(nb: NotebookNode, source: NotebookNode) -> list[str]:
             flags.append(f"locked cell {cell_id} edited: restored")
             nb.cells[index] = copy.deepcopy(original)
     for cell_id, original in locked.items():
-        if cell_id not in present:
-            flags.append(f"missing locked cell {cell_id} restored")
-            nb.cells.insert(_after_predecessor(nb.cells, source, original), copy.deepcopy(original))
+        if cell_id in present:
+            continue
+        text = _normalized(original.source)
+        same = next((c for c in nb.cells if grade_id(c) is None and c.get("cell_type") == original.cell_type
+                     and _normalized(c.get("source", "")) == text), None)
+        if same is not None:  # its metadata stripped by an editor (Colab): the same cell, not a missing one
+            same.metadata["nbgrader"] = copy.deepcopy(original.metadata["nbgrader"])
+            continue
+        flags.append(f"missing locked cell {cell_id} restored")
+        nb.cells.insert(_after_predecessor(nb.cells, source, original), copy.deepcopy(original))
     return flags
 
 
