@@ -448,13 +448,10 @@ class Guard:
         return value
 
 
-def _stored_names(source: str) -> set[str]:
-    """Every name a test cell's own statements bind (assignments, imports, defs, loops, ``with``)."""
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+def _stored_names(tree) -> set[str]:
+    """Every name a test cell's own statements bind (assignments, imports, defs, loops, ``with``);
+    `tree` is the cell's syntax tree (`_parse`), None when it does not parse."""
+    if tree is None:
         return set()
     names = set()
     for node in ast.walk(tree):
@@ -813,6 +810,7 @@ class Runner:
         except Exception:
             tree = None
         passed_on = _passed_on_names(tree) & guard.notebook_names(user_ns)
+        stored = _stored_names(tree)  # before the last expression is taken off the tree to be evaluated
         if passed_on:  # only then: a dict subclass makes the test's own name lookups slower (not student code's)
             ns = TestNamespace(ns)
             ns.notebook, ns.passed_on = user_ns, passed_on
@@ -847,10 +845,6 @@ class Runner:
         if passed_on:
             ns.passed_on = frozenset()  # the test is over: what follows restores, it does not pass on
         during = guard.restore(hooks=False)
-        try:
-            stored = _stored_names(guard.transformer.transform_cell(source))
-        except Exception:
-            stored = set()
         foreign = sorted(name for name in set(before) | set(ns) if name not in stored and name not in IGNORED_NAMES
                          and not name.startswith("_") and ns.get(name, _MISSING) is not before.get(name, _MISSING))
         if foreign:  # only the test's own statements write its namespace; anything else reached in
