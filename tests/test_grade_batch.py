@@ -37,6 +37,8 @@ def solved(course, code=CORRECT):
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "double":
             cell.source = code
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "why_double":
+            cell.source = "Because 2(a + b) = 2a + 2b."
     return nb
 
 
@@ -68,6 +70,7 @@ def test_grade_a_folder_writes_csv_gradebook_feedback(demo_course, tmp_path, mon
     by_student = {r[0]: r for r in rows[1:]}
     assert by_student["alice"][2:5] == ["2", "2", "2"] and by_student["alice"][5] == ""  # manual: empty
     assert by_student["bob"][2] == "0" and by_student["bob"][6] == "graded"
+    assert by_student["bob"][5] == "0"  # the written answer as it was handed out: no response, 0 (as nbgrader)
     assert by_student["carol"][6] == "invalid notebook" and "malformed JSON" in by_student["carol"][9]
     # nbgrader's own API reads the same gradebook
     with Gradebook(f"sqlite:///{demo_course.root / 'autograder' / 'gradebook.db'}") as gb:

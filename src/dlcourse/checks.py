@@ -36,6 +36,7 @@ __all__ = [
     "assert_rel_error",
     "assert_true",
     "default_tolerances",
+    "Score",
 ]
 
 
@@ -376,3 +377,75 @@ def assert_true(condition: Any, message: str, *, hint: str | None = None) -> Non
     if not condition:
         lines = [message] + ([f"  hint: {hint}"] if hint else [])
         raise CheckError("\n".join(lines))
+
+
+class Score:
+    """Partial credit inside one test cell: each case is worth some of the cell's points, and the cell
+    ends with ``score``, whose value is the points its passing cases earned. A number a test cell ends
+    with is its score in nbgrader and in ``dlcourse grade`` (capped to the cell's points), so one case
+    failing costs only its own points::
+
+        score = Score()
+        with score.case("one sequence", points=1):
+            assert_close(rnn(x1), reference(x1), name="rnn(x1)")
+        with score.case("a batch of three", points=2):
+            assert_close(rnn(xs), reference(xs), name="rnn(xs)")
+        score
+
+    A case fails when its block raises an ``Exception`` (a failed check, the stub's
+    ``NotImplementedError``, any error of the student's code); the message is printed under the cell and
+    the next case runs. The cases' points should add up to the cell's (``dlcourse check`` holds the
+    solution to full marks).
+    """
+
+    def __init__(self) -> None:
+        self.cases: list[tuple[str, float, str | None]] = []  # (name, points, error or None: passed)
+
+    def case(self, name: str, points: float = 1) -> "_Case":
+        """A ``with`` block worth `points` when it runs to its end."""
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
+            raise ValueError(f"case {name!r}: points must be a number >= 0, not {points!r}")
+        return _Case(self, str(name), float(points))
+
+    @property
+    def earned(self) -> float:
+        return float(sum(points for _, points, error in self.cases if error is None))
+
+    @property
+    def total(self) -> float:
+        return float(sum(points for _, points, _ in self.cases))
+
+    def failures(self) -> list[str]:
+        """One line per failed case: its name, points and the first line of its error."""
+        return [f"{name} ({points:g} points): {error}" for name, points, error in self.cases if error is not None]
+
+    def __repr__(self) -> str:  # what nbgrader reads (text/plain) as the cell's points
+        return f"{self.earned:g}"
+
+    def markdown(self) -> str:
+        rows = "\n".join(f"| {'passed' if error is None else 'failed'} | {points:g} | `{name}` |"
+                         for name, points, error in self.cases)
+        return (f"**{self.earned:g} of {self.total:g} points**\n\n| case | points | name |\n| --- | --- | --- |\n"
+                + rows)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+
+class _Case:
+    def __init__(self, score: Score, name: str, points: float):
+        self.score, self.name, self.points = score, name, points
+
+    def __enter__(self) -> "_Case":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind is None:
+            self.score.cases.append((self.name, self.points, None))
+            return False
+        if not issubclass(kind, Exception):  # KeyboardInterrupt, SystemExit, the grader's own: not a case's
+            return False
+        first = f"{kind.__name__}: {error}".splitlines()[0][:200]
+        self.score.cases.append((self.name, self.points, first))
+        print(f"case {self.name!r} failed ({self.points:g} points): {error if str(error) else kind.__name__}")
+        return True

@@ -53,6 +53,23 @@ def fingerprint(cell_text: str) -> str:
 class CellRun(NamedTuple):
     error: str | None  # None: the cell ran to the end
     hint: str | None = None  # the failed check's hint ("hint: ..." in its message), if it gave one
+    points: float | None = None  # the number the cell ended with (nbgrader's partial credit)
+    fraction: float | None = None  # or the share of its `dlcourse.checks.Score` cases' points that passed
+    failures: tuple[str, ...] = ()  # the failed cases of that Score
+
+
+def _partial(value) -> tuple[float | None, float | None, tuple[str, ...]]:
+    """What a test cell's last value says of its points, as the grader reads it: a real number (not a
+    bool), or a `dlcourse.checks.Score` (here only its visible cases ran, so the share of their points that
+    passed, and the failed cases); (None, None, ()) for anything else: the cell is all or nothing."""
+    if type(value).__name__ == "Score" and type(value).__module__ == "dlcourse.checks":
+        return None, (value.earned / value.total if value.total else 1.0), tuple(value.failures())
+    numpy_number = type(value).__module__ == "numpy" and getattr(getattr(value, "dtype", None), "kind", None) in (
+        "i", "u", "f")
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) or numpy_number):
+        return None, None, ()
+    number = float(value)
+    return (number if number == number else 0.0), None, ()
 
 
 _runs: dict[str, CellRun] = {}  # fingerprint -> the latest run of a cell with that text
@@ -74,7 +91,7 @@ def _record(result) -> None:
     """IPython's post_run_cell hook: note how the cell ended, then let Run All go on past an error."""
     error = result.error_in_exec or result.error_before_exec
     _runs[fingerprint(result.info.raw_cell if result.info else "")] = (
-        CellRun(None) if error is None else _summary(error))
+        CellRun(None, None, *_partial(result.result)) if error is None else _summary(error))
     if isinstance(error, Exception) and not os.environ.get(STOP_ON_ERROR_ENV):
         # ipykernel answers "error" (and Run All stops) only when the result holds one; the
         # traceback is already on screen, and this hook runs before the kernel replies.
@@ -121,13 +138,20 @@ def tally(assignment: str, visible_tests: dict[str, tuple[float, str]], runs: di
     points_passed = points_total = 0.0
     for test, (points, cell_fingerprint) in visible_tests.items():
         run = runs.get(cell_fingerprint)
-        status = "not run" if run is None else "passed" if run.error is None else "failed"
+        earned = (0.0 if run is None or run.error else points * run.fraction if run.fraction is not None
+                  else points if run.points is None else min(max(run.points, 0.0), points))
+        status = ("not run" if run is None else "failed" if run.error or earned == 0 < points
+                  else "passed" if earned == points else "partly passed")
         if run is not None and run.hint:
             hints.append(f"  {test}: {run.hint}")
-        counts[status] += 1
+        if run is not None:
+            hints.extend(f"  {test}: failed case {failure}" for failure in run.failures)
+        counts["failed" if status == "partly passed" else status] += 1
         points_total += points
-        points_passed += points if status == "passed" else 0
-        rows.append((test, f"{points:g}", status.upper() if status == "failed" else status, (run.error or "") if run else ""))
+        points_passed += earned
+        shown = f"{earned:g} of {points:g}" if status == "partly passed" else f"{points:g}"
+        rows.append((test, shown, status.upper() if status in ("failed", "partly passed") else status,
+                     (run.error or "") if run else ""))
     lines.append(f"Self-check of {assignment}: the visible tests you ran in this session (the grader adds hidden "
                  "tests of the same functions).")
     header = ("test", "points", "status", "error")

@@ -79,6 +79,19 @@ CASES = {
     "assert_close_patched_in_module": (
         "import dlcourse.checks\ndlcourse.checks.assert_close = lambda *a, **k: None\n" + WRONG, 0,
         "dlcourse.checks.assert_close"),
+    "function_rebinds_the_tests_names_while_it_runs": (  # the test keeps its own; the notebook's are put back
+        "import torch\n"
+        "def square(x):\n"
+        "    global assert_close, torch\n"
+        "    assert_close = lambda *a, **k: None\n"
+        "    torch = None\n"
+        "    return x + 1\n", 0, "reverted before test"),
+    "test_namespace_class_patched_to_read_the_tests_values": (  # sealed: put back, and the next test fails
+        "from dlcourse.instructor.grading import runner\n"
+        "seen = {}\n"
+        "store = runner.TestNamespace.__setitem__\n"
+        "def spy(self, name, value):\n    seen[name] = value\n    store(self, name, value)\n"
+        "runner.TestNamespace.__setitem__ = spy\n" + WRONG, 0, "the grader's own code was patched"),
     "assert_close_name_rebound": ("assert_close = lambda *a, **k: None\n" + WRONG, 0, "assert_close"),
     "import_hook_fakes_checks": (
         "import builtins, types\n"

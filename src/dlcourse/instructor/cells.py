@@ -94,10 +94,24 @@ def graded_cells(nb: NotebookNode, *roles: str) -> list[NotebookNode]:
     return [c for c in nb.cells if role(c) in roles]
 
 
+def is_task(cell: NotebookNode) -> bool:
+    """An nbgrader task cell: a markdown cell describing work graded by hand as a whole, with points."""
+    return bool(nbgrader_metadata(cell).get("task")) and role(cell) is None
+
+
+def is_locked(cell: NotebookNode) -> bool:
+    """A cell nbgrader puts back from the source when it is graded: a test, a task or a read-only cell
+    (``locked``), never a solution."""
+    meta = nbgrader_metadata(cell)
+    return isinstance(meta.get("grade_id"), str) and not meta.get("solution") and bool(
+        meta.get("grade") or meta.get("locked") or meta.get("task"))
+
+
 def score_columns(nb: NotebookNode) -> list[ScoreColumn]:
-    """The empty score row of a source notebook: every tests and answer cell with its points."""
-    return [ScoreColumn(grade_id(c), role(c), float(nbgrader_metadata(c)["points"]))
-            for c in graded_cells(nb, "tests", "answer")]
+    """The empty score row of a source notebook: every tests and answer cell with its points; an
+    nbgrader task cell is graded by hand, so it is a column of kind "answer"."""
+    return [ScoreColumn(grade_id(c), "answer" if is_task(c) else role(c), float(nbgrader_metadata(c)["points"]))
+            for c in nb.cells if role(c) in ("tests", "answer") or is_task(c)]
 
 
 def segments(source: str, where: str = "cell") -> list[Block]:

@@ -86,11 +86,13 @@ def results_json(result, source: NotebookNode, settings: dict, *, extra: dict | 
             continue
         cell = by_id.get(column.grade_id)
         points = float(cell.points or 0.0) if cell is not None else 0.0
-        passed = cell is not None and cell.points == column.max_points
+        passed = cell is not None and cell.ran and cell.error is None and cell.points == column.max_points
         if reason is not None:
             output = f"Not graded: {reason}"
         elif passed:
             output = "Passed."
+        elif cell is not None and cell.ran and cell.error is None:  # partial credit: the test's own score
+            output = f"Partly passed: {points:g} of {column.max_points:g} points."
         elif cell is None or cell.error in (None, "did not run"):
             output = "Did not run" + (f": {result.message}" if result is not None and result.message else ".")
         else:

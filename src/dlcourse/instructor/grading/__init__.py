@@ -10,7 +10,7 @@
        │                                                       waits, exits with it    │
        │◄────────────────────────────── Hello (what confinement held) ─────────────────┤
        ├──────────────────────────────── RunCell (source, nonce) ─────────────────────►│
-       │◄─────────────────────────────── CellReply (outputs, verdict, nonce) ──────────┤
+       │◄──────────────────── CellReply (outputs, verdict, partial score, nonce) ──────┤
        ├──────────────────────────────── STOP, or SIGINT / SIGKILL (policy.kill) ─────►│
 
 The messages, their one size cap, and the config are in `protocol`; the defaults in `settings`; what
@@ -19,7 +19,8 @@ template lives as long as the command that created it (`template.Template`, a `w
 kernel and its supervisor as long as one notebook. Without a PID namespace there is no supervisor:
 the template forks the kernel directly.
 
-By process: grader: engine, policy, template, batch, cluster (client), gradebook, feedback,
+By process: grader: engine, restore, autotests (it starts a Jupyter kernel of its own on the
+instructor's source), policy, template, batch, cluster (client), gradebook, feedback,
 submissions, sample, cli, settings; template: template_main; kernel: runner, sandbox; supervisor:
 supervisor; all: protocol.
 """

@@ -34,8 +34,9 @@ from nbformat import NotebookNode
 
 from dlcourse.instructor.cells import nbgrader_metadata, role, score_columns
 from dlcourse.instructor.grading import policy, settings
+from dlcourse.instructor.grading.autotests import expand_autotests, has_autotests
 from dlcourse.instructor.grading.protocol import MAX_MESSAGE, STOP, CellReply, Hello, RunCell
-from dlcourse.instructor.grading.restore import MISSING_ANSWER_KEY, restore
+from dlcourse.instructor.grading.restore import MISSING_ANSWER_KEY, restore, unchanged_answers
 from dlcourse.instructor.grading.template import Template, given_or_own
 
 
@@ -118,6 +119,7 @@ def grade_notebook(
     template: Template | None = None,
     native_code: bool = False,
     stop_at_first_failure: bool = False,
+    autotests: tuple[Path | None, ...] = (),
 ) -> tuple[GradeResult, NotebookNode]:
     """Grade one submission against the source notebook; returns the result and the executed notebook.
 
@@ -129,9 +131,16 @@ def grade_notebook(
     (cffi, a shared object it wrote): only for a course that needs it (docs/grading.md, "Its own memory").
     `stop_at_first_failure`: stop after the first test cell that fails (later cells "did not run"); for
     `dlcourse check`, which only asks whether a known-wrong notebook loses points.
+    `autotests`: where to look for the ``autotests.yml`` that nbgrader's ``### AUTOTEST`` lines in the
+    source's tests stand for (the assignment's source folder, then the course root); they are expanded as
+    ``nbgrader generate_assignment`` expands them (`autotests`), once per process. A source with such lines
+    and no file raises `AutotestError`: graded as they stand they are comments, and a blank notebook passes.
     """
     started = time.perf_counter()
+    if has_autotests(source):
+        source = expand_autotests(source, *autotests)
     nb, flags = restore(submission, source)
+    unchanged = unchanged_answers(nb, source)
     ensure_ids(nb)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
@@ -140,6 +149,7 @@ def grade_notebook(
     scores = {column.grade_id: CellScore(*column) for column in score_columns(source)}
     result = GradeResult(status=Status.GRADED, flags=flags)
     verdicts: dict[int, str] = {}
+    partial: dict[int, float] = {}  # cell index -> the points a test's last value gave
     owned = workdir is None
     folder = Path(workdir or tempfile.mkdtemp(prefix="dlcourse-grade-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,7 +172,7 @@ def grade_notebook(
                 result.isolation = hello.isolation
                 result.flags += [f"isolation: {e}" for e in result.isolation.get("errors", [])]
                 if _run_cells(nb, conn, pid, result, verdicts, cell_timeout, started + timeout, timeout,
-                              interrupt_grace, stop_at_first_failure):  # every request had its one reply: anything more is unasked for
+                              interrupt_grace, stop_at_first_failure, partial):  # every request had its one reply: anything more is unasked for
                     _nothing_pending_after_the_last_cell(conn, verdicts, result)
                 try:
                     conn.send_bytes(STOP)
@@ -189,10 +199,14 @@ def grade_notebook(
             score.ran = True  # graded by hand in the formgrader; a missing answer starts at 0
             if cell.metadata.get(MISSING_ANSWER_KEY):
                 score.points, score.error = 0.0, f"written answer {grade_id} missing"
+            elif grade_id in unchanged:  # nbgrader scores it 0 too (its checksum is the released cell's)
+                score.points, score.error = 0.0, f"No response: answer {grade_id} is as it was handed out"
             continue
         verdict = verdicts.get(index)
         score.ran = verdict is not None
         score.points = score.max_points if verdict == "ok" else 0.0
+        if verdict == "ok" and index in partial:  # the number the test ended with, within 0..points
+            score.points = min(max(partial[index], 0.0), score.max_points)
         if verdict == VOIDED:
             score.error = "voided: the kernel sent a reply the grader did not ask for, so no verdict of it counts"
         elif verdict == "error":
@@ -259,7 +273,7 @@ def _start_kernel(template: Template, config, attempts: int = 2) -> tuple[int, C
 
 def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: dict, cell_timeout: float,
                deadline: float, timeout: float, interrupt_grace: float = settings.INTERRUPT_GRACE_S,
-               stop_at_first_failure: bool = False) -> bool:
+               stop_at_first_failure: bool = False, partial: dict | None = None) -> bool:
     """Send the code cells one by one; a cell over its time is interrupted, a stuck one killed. True when
     every request sent got its one reply (False: a cell left running, a dead kernel, a voided notebook)."""
     for index, cell in enumerate(nb.cells):
@@ -307,6 +321,8 @@ def _run_cells(nb, conn: Connection, pid: int, result: GradeResult, verdicts: di
         cell.execution_count = reply.execution_count
         result.cell_seconds += reply.seconds
         verdicts[index] = reply.status
+        if reply.score is not None and kind == "test" and partial is not None:
+            partial[index] = float(reply.score)
         result.flags += reply.flags
         if interrupted:
             result.status = result.status.worse(Status.TIMED_OUT)

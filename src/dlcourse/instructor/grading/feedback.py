@@ -28,6 +28,14 @@ def plain(text: str) -> str:
     return f"{fence} {text} {fence}"
 
 
+def outcome(score) -> str:
+    """A test's result in words: passed, partly passed (partial credit) or failed."""
+    points = score.points or 0.0
+    if score.error is not None or not score.ran or points == 0 < score.max_points:
+        return "failed"  # a 0-point test that raised too: it is listed, and failed
+    return "passed" if points >= score.max_points else "partly passed"
+
+
 def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: GradeResult, student: str,
                       assignment: str) -> NotebookNode:
     nb = copy.deepcopy(executed)
@@ -39,7 +47,7 @@ def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: Grad
             cell.source = visible[cell_id]
         score = by_id.get(cell_id)
         if score is not None and score.kind == "tests":
-            mark = "passed" if score.points == score.max_points else "failed"
+            mark = outcome(score)
             note = nbformat.v4.new_markdown_cell(
                 f"**{cell_id}: {mark}, {score.points or 0:g} / {score.max_points:g} points**"
                 + (f" ({plain(score.error)})" if score.error and mark == "failed" else ""))
@@ -51,7 +59,7 @@ def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: Grad
         if note:
             cells.append(nbformat.v4.new_markdown_cell(note))
     rows = "\n".join(
-        f"| {c.grade_id} | {'graded by hand' if c.kind == 'answer' else ('passed' if c.points == c.max_points else 'failed')}"
+        f"| {c.grade_id} | {'graded by hand' if c.kind == 'answer' else outcome(c)}"
         f" | {'' if c.points is None else f'{c.points:g}'} / {c.max_points:g} |"
         for c in result.cells)
     summary = (f"# Feedback: {plain(assignment)}, {plain(student)}\n\n"
@@ -59,7 +67,8 @@ def feedback_notebook(executed: NotebookNode, source: NotebookNode, result: Grad
                + (f" (+ {result.manual_max_score:g} points graded by hand)" if result.manual_max_score else "")
                + f"\n\nStatus: {result.status}" + (f". {plain(result.message)}" if result.message else "")
                + "\n\n| cell | result | points |\n| --- | --- | --- |\n" + rows
-               + "\n\nA test passes when it runs to the end without an error. The grader also runs hidden "
+               + "\n\nA test passes when it runs to the end without an error; one that ends with a score "
+                 "(its cases, or a number) earns that part of its points. The grader also runs hidden "
                  "tests in the same cells; their code is not shown here.")
     nb.cells = [nbformat.v4.new_markdown_cell(summary)] + cells
     return nb

@@ -101,6 +101,7 @@ class CellReply:
     seconds: float = 0.0
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    score: float | None = None  # a test's points from the number it ended with (partial credit); None: all or nothing
 
     def encode(self) -> bytes:
         """At most MAX_MESSAGE bytes: a reply too large (or not JSON-able) goes without its outputs."""
@@ -127,7 +128,10 @@ class CellReply:
         except (TypeError, ValueError):
             seconds = 0.0
         error = message.get("error")
-        return cls(nonce=message.get("nonce"), index=message.get("index"),
+        score = message.get("score")
+        if not isinstance(score, (int, float)) or isinstance(score, bool) or score != score:
+            score = None
+        return cls(score=score, nonce=message.get("nonce"), index=message.get("index"),
                    status="ok" if message.get("status") == "ok" else "error",
                    outputs=[o for o in outputs if valid_output(o)] if isinstance(outputs, list) else [],
                    execution_count=count if isinstance(count, int) and not isinstance(count, bool) else None,

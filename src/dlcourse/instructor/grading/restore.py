@@ -14,6 +14,13 @@ nbgrader metadata. Grading must not punish that, nor let a student rewrite a tes
   deleted one gets an empty answer cell in its place, so that the formgrader shows a grade box, scored
   0 with the comment "written answer q missing".
 
+- **Read-only cells** (nbgrader's ``locked`` cells and task cells) are the instructor's, as in nbgrader:
+  one the student edited gets the source's text back ("locked cell X edited: restored"), a deleted one
+  goes back after its predecessor ("missing locked cell X restored").
+- **An unchanged answer** (still the stub the student was handed: ``YOUR ANSWER HERE``, or the code stub in
+  a code cell graded by hand) is no answer: `unchanged_answers` names them, and they score 0, as nbgrader
+  scores them.
+
 Cells are placed by their neighbours in the source: a neighbour is matched by cell id, by grade id, or
 (ids gone) by its text.
 """
@@ -24,7 +31,8 @@ import copy
 
 from nbformat import NotebookNode
 
-from dlcourse.instructor.cells import graded_cells, grade_id, is_generated, nbgrader_metadata, role, strip_markers
+from dlcourse.instructor.cells import (CODE_STUB, graded_cells, grade_id, is_generated, is_locked, nbgrader_metadata,
+                                      role, strip_markers)
 
 MISSING_ANSWER_KEY = "dlcourse_missing_answer"  # cell metadata: this answer cell was put in by the grader
 
@@ -37,8 +45,58 @@ def restore(submission: NotebookNode, source: NotebookNode) -> tuple[NotebookNod
     """The submission with every test cell taken from the source and every written answer in place;
     returns the notebook (a copy) and flags saying what had to be repaired."""
     nb = copy.deepcopy(submission)
-    flags = restore_tests(nb, source) + restore_answers(nb, source)
+    flags = restore_tests(nb, source) + restore_locked(nb, source) + restore_answers(nb, source)
     return nb, flags
+
+
+def restore_locked(nb: NotebookNode, source: NotebookNode) -> list[str]:
+    """Read-only cells and task cells (not tests: `restore_tests`) from the source, by grade id; edits `nb`."""
+    flags: list[str] = []
+    locked = {grade_id(c): c for c in source.cells if is_locked(c) and role(c) != "tests"}
+    present = set()
+    for index, cell in enumerate(nb.cells):
+        cell_id = grade_id(cell)
+        if cell_id not in locked or cell_id in present:
+            continue
+        present.add(cell_id)
+        original = locked[cell_id]
+        if cell.get("cell_type") != original.cell_type or _normalized(cell.get("source", "")) != _normalized(
+                original.source):
+            flags.append(f"locked cell {cell_id} edited: restored")
+            nb.cells[index] = copy.deepcopy(original)
+    for cell_id, original in locked.items():
+        if cell_id in present:
+            continue
+        text = _normalized(original.source)
+        same = next((c for c in nb.cells if grade_id(c) is None and c.get("cell_type") == original.cell_type
+                     and _normalized(c.get("source", "")) == text), None)
+        if same is not None:  # its metadata stripped by an editor (Colab): the same cell, not a missing one
+            same.metadata["nbgrader"] = copy.deepcopy(original.metadata["nbgrader"])
+            continue
+        flags.append(f"missing locked cell {cell_id} restored")
+        nb.cells.insert(_after_predecessor(nb.cells, source, original), copy.deepcopy(original))
+    return flags
+
+
+def unchanged_answers(nb: NotebookNode, source: NotebookNode) -> set[str]:
+    """Grade ids of the answers (written, or code graded by hand) still as the student was handed them:
+    the release text nbgrader's ``ClearSolutions`` makes of the source cell, with this course's code stub
+    or nbgrader's default one."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    answers = {grade_id(c): c for c in graded_cells(source, "answer")}
+    if not answers:
+        return set()
+    handed_out: dict[str, set[str]] = {gid: set() for gid in answers}
+    for stub in (CODE_STUB, None):
+        release = copy.deepcopy(source)
+        release.cells = [copy.deepcopy(c) for c in answers.values()]
+        clear = ClearSolutions(code_stub=stub) if stub else ClearSolutions()
+        release, _ = clear.preprocess(release, {})
+        for cell in release.cells:
+            handed_out[grade_id(cell)].add(_normalized(cell.source))
+    return {grade_id(c) for c in nb.cells if role(c) == "answer" and grade_id(c) in handed_out
+            and _normalized(c.get("source", "")) in handed_out[grade_id(c)]}
 
 
 def restore_tests(nb: NotebookNode, source: NotebookNode) -> list[str]:
@@ -104,7 +162,8 @@ def restore_answers(nb: NotebookNode, source: NotebookNode) -> list[str]:
             flags.append(f"written answer {answer_id} restored")
             continue
         blank = copy.deepcopy(answer)
-        blank.source = "*(no answer: this cell was missing from the submission)*"
+        blank.source = "*(no answer: this cell was missing from the submission)*" if answer.cell_type == "markdown" \
+            else "# (no answer: this cell was missing from the submission)"
         blank.metadata[MISSING_ANSWER_KEY] = True
         nb.cells.insert(len(nb.cells) if position is None else position, blank)
         flags.append(f"written answer {answer_id} missing")

@@ -16,6 +16,9 @@ guard that first puts back what student code may have changed to raise its score
   functions return are turned into plain tensors;
 - the test runs in a copy of the notebook's namespace, so a student function
   that rebinds a global (``assert_close = ...``) during the test cannot reach it;
+  only the test's own ``del`` of a notebook name, or a rebinding of one it read first
+  (nbgrader's ``orig = squares; del squares`` and spies), passes into the notebook
+  (`TestNamespace`); a number the test ends with is its score (partial credit);
 - a patch made while the test ran (by student code the test called) fails that
   test and is flagged.
 
@@ -38,6 +41,7 @@ and why, is in docs/grading.md ("Not prevented").
 
 from __future__ import annotations
 
+import ast
 import builtins
 import json
 import os
@@ -63,7 +67,7 @@ PROTECTED_MODULES = (
 )
 PROTECTED_CLASSES = (
     ("torch", "Tensor"), ("torch._C", "TensorBase"), ("torch.nn", "Module"), ("torch.nn", "Linear"),
-    ("torch.nn", "Parameter"), ("torch.optim", "Optimizer"), ("builtins", "object"),
+    ("torch.nn", "Parameter"), ("torch.optim", "Optimizer"), ("builtins", "object"), ("dlcourse.checks", "Score"),
 )
 # A class that overrides these can make any `assert x == y` or `assert x` pass.
 FAKING_METHODS = ("__eq__", "__ne__", "__bool__", "__torch_function__", "__torch_dispatch__", "__array__",
@@ -214,7 +218,7 @@ class Guard:
 
     def __init__(self, shell):
         self.shell = shell
-        self.compile, self.exec = builtins.compile, builtins.exec
+        self.compile, self.exec, self.eval = builtins.compile, builtins.exec, builtins.eval
         self.isinstance, self.type, self.getattr = builtins.isinstance, builtins.type, builtins.getattr
         import dlcourse
 
@@ -233,12 +237,17 @@ class Guard:
 
         self.transformer = TransformerManager()
         self.test_bindings: dict[str, object] = {}
+        self.left_by_tests: dict[str, object] = {}  # name -> the value a test left in the notebook
         roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(dlcourse.__file__))}
         self.library_roots = tuple(os.path.realpath(r).rstrip("/") + "/" for r in roots) + \
             tuple(r.rstrip("/") + "/" for r in roots)
         self.current_frames, self.get_ident = sys._current_frames, threading.get_ident
         self.thread_registry = threading._active  # ident -> Thread, for the names
         self.own_threads: set[int] = set()  # the kernel's threads before any student code (``start``)
+        numpy = sys.modules.get("numpy")
+        self.number_types = tuple(t for t in vars(numpy).values() if isinstance(t, type) and issubclass(
+            t, (numpy.integer, numpy.floating)) and t is not numpy.bool_) if numpy else ()
+        self.score_type = getattr(sys.modules.get("dlcourse.checks"), "Score", None)
         torch = sys.modules.get("torch")
         self.as_subclass = torch.Tensor.as_subclass if torch else None
         self.tensor_type = torch.Tensor if torch else None
@@ -370,6 +379,22 @@ class Guard:
                     pending.append(content)
         return not pending
 
+    def notebook_names(self, ns: dict) -> frozenset[str]:
+        """The names the notebook's own cells bound (not a test's leftovers, not IPython's)."""
+        return frozenset(name for name, value in ns.items() if not name.startswith("__") and name not in IGNORED_NAMES
+                         and self.left_by_tests.get(name, _MISSING) is not value)
+
+    def points(self, value) -> float | None:
+        """The points a test's last value gives: a real number (not a bool; numpy's too) or a
+        `dlcourse.checks.Score`'s earned points; None for anything else (the test scores all or nothing)."""
+        kind = self.type(value)
+        if kind is self.score_type:
+            value, kind = value.earned, self.type(value.earned)
+        if kind in (int, float) or kind in self.number_types:
+            number = float(value)
+            return number if number == number else 0.0  # NaN: no points
+        return None
+
     def rebound_names(self, ns: dict) -> list[str]:
         """Names that held a protected module or an object a test bound, now bound to something else."""
         changed = []
@@ -395,6 +420,7 @@ class Guard:
         for name, value in ns.items():
             if name.startswith("_") or before.get(name, _MISSING) is value:
                 continue
+            value = _unwrapped(value)  # a student function the test kept (``orig = squares``) is not protected
             if _protected_origin(value) or isinstance(value, types.ModuleType):
                 self.test_bindings[name] = value
 
@@ -422,13 +448,10 @@ class Guard:
         return value
 
 
-def _stored_names(source: str) -> set[str]:
-    """Every name a test cell's own statements bind (assignments, imports, defs, loops, ``with``)."""
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+def _stored_names(tree) -> set[str]:
+    """Every name a test cell's own statements bind (assignments, imports, defs, loops, ``with``);
+    `tree` is the cell's syntax tree (`_parse`), None when it does not parse."""
+    if tree is None:
         return set()
     names = set()
     for node in ast.walk(tree):
@@ -445,6 +468,63 @@ def _stored_names(source: str) -> set[str]:
         elif isinstance(node, ast.MatchAs) and node.name or isinstance(node, ast.MatchStar) and node.name:
             names.add(node.name)
     return names
+
+
+def _parse(source: str):
+    """A test's syntax tree; None when it does not parse."""
+    try:
+        return ast.parse(source)
+    except SyntaxError:
+        return None
+
+
+def _passed_on_names(tree) -> frozenset[str]:
+    """The names a test deletes, or rebinds after reading them (``orig = squares; del squares``,
+    ``real = helper; helper = spy``, ``squares = orig``): nbgrader's idioms for checking that one student
+    function calls another. A name the test binds without having read it first (a helper of its own, an
+    expected value) is not among them, so a student who binds that name beforehand does not get it."""
+    if tree is None:
+        return frozenset()
+    first_read: dict[str, int] = {}
+    bound: list[tuple[str, int]] = []
+    passed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                first_read[node.id] = min(first_read.get(node.id, node.lineno), node.lineno)
+            elif isinstance(node.ctx, ast.Del):
+                passed.add(node.id)
+            else:
+                bound.append((node.id, node.lineno))
+    passed.update(name for name, line in bound if first_read.get(name, line + 1) <= line)
+    return frozenset(passed)
+
+
+def _unwrapped(value):
+    """A student function as the notebook holds it, not the wrapper a test saw."""
+    return value.__wrapped__ if type(value) is types.FunctionType and value.__code__ is _STUDENT_WRAPPER_CODE \
+        else value
+
+
+class TestNamespace(dict):
+    """The namespace a test runs in: a copy of the notebook's, which student code cannot write (student
+    functions keep the notebook's as their globals). A test statement that deletes or rebinds one of
+    `passed_on`, the notebook's own names the test handles as nbgrader's idioms do (`_passed_on_names`),
+    also deletes or rebinds it in the notebook at once, so the student functions it then calls see the
+    change, as they would in nbgrader, where tests and notebook share one namespace."""
+
+    notebook: dict = {}
+    passed_on: frozenset = frozenset()
+
+    def __setitem__(self, name, value):
+        dict.__setitem__(self, name, value)
+        if name in self.passed_on:
+            self.notebook[name] = _unwrapped(value)
+
+    def __delitem__(self, name):
+        dict.__delitem__(self, name)
+        if name in self.passed_on:
+            self.notebook.pop(name, None)
 
 
 def _protected_origin(value) -> bool:
@@ -609,7 +689,8 @@ SEALED_MODULES = ("dlcourse.instructor.grading", "dlcourse.instructor.grading.ru
                   "json.encoder", "traceback", "types", "time", "multiprocessing.connection")
 SEALED_CLASSES = (("dlcourse.instructor.grading.runner", "Guard"), ("dlcourse.instructor.grading.runner", "Runner"),
                   ("dlcourse.instructor.grading.runner", "Watch"), ("dlcourse.instructor.grading.runner", "Capture"),
-                  ("dlcourse.instructor.grading.runner", "Stream"), ("dlcourse.instructor.grading.protocol", "CellReply"),
+                  ("dlcourse.instructor.grading.runner", "Stream"), ("dlcourse.instructor.grading.runner", "TestNamespace"),
+                  ("dlcourse.instructor.grading.protocol", "CellReply"),
                   ("json.encoder", "JSONEncoder"), ("multiprocessing.connection", "Connection"))
 
 
@@ -724,6 +805,16 @@ class Runner:
             if guard.isinstance(value, types.FunctionType) and self.getmodule(value) == "__main__":
                 ns[name] = _wrap_student(value, guard, flags)
         before = dict(ns)
+        try:
+            tree = _parse(guard.transformer.transform_cell(source))
+        except Exception:
+            tree = None
+        passed_on = _passed_on_names(tree) & guard.notebook_names(user_ns)
+        stored = _stored_names(tree)  # before the last expression is taken off the tree to be evaluated
+        if passed_on:  # only then: a dict subclass makes the test's own name lookups slower (not student code's)
+            ns = TestNamespace(ns)
+            ns.notebook, ns.passed_on = user_ns, passed_on
+        points = None
         status, error = "ok", None
         # A thread the notebook left running could patch what the test calls between the guard's
         # checks (and undo it before the next): a test only counts with no such thread running.
@@ -732,9 +823,15 @@ class Runner:
         count = self.shell.execution_count - 1
         sys.stdout, sys.stderr = self.stdout, self.stderr
         try:
-            code = guard.compile(guard.transformer.transform_cell(source), f"<test {grade_id}>", "exec",
-                                 dont_inherit=True)
-            guard.exec(code, ns)
+            if tree is None:  # a syntax error: let compile say where
+                guard.compile(guard.transformer.transform_cell(source), f"<test {grade_id}>", "exec",
+                              dont_inherit=True)
+            last = tree.body.pop() if tree.body and guard.isinstance(tree.body[-1], ast.Expr) else None
+            guard.exec(guard.compile(tree, f"<test {grade_id}>", "exec", dont_inherit=True), ns)
+            if last is not None:  # nbgrader's partial credit: a number the test ends with is its score
+                value = guard.eval(guard.compile(ast.Expression(last.value), f"<test {grade_id}>", "eval",
+                                                 dont_inherit=True), ns)
+                points = self.show_result(value, count)
         except BaseException as exc:  # the test failed, however it failed
             status = "error"
             error = f"{guard.type(exc).__name__}: {_safe_str(exc)}"
@@ -745,11 +842,9 @@ class Runner:
                               "traceback": [f"{guard.type(exc).__name__}: {_safe_str(exc)}", *lines[-8:]]})
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        if passed_on:
+            ns.passed_on = frozenset()  # the test is over: what follows restores, it does not pass on
         during = guard.restore(hooks=False)
-        try:
-            stored = _stored_names(guard.transformer.transform_cell(source))
-        except Exception:
-            stored = set()
         foreign = sorted(name for name in set(before) | set(ns) if name not in stored and name not in IGNORED_NAMES
                          and not name.startswith("_") and ns.get(name, _MISSING) is not before.get(name, _MISSING))
         if foreign:  # only the test's own statements write its namespace; anything else reached in
@@ -781,10 +876,30 @@ class Runner:
                     "only when the notebook's own threads have finished (join them before the tests)."]})
         for name, value in ns.items():  # what the test defined stays defined, unwrapped
             if before.get(name, _MISSING) is not value or name not in user_ns:
-                user_ns[name] = value.__wrapped__ if getattr(value, "__code__", None) is _STUDENT_WRAPPER_CODE \
-                    else value
+                user_ns[name] = guard.left_by_tests[name] = _unwrapped(value)
         guard.remember_test(ns, before)
-        return {"status": status, "error": error, "flags": flags, "execution_count": count}
+        if status != "ok":
+            points = None
+        return {"status": status, "error": error, "flags": flags, "execution_count": count, "score": points}
+
+    def show_result(self, value, count: int) -> float | None:
+        """The value a test cell ends with, shown as its result (nbgrader's execute_result); the points it
+        gives when it is a number (nbgrader's partial credit) or a `dlcourse.checks.Score`, else None."""
+        guard = self.guard
+        points = guard.points(value)
+        if value is None:
+            return points
+        if points is not None:
+            data = {"text/plain": f"{points:g}"}
+            if guard.type(value) is guard.score_type:
+                data["text/markdown"] = _safe_str(value.markdown())
+        else:
+            try:
+                data = {"text/plain": _safe_str(repr(value))}
+            except Exception:
+                data = {"text/plain": f"<{guard.type(value).__name__}>"}
+        self.capture.add({"output_type": "execute_result", "data": data, "metadata": {}, "execution_count": count})
+        return points
 
     @staticmethod
     def getmodule(function) -> str:
@@ -858,6 +973,7 @@ def serve(fd: int, config: KernelConfig, runner: Runner | None = None, threadpoo
                 done["status"], done["error"] = "error", "failed: the grader's own code was patched"
         reply = reply_type(nonce=request.nonce, index=request.index, status=done["status"],
                           outputs=runner.capture.outputs, execution_count=done.get("execution_count"),
-                          seconds=clock() - started, flags=done.get("flags", []), error=done.get("error"))
+                          seconds=clock() - started, flags=done.get("flags", []), error=done.get("error"),
+                           score=done.get("score") if done["status"] == "ok" else None)
         send(reply.encode())
     os._exit(0)
