@@ -147,9 +147,9 @@ def _report(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from dlcourse.instructor.authoring.build import require_fresh
     from dlcourse.instructor.grading.cli import run_grade, run_grade_nbgrader
-    from dlcourse.instructor.grading.nbgrader_course import is_nbgrader_course
+    from dlcourse.instructor.grading.nbgrader_course import CONFIG_FILE
 
-    if is_nbgrader_course(Path.cwd(), args.assignment) and not _dlcourse_assignment(args.assignment):
+    if (Path.cwd() / CONFIG_FILE).is_file() and not _dlcourse_assignment(args.assignment):
         return run_grade_nbgrader(args, Path.cwd())
     course = load_course()
     require_fresh(course, course.resolve([args.assignment]), "grading", built_only=True)

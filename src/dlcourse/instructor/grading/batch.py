@@ -244,7 +244,6 @@ def grade_target(target: Target, submissions: Path, options: BatchOptions, log=p
         for note in late.notes:
             log(f"{assignment}: {note}")
     feedback_dir = Path(options.feedback_dir) if options.feedback_dir else None
-    files = target.files
     workers = options.workers or default_workers()
     gpus = gpu_count()
     threads = max(1, (os.cpu_count() or 1) // workers)

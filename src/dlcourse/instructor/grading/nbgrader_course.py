@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -61,7 +61,6 @@ class NbgraderCourse:
     root: Path
     config: object  # traitlets Config
     coursedir: object  # nbgrader.coursedir.CourseDirectory
-    warnings: list[str] = field(default_factory=list)
 
     def folder(self, step: str) -> Path:
         """source/, release/, submitted/, autograded/ or feedback/, as the config names them."""
@@ -87,18 +86,6 @@ class NbgraderCourse:
     def notebooks(self, assignment: str) -> list[Path]:
         folder = self.folder("source") / assignment
         return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
-
-
-def is_nbgrader_course(folder: Path, assignment: str) -> bool:
-    """An nbgrader course folder holding this assignment's source: nbgrader_config.py and
-    source/<assignment>/*.ipynb (the source folder as the config names it)."""
-    if not (folder / CONFIG_FILE).is_file():
-        return False
-    try:
-        course = load_nbgrader_course(folder)
-    except CourseError:
-        return (folder / "source" / assignment).is_dir()
-    return bool(course.notebooks(assignment))
 
 
 def load_nbgrader_course(folder: Path) -> NbgraderCourse:
@@ -149,6 +136,11 @@ def graded_version(course: NbgraderCourse, path: Path) -> NotebookNode:
     nb = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
     if nb.nbformat < 4:
         nb = nbformat.convert(nb, 4)
+    language = (nb.metadata.get("kernelspec", {}).get("language")
+                or nb.metadata.get("language_info", {}).get("name") or "python")
+    if language.lower() != "python":
+        raise CourseError(f"{path}: a {language} notebook; dlcourse grade runs Python notebooks only "
+                          "(grade this assignment with nbgrader autograde)")
     resources = {"metadata": {"path": str(path.parent), "name": path.stem},
                  "nbgrader": {"notebook": path.stem, "assignment": path.parent.name, "db_url": course.db_url}}
     header_footer = IncludeHeaderFooter(config=course.config)
@@ -206,7 +198,10 @@ def targets(course: NbgraderCourse, assignment: str, log=print) -> list[Target]:
     """Every notebook of the assignment, ready to grade."""
     paths = course.notebooks(assignment)
     if not paths:
-        raise CourseError(f"{course.folder('source') / assignment}: no notebooks (nbgrader's source/<assignment>/*.ipynb)")
+        known = sorted(p.name for p in course.folder("source").glob("*") if p.is_dir() and course.notebooks(p.name))
+        raise CourseError(f"no assignment {assignment} in the nbgrader course {course.root}: "
+                          f"{course.folder('source').name}/{assignment}/ has no notebooks "
+                          f"(its assignments: {', '.join(known) or 'none'})")
     files = course_files(course, assignment)
     out = []
     for path in paths:
