@@ -20,6 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # both graders on two courses: minutes
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "nbgrader"
 COURSES = {
@@ -187,6 +189,7 @@ def test_the_settings_that_change_grades_are_honoured_and_the_others_named_befor
         "c.Execute.timeout = 3\n"
         "c.Execute.execute_retries = 2\n"
         "c.LimitOutput.max_lines = 10\n"
+        "c.CourseDirectory.max_file_size = 1000\n"
         "c.ClearSolutions.code_stub = {'python': '# write it here\\nraise ValueError(\"not yet\")'}\n"
         f"c.CourseDirectory.db_url = 'sqlite:///{tmp_path / 'elsewhere.db'}'\n")
 
@@ -194,7 +197,8 @@ def test_the_settings_that_change_grades_are_honoured_and_the_others_named_befor
 
     loaded = load_nbgrader_course(course)
     assert loaded.cell_timeout == 3
-    assert unhonoured(loaded.config) == ["Execute.execute_retries", "LimitOutput.max_lines"]
+    assert unhonoured(loaded.config) == ["Execute.execute_retries", "LimitOutput.max_lines",
+                                         "CourseDirectory.max_file_size"]
     assert graded_version(loaded, course / "source" / "slow" / "slow.ipynb").cells[0].source == \
         '# write it here\nraise ValueError("not yet")'
 
@@ -203,7 +207,7 @@ def test_the_settings_that_change_grades_are_honoured_and_the_others_named_befor
     assert time.perf_counter() - started < 50  # the cell was stopped at 3 s, not left to sleep its 60
     lines = done.stdout.splitlines()
     assert lines[0] == ("nbgrader_config.py: dlcourse grade cannot honour Execute.execute_retries, "
-                        "LimitOutput.max_lines; grading as if unset")
+                        "LimitOutput.max_lines, CourseDirectory.max_file_size; grading as if unset")
     assert "timed out" in done.stdout
     from nbgrader.api import Gradebook
 

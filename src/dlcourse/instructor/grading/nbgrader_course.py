@@ -45,6 +45,8 @@ GRADING_CLASSES = (
     "LateSubmissionPlugin", "GetGrades", "ComputeChecksums", "DeduplicateIds", "ClearOutput",
     "CheckCellMetadata", "GenerateAssignment", "BaseConverter",
 )
+# The course folder's settings that decide which of a student's files reach the kernel.
+GRADING_COURSE_SETTINGS = ("ignore", "include", "max_file_size")
 HONOURED = {
     ("Execute", "timeout"): "the per-cell time limit",
     ("ClearSolutions", "code_stub"): "the code stub",
@@ -123,7 +125,7 @@ def unhonoured(config) -> list[str]:
         for key in sorted(config[section]):
             if (section, key) not in HONOURED:
                 out.append(f"{section}.{key}")
-    return out
+    return out + [f"CourseDirectory.{key}" for key in GRADING_COURSE_SETTINGS if key in config.get("CourseDirectory", {})]
 
 
 def graded_version(course: NbgraderCourse, path: Path) -> NotebookNode:
