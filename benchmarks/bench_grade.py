@@ -2,6 +2,11 @@
 
     python benchmarks/bench_grade.py                # 16 submissions of 00_setup
     python benchmarks/bench_grade.py --count 32 --workers 2
+    python benchmarks/bench_grade.py --ps1-copies 8   # and nbgrader's user-guide course, 16 students
+
+Second, nbgrader's own user-guide course (tests/fixtures/nbgrader/ps1: assignment ps1 of two notebooks,
+students bitdiddle and hacker, each copied --ps1-copies times): `nbgrader autograde ps1` against
+`dlcourse grade ps1` run in a plain copy of that course folder. The two rows are printed side by side.
 
 The batch (solutions, blanks and partly right notebooks: every mutant swapped in)
 comes from ``dlcourse.instructor.authoring.sample``. Both graders run as their command-line
@@ -66,12 +71,36 @@ def scores_nbgrader(course_dir: Path, assignment: str) -> dict[str, float]:
         return {s.student.id: s.score for s in gb.assignment_submissions(assignment)}
 
 
+def bench_ps1(work: Path, copies: int, workers: int) -> dict:
+    """nbgrader's user-guide course graded by both tools, each in its own copy of the course folder."""
+    fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nbgrader" / "ps1"
+    folders = {}
+    for tool in ("nbgrader", "dlcourse"):
+        folder = folders[tool] = work / f"ps1-{tool}"
+        shutil.copytree(fixture, folder, ignore=shutil.ignore_patterns("submitted"))
+        for student in ("bitdiddle", "hacker"):
+            for copy in range(copies):
+                shutil.copytree(fixture / "submitted" / student, folder / "submitted" / f"{student}{copy}")
+    nbgrader = str(Path(sys.executable).with_name("nbgrader"))
+    run([nbgrader, "generate_assignment", "ps1", "--force"], folders["nbgrader"])  # not timed (an instructor's step)
+    stock_wall = run([nbgrader, "autograde", "ps1", "--force"], folders["nbgrader"])
+    ours_wall = run([str(Path(sys.executable).with_name("dlcourse")), "grade", "ps1", "--workers", str(workers),
+                     "--no-progress"], folders["dlcourse"])  # generates the release version itself, timed
+    stock, ours = scores_nbgrader(folders["nbgrader"], "ps1"), scores_nbgrader(folders["dlcourse"], "ps1")
+    return {"submissions": len(stock), "nbgrader_wall_s": round(stock_wall, 1), "dlcourse_wall_s": round(ours_wall, 1),
+            "throughput_ratio": round(stock_wall / ours_wall, 2),
+            "scores_differ": {s: (stock[s], ours.get(s)) for s in stock if stock[s] != ours.get(s)}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--assignment", default="00_setup")
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--workers", type=int, default=None, help="dlcourse grade workers (default: cores)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--ps1-copies", type=int, default=8,
+                        help="copies of each of ps1's two students (default 8: 16 submissions of 2 notebooks; "
+                             "0: skip the ps1 course)")
     args = parser.parse_args()
     course = load_course()
     assignment = args.assignment
@@ -146,6 +175,15 @@ def main() -> int:
           f"overhead target <= 1 s per submission")
     if differ:
         print(f"scores differ (nbgrader, dlcourse): {differ}")
+    if args.ps1_copies:
+        ps1 = report["ps1"] = bench_ps1(work, args.ps1_copies, workers)
+        print(f"\n{'':34} {'nbgrader autograde':>18} {'dlcourse grade':>15} {'ratio':>7}")
+        print(f"{assignment + f' ({n} submissions)':34} {stock_wall:16.1f} s {ours_wall:13.1f} s "
+              f"{stock_wall / ours_wall:6.2f}x")
+        print(f"{'ps1, nbgrader user guide (' + str(ps1['submissions']) + ')':34} {ps1['nbgrader_wall_s']:16.1f} s "
+              f"{ps1['dlcourse_wall_s']:13.1f} s {ps1['throughput_ratio']:6.2f}x")
+        if ps1["scores_differ"]:
+            print(f"ps1 total scores differ (nbgrader, dlcourse; docs/grading.md lists why): {ps1['scores_differ']}")
     print(json.dumps(report))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -152,11 +152,23 @@ def _report(args: argparse.Namespace) -> int:
 
 def _grade(args: argparse.Namespace) -> int:
     from dlcourse.instructor.authoring.build import require_fresh
-    from dlcourse.instructor.grading.cli import run_grade
+    from dlcourse.instructor.grading.cli import run_grade, run_grade_nbgrader
+    from dlcourse.instructor.grading.nbgrader_course import CONFIG_FILE
 
+    if (Path.cwd() / CONFIG_FILE).is_file() and not _dlcourse_assignment(args.assignment):
+        return run_grade_nbgrader(args, Path.cwd())
     course = load_course()
     require_fresh(course, course.resolve([args.assignment]), "grading", built_only=True)
     return run_grade(args)
+
+
+def _dlcourse_assignment(name: str) -> bool:
+    """Is `name` an assignment of a dlcourse course at or above this folder? (Its autograder/ folder is an
+    nbgrader course folder too, where dlcourse's own assignment wins.)"""
+    try:
+        return name in load_course().assignments()
+    except CourseError:
+        return False
 
 
 def _gradescope(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbformat import NotebookNode
 
 from dlcourse.instructor.source import read_source
 from dlcourse.instructor.course import Course, CourseError
@@ -78,6 +79,35 @@ class BatchOptions:
     scheduler: str | None = None  # a Dask scheduler address: grade on that cluster (grading.cluster)
     extensions: Path | None = None  # extensions CSV (default: [tool.dlcourse.late] extensions)
     submission_times: Path | None = None  # a CSV with each student's submission time
+
+
+@dataclass
+class Target:
+    """One notebook of one assignment to grade, and where its results go: a dlcourse assignment is one
+    notebook (`target_for`); an nbgrader course's assignment may be several (`grading.nbgrader_course`)."""
+
+    assignment: str
+    notebook: str  # its name in the gradebook, submitted/ and autograded/ (without .ipynb)
+    source: NotebookNode  # the instructor's version: nbgrader metadata, hidden tests
+    base: Path  # the nbgrader course folder: autograded/, submitted/, the default gradebook
+    files: dict[str, Path] = field(default_factory=dict)  # public files copied next to every submission
+    course_files_win: bool = False  # nbgrader course: its files replace the student's copies, as autograde does
+    late_root: Path | None = None  # the dlcourse course whose [tool.dlcourse.late] applies; None: no late policy
+    native_code: bool = False
+    preload: list[str] | None = None  # modules the template imports (None: its defaults)
+    write_source: bool = True  # put the source where nbgrader's formgrader looks (a dlcourse course only)
+    code_stub: dict | None = None  # what ClearSolutions writes into solution cells (None: dlcourse's)
+    db_url: str | None = None  # the gradebook when --db is not given (None: base/gradebook.db)
+
+
+def target_for(course: Course, assignment: str, options: BatchOptions) -> Target:
+    """The one notebook of a dlcourse assignment."""
+    course.resolve([assignment])
+    text = course.source_path(assignment).read_text(encoding="utf-8")
+    return Target(assignment=assignment, notebook=assignment, source=read_source(course.source_path(assignment)),
+                  base=Path(options.nbgrader_dir) if options.nbgrader_dir else nbgrader_dir(course),
+                  files=public_files(course, assignment), late_root=course.root,
+                  native_code=assignment in course.native_code, preload=preload_for(text))
 
 
 def nbgrader_dir(course: Course) -> Path:
@@ -138,7 +168,8 @@ def _handed_in_at(submission: Submission):
         return None
 
 
-def write_submitted_copy(base: Path, assignment: str, submission: Submission, timestamp) -> None:
+def write_submitted_copy(base: Path, assignment: str, submission: Submission, timestamp,
+                         notebook: str | None = None) -> None:
     """The submission as handed in, where nbgrader keeps it (`submitted/<student>/<assignment>/`, with the
     gradebook's submission time in timestamp.txt): nbgrader's formgrader counts and lists a submission
     only when it finds it there with the time the gradebook holds."""
@@ -146,7 +177,7 @@ def write_submitted_copy(base: Path, assignment: str, submission: Submission, ti
     folder.mkdir(parents=True, exist_ok=True)
     copies = dict(submission.files)
     if submission.notebook is not None:
-        copies[f"{assignment}.ipynb"] = submission.notebook
+        copies[f"{notebook or assignment}.ipynb"] = submission.notebook
     for name, path in copies.items():
         target = folder / name
         if target.exists() and target.resolve() == Path(path).resolve():
@@ -210,23 +241,39 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
                 log=print, template: Template | None = None) -> list[Row]:
     """Grade every submission of `assignment` under `submissions`; returns one row per student. The
     kernels fork from `template` (``dlcourse grade`` starts one early), else from one of this call's own."""
-    course.resolve([assignment])
-    source = read_source(course.source_path(assignment))
+    return grade_target(target_for(course, assignment, options), submissions, options, log, template)
+
+
+def db_url_for(target: Target, options: BatchOptions) -> str:
+    """--db, else the target's own gradebook, else gradebook.db in its nbgrader folder (created if missing)."""
+    db_url = options.db_url or target.db_url or f"sqlite:///{target.base.resolve() / 'gradebook.db'}"
+    if db_url.startswith("sqlite:///"):
+        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return db_url
+
+
+def grade_target(target: Target, submissions: Path, options: BatchOptions, log=print,
+                 template: Template | None = None, gradebook: GradebookWriter | None = None) -> list[Row]:
+    """Grade every submission of one notebook (`target`) under `submissions`; returns one row per student.
+    `gradebook`: the notebook already registered (an assignment of several notebooks registers them all
+    before the first grade is saved, or nbgrader's submission would lack the later ones)."""
+    assignment, source, base = target.assignment, target.source, target.base
     scratch = Path(tempfile.mkdtemp(prefix="dlcourse-batch-"))
     try:
-        found = find_submissions(Path(submissions), assignment, scratch)
+        found = find_submissions(Path(submissions), assignment, scratch,
+                                 notebook=None if target.notebook == assignment else target.notebook)
     except SubmissionError as error:
         raise CourseError(str(error)) from None
     if not found:
         raise CourseError(f"{submissions}: no submissions of {assignment} found (expected <student>.ipynb files, "
                           f"<student>/{assignment}/ folders or a zip)")
-    base = Path(options.nbgrader_dir) if options.nbgrader_dir else nbgrader_dir(course)
-    db_url = options.db_url or f"sqlite:///{base.resolve() / 'gradebook.db'}"
-    if db_url.startswith("sqlite:///"):
-        Path(db_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    gradebook = GradebookWriter(db_url, assignment, assignment, source)
-    write_nbgrader_source(base, assignment, source)
-    late = LateWork.load(course.root, assignment, options.extensions, options.submission_times)
+    if gradebook is None:
+        gradebook = GradebookWriter(db_url_for(target, options), assignment, target.notebook, source,
+                                    code_stub=target.code_stub)
+    if target.write_source:
+        write_nbgrader_source(base, assignment, source)
+    late = None if target.late_root is None else \
+        LateWork.load(target.late_root, assignment, options.extensions, options.submission_times)
     if late is not None:  # late work (grading.late): the due date into the gradebook, each message once
         late.check_students([s.student for s in found])
         if late.policy.due is not None:
@@ -234,7 +281,6 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         for note in late.notes:
             log(f"{assignment}: {note}")
     feedback_dir = Path(options.feedback_dir) if options.feedback_dir else None
-    files = public_files(course, assignment)
     workers = options.workers or default_workers()
     gpus = gpu_count()
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -244,7 +290,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
 
         cluster = ClusterGrader(options.scheduler, assignment, source, {
             "cell_timeout": options.cell_timeout, "timeout": options.timeout, "memory_mb": options.memory_mb,
-            "isolate": options.isolate, "threads": None, "native_code": assignment in course.native_code})
+            "isolate": options.isolate, "threads": None, "native_code": target.native_code})
         workers = cluster.slots()
 
     graded = set() if options.force else gradebook.graded_students()
@@ -253,7 +299,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
     todo: list[Submission] = []
     outdated: list[str] = []
     for submission in found:
-        record = _record(autograded_path(base, submission.student, assignment))
+        record = _record(autograded_path(base, submission.student, assignment, target.notebook))
         if submission.student in graded and record and record.get("sha256") == submission.sha256():
             if not _graded_now(record, version, source):
                 outdated.append(submission.student)
@@ -278,14 +324,14 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
             result, executed = _invalid(source, reason), nbformat.v4.new_notebook(
                 cells=[nbformat.v4.new_markdown_cell(f"**Not graded:** {reason}")])
         elif cluster is not None:
-            result, executed = cluster.grade(nb, {**files, **submission.files})
+            result, executed = cluster.grade(nb, working_files(target, submission))
         else:
             env = {"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus > 1 else None
             result, executed = grade_notebook(
                 nb, source, cell_timeout=options.cell_timeout, timeout=options.timeout, env=env,
-                memory_mb=options.memory_mb, files={**files, **submission.files}, isolate=options.isolate,
-                threads=threads, notebook_name=f"{assignment}.ipynb", template=template,
-                native_code=assignment in course.native_code)
+                memory_mb=options.memory_mb, files=working_files(target, submission), isolate=options.isolate,
+                threads=threads, notebook_name=f"{target.notebook}.ipynb", template=template,
+                native_code=target.native_code)
         result.seconds = time.perf_counter() - started
         # What the formgrader and the feedback page render must not run the student's markup.
         executed, neutralised = sanitize_notebook(executed)
@@ -304,11 +350,11 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         # The gradebook first: nbgrader commits a submission in several steps, and only the autograded
         # notebook, written last, marks it as done (a run killed in between grades it again).
         submitted_at = gradebook.save(submission.student, result, timestamp=_handed_in_at(submission), late=decision)
-        write_submitted_copy(base, assignment, submission, submitted_at)
-        _write_atomic(executed, autograded_path(base, submission.student, assignment))
+        write_submitted_copy(base, assignment, submission, submitted_at, target.notebook)
+        _write_atomic(executed, autograded_path(base, submission.student, assignment, target.notebook))
         if nb is not None and feedback_dir is not None:
             try:
-                page = write_feedback(feedback_dir / submission.student / assignment / f"{assignment}.html",
+                page = write_feedback(feedback_dir / submission.student / assignment / f"{target.notebook}.html",
                                       executed, source, result, submission.student, assignment)
                 copy_exchange_receipt(submission, page.parent)
             except Exception as error:  # feedback is a courtesy; the grade is saved
@@ -320,8 +366,7 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
         log(f"{assignment}: grading {len(todo)} submission(s) with {workers} worker(s)"
             + (f" on {gpus} GPU(s)" if gpus else ""))
         bar = _progress(len(todo), options.progress)
-        with given_or_own(template, preload_for(course.source_path(assignment).read_text(encoding="utf-8"))) \
-                as template, ThreadPoolExecutor(max_workers=workers) as pool:
+        with given_or_own(template, target.preload) as template, ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(grade_one, (i, s)): s for i, s in enumerate(todo)}
             for future in as_completed(futures):
                 submission = futures[future]
@@ -347,8 +392,17 @@ def grade_batch(course: Course, assignment: str, submissions: Path, options: Bat
     return ordered
 
 
-def autograded_path(base: Path, student: str, assignment: str) -> Path:
-    return base / "autograded" / student / assignment / f"{assignment}.ipynb"
+def autograded_path(base: Path, student: str, assignment: str, notebook: str | None = None) -> Path:
+    return base / "autograded" / student / assignment / f"{notebook or assignment}.ipynb"
+
+
+def working_files(target: Target, submission: Submission) -> dict[str, Path]:
+    """The files beside the notebook in its working copy: the student's and the assignment's; where both
+    have one, the student's in a dlcourse course, the course's in an nbgrader course (as nbgrader autograde
+    overwrites them with the source's)."""
+    if target.course_files_win:
+        return {**submission.files, **target.files}
+    return {**target.files, **submission.files}
 
 
 def _progress(total: int, enabled: bool):

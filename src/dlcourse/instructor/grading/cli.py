@@ -3,6 +3,7 @@ grader process; it creates the batch's template process and closes it at the end
 
     dlcourse grade 00_setup autograder/submitted --csv grades.csv
     dlcourse grade 00_setup canvas_download.zip --workers 4 --timeout 300
+    cd nbgrader-course && dlcourse grade ps1      # a plain nbgrader course folder (grading.nbgrader_course)
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scores go into nbgrader's gradebook (formgrader, export and generate_feedback keep working), "
         "autograded notebooks into autograder/autograded/, feedback pages (--feedback) into DIR."
     )
-    parser.add_argument("assignment", help="e.g. 00_setup")
-    parser.add_argument("submissions", type=Path,
+    parser.add_argument("assignment", help="e.g. 00_setup (in an nbgrader course folder: an assignment in source/)")
+    parser.add_argument("submissions", type=Path, nargs="?", default=None,
                         help="a folder of <student>.ipynb, nbgrader's submitted/<student>/<assignment>/ tree, "
-                             "or an LMS zip")
+                             "or an LMS zip (in an nbgrader course folder, default its submitted/)")
     parser.add_argument("--timeout", type=float, default=settings.TIMEOUT_S,
                         help=f"seconds per notebook (default {settings.TIMEOUT_S:g})")
-    parser.add_argument("--cell-timeout", type=float, default=settings.CELL_TIMEOUT_S,
-                        help=f"seconds per cell (default {settings.CELL_TIMEOUT_S:g})")
+    parser.add_argument("--cell-timeout", type=float, default=None,
+                        help=f"seconds per cell (default {settings.CELL_TIMEOUT_S:g}; in an nbgrader course, "
+                             "its Execute.timeout)")
     parser.add_argument("--memory", type=int, default=settings.MEMORY_MB, metavar="MB",
                         help="memory per submission in MiB, on top of the preloaded libraries "
                              f"(default {settings.MEMORY_MB}; 0: none)")
@@ -55,25 +57,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else nbgrader's timestamp.txt, else the LMS zip's late marks")
 
 
-def run_grade(args: argparse.Namespace) -> int:
-    from dlcourse.instructor.course import load_course
-    from dlcourse.instructor.grading.template import Template, preload_for
+def _options(args: argparse.Namespace, cell_timeout: float | None = settings.CELL_TIMEOUT_S):
+    from dlcourse.instructor.grading.batch import BatchOptions
 
-    course = load_course()
-    course.resolve([args.assignment])
-    # Start the kernel template now: its imports run while this process loads nbgrader and reads the batch.
-    template = Template(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8")))
-    template.start()
-    from dlcourse.instructor.grading.batch import BatchOptions, grade_batch
-
-    options = BatchOptions(
-        workers=args.workers, timeout=args.timeout, cell_timeout=args.cell_timeout,
+    return BatchOptions(
+        workers=args.workers, timeout=args.timeout,
+        cell_timeout=args.cell_timeout if args.cell_timeout is not None else cell_timeout or args.timeout,
         memory_mb=args.memory or None, csv_path=args.csv, feedback_dir=args.feedback, db_url=args.db,
         force=args.force, progress=not getattr(args, "no_progress", False),
         nbgrader_dir=getattr(args, "nbgrader_dir", None),
         scheduler=getattr(args, "scheduler", None) or os.environ.get("DLCOURSE_SCHEDULER") or None,
         extensions=getattr(args, "extensions", None), submission_times=getattr(args, "submission_times", None),
     )
+
+
+def run_grade_nbgrader(args: argparse.Namespace, folder: Path) -> int:
+    """`dlcourse grade ASSIGNMENT [SUBMISSIONS]` in a plain nbgrader course folder."""
+    from dlcourse.instructor.course import CourseError
+    from dlcourse.instructor.grading.nbgrader_course import grade_assignment, load_nbgrader_course
+
+    for option in ("extensions", "submission_times", "report", "nbgrader_dir"):
+        if getattr(args, option, None):
+            raise CourseError(f"--{option.replace('_', '-')} needs a dlcourse course; in an nbgrader course folder "
+                              "leave it out (the folder itself is the nbgrader folder)")
+    course = load_nbgrader_course(folder)
+    # nbgrader's Execute.timeout is per cell; None there means no limit but the notebook's own.
+    rows = grade_assignment(course, args.assignment, args.submissions, _options(args, course.cell_timeout))
+    if args.csv:
+        print(f"grades written to {args.csv}")
+    return 0 if all(r.status != "grader error" for r in rows) else 1
+
+
+def run_grade(args: argparse.Namespace) -> int:
+    from dlcourse.instructor.course import CourseError, load_course
+    from dlcourse.instructor.grading.template import Template, preload_for
+
+    if args.submissions is None:
+        raise CourseError("say where the submissions are: dlcourse grade ASSIGNMENT SUBMISSIONS (a folder, "
+                          "nbgrader's submitted/ tree or an LMS zip)")
+    course = load_course()
+    course.resolve([args.assignment])
+    # Start the kernel template now: its imports run while this process loads nbgrader and reads the batch.
+    template = Template(preload_for(course.source_path(args.assignment).read_text(encoding="utf-8")))
+    template.start()
+    from dlcourse.instructor.grading.batch import grade_batch
+
+    options = _options(args)
     try:
         rows = grade_batch(course, args.assignment, args.submissions, options, template=template)
     finally:

@@ -135,8 +135,10 @@ class GradebookWriter:
     submission would compile every SQL statement again, 0.1 s each time.
     """
 
-    def __init__(self, db_url: str, assignment: str, notebook: str, source: NotebookNode):
+    def __init__(self, db_url: str, assignment: str, notebook: str, source: NotebookNode,
+                 code_stub: dict | None = None):
         self.db_url, self.assignment, self.notebook = db_url, assignment, notebook
+        self.code_stub = code_stub or CODE_STUB  # an nbgrader course's own ClearSolutions.code_stub
         self._lock = threading.Lock()
         self._gradebook: Gradebook | None = None
         with _postgres_lock(db_url, WRITE_LOCK):
@@ -170,7 +172,7 @@ class GradebookWriter:
     def _register(self, gb: Gradebook, source: NotebookNode) -> None:
         nb = copy.deepcopy(source)
         resources = {"nbgrader": {"notebook": self.notebook, "assignment": self.assignment, "db_url": self.db_url}}
-        for preprocessor in (LockCells(), ClearSolutions(code_stub=CODE_STUB), ComputeChecksums()):
+        for preprocessor in (LockCells(), ClearSolutions(code_stub=self.code_stub), ComputeChecksums()):
             nb, resources = preprocessor.preprocess(nb, resources)
         gb.update_or_create_assignment(self.assignment)  # committed by nbgrader: SaveCells must see it
         SaveCells().preprocess(nb, resources)  # opens its own gradebook, as nbgrader does

@@ -65,34 +65,38 @@ def is_assignment_name(stem: str, assignment: str) -> bool:
     return NAME_DECORATIONS.sub("", stem.strip()).strip() == assignment
 
 
-def find_submissions(path: Path, assignment: str, scratch: Path | None = None) -> list[Submission]:
-    """Every submission under `path` (a folder, nbgrader's tree, or a zip), sorted by student."""
+def find_submissions(path: Path, assignment: str, scratch: Path | None = None,
+                     notebook: str | None = None) -> list[Submission]:
+    """Every submission under `path` (a folder, nbgrader's tree, or a zip), sorted by student. `notebook`:
+    in nbgrader's tree, the one notebook of an assignment of several to take (its other notebooks come
+    along as files); a student without it has no notebook."""
     path = Path(path)
     if not path.exists():
         raise SubmissionError(f"{path}: no such file or folder")
     if path.is_file() and zipfile.is_zipfile(path):
         target = Path(tempfile.mkdtemp(prefix="dlcourse-zip-", dir=scratch))
         _unzip(path, target)
-        return _from_unzipped(target, assignment)
+        return _from_unzipped(target, assignment, notebook)
     if path.is_file() and path.suffix == ".ipynb":
         # "Copy of 01_backprop.ipynb" names no student: its folder does (alice/Copy of 01_backprop.ipynb)
         owner = path.resolve().parent.name if is_assignment_name(path.stem, assignment) else path.stem
         return [Submission(student_id(owner), path)]
     if not path.is_dir():
         raise SubmissionError(f"{path}: expected a folder of .ipynb files, nbgrader's submitted/ tree or a zip")
-    return _from_folder(path, assignment)
+    return _from_folder(path, assignment, notebook)
 
 
-def _from_folder(root: Path, assignment: str) -> list[Submission]:
+def _from_folder(root: Path, assignment: str, notebook_name: str | None = None) -> list[Submission]:
     found: dict[str, Submission] = {}
     tree = [d for d in sorted(root.iterdir()) if d.is_dir() and (d / assignment).is_dir()]
     if root.name != assignment and (root / "submitted").is_dir() and not tree:
-        return _from_folder(root / "submitted", assignment)
+        return _from_folder(root / "submitted", assignment, notebook_name)
     for student_dir in tree:
         folder = student_dir / assignment
         notebooks = sorted(folder.glob("*.ipynb"))
-        main = folder / f"{assignment}.ipynb"
-        notebook = main if main.exists() else (notebooks[0] if notebooks else None)
+        main = folder / f"{notebook_name or assignment}.ipynb"
+        notebook = main if main.exists() or notebook_name else (notebooks[0] if notebooks else None)
+        notebook = notebook if notebook is not None and notebook.exists() else None
         files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*"))
                  if p.is_file() and p != notebook and ".ipynb_checkpoints" not in p.parts
                  and not p.name.startswith(".")}
@@ -116,12 +120,12 @@ def _from_folder(root: Path, assignment: str) -> list[Submission]:
     return sorted(found.values(), key=lambda s: s.student)
 
 
-def _from_unzipped(root: Path, assignment: str) -> list[Submission]:
+def _from_unzipped(root: Path, assignment: str, notebook: str | None = None) -> list[Submission]:
     entries = [p for p in root.iterdir() if not p.name.startswith(("__MACOSX", "."))]
     if any(p.is_dir() and (p / assignment).is_dir() for p in entries):
-        return _from_folder(root, assignment)  # nbgrader's <student>/<assignment>/ tree
+        return _from_folder(root, assignment, notebook)  # nbgrader's <student>/<assignment>/ tree
     if len(entries) == 1 and entries[0].is_dir() and not MOODLE.match(entries[0].name):
-        return _from_unzipped(entries[0], assignment)  # a zip of one folder
+        return _from_unzipped(entries[0], assignment, notebook)  # a zip of one folder
     moodle = [d for d in entries if d.is_dir() and MOODLE.match(d.name)]
     if moodle:
         out = []
@@ -138,7 +142,7 @@ def _from_unzipped(root: Path, assignment: str) -> list[Submission]:
                 found[student] = Submission(student, notebook)
     if found:
         return sorted(found.values(), key=lambda s: s.student)
-    return _from_folder(root, assignment)
+    return _from_folder(root, assignment, notebook)
 
 
 def _unzip(archive: Path, target: Path) -> None:
