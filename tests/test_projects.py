@@ -30,8 +30,9 @@ def train(project: Project, steps: int, lr: float = 0.1, seed_shift: int = 0) ->
     return model
 
 
-def full_run(capsys, steps: int = 30, budget: int = 40, **train_options) -> tuple[Project, dict, str]:
-    project = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=budget)
+def full_run(capsys, steps: int = 30, budget: int = 40, data: str = "synthetic",
+             **train_options) -> tuple[Project, dict, str]:
+    project = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=budget, data=data)
     train(project, steps, **train_options)
     project.validate(0.9)
     project.validate(torch.tensor(0.8))
@@ -39,6 +40,17 @@ def full_run(capsys, steps: int = 30, budget: int = 40, **train_options) -> tupl
     project.ablation([{"variant": "full model", "val_loss": 0.8}, {"variant": "no bias", "val_loss": 0.95}])
     record = project.report(val_loss=0.8, test_loss=test_loss, params=5)
     return project, record, capsys.readouterr().out
+
+
+def grader_rerun(steps: int = 12, report: bool = True, params: int = 5, data: str = "synthetic",
+                 **train_options) -> Project:
+    """The grader's short run of the same notebook (dlcourse.budget(grading=12))."""
+    rerun = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=12, data=data)
+    train(rerun, steps, **train_options)
+    if report:
+        rerun.evaluate_test(lambda: 1.0)
+        rerun.report(val_loss=1.0, test_loss=1.0, params=params)
+    return rerun
 
 
 def handed_in(folder, printed: str, name: str = "99_demo.ipynb") -> None:
@@ -138,8 +150,7 @@ def test_under_the_grader_the_record_comes_from_the_handed_in_notebook(capsys, t
     _, record, printed = full_run(capsys)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    rerun = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=12)
-    train(rerun, 12)
+    rerun = grader_rerun()
     with pytest.raises(AssertionError, match="no project record in the notebook you handed in"):
         projects.submitted_record(rerun)  # a blank notebook, or one handed in without outputs
     handed_in(tmp_path, printed)
@@ -152,8 +163,7 @@ def test_the_grader_rerun_must_start_like_the_recorded_run(capsys, monkeypatch, 
     """Figures from another model, learning rate or seed than the code handed in do not reproduce."""
     _, record, _ = full_run(capsys)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    rerun = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=12)
-    train(rerun, 12, **other_run)
+    rerun = grader_rerun(**other_run)
     with pytest.raises(AssertionError, match="the re-run's loss at step"):
         projects.check_reproduces(record, rerun)
 
@@ -161,10 +171,27 @@ def test_the_grader_rerun_must_start_like_the_recorded_run(capsys, monkeypatch, 
 def test_the_grader_rerun_tolerates_another_devices_rounding(capsys, monkeypatch):
     _, record, _ = full_run(capsys)
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    rerun = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=12)
-    train(rerun, 12)
+    rerun = grader_rerun()
     rerun.first_losses = [x * (1 + 1e-3) for x in rerun.first_losses]  # a GPU's float32 differences, and then some
     projects.check_reproduces(record, rerun)
-    idle = Project("99_demo", metric="val_loss", higher_is_better=False, budget_steps=12)
-    with pytest.raises(AssertionError, match="re-run made 0 optimizer steps"):
-        projects.check_reproduces(record, idle)
+
+
+def test_the_grader_rerun_must_train_reach_the_report_and_build_the_same_model(capsys, monkeypatch):
+    _, record, _ = full_run(capsys)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    with pytest.raises(AssertionError, match="re-run made no optimizer step"):
+        projects.check_reproduces(record, grader_rerun(steps=0))
+    with pytest.raises(AssertionError, match="did not reach project.report"):
+        projects.check_reproduces(record, grader_rerun(report=False))  # a cell stopped: over budget, test twice
+    with pytest.raises(AssertionError, match="reports 5 parameters, the re-run of your code builds 7"):
+        projects.check_reproduces(record, grader_rerun(params=7))
+
+
+def test_a_run_on_other_data_than_the_graders_is_checked_without_its_losses(capsys, monkeypatch):
+    """A Colab run on the real data set, re-run offline on the stand-in: the losses cannot agree."""
+    _, record, _ = full_run(capsys, data="cifar10")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    projects.check_reproduces(record, grader_rerun(lr=0.5))
+    assert "not comparable" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="parameters"):
+        projects.check_reproduces(record, grader_rerun(params=7))

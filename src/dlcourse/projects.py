@@ -64,17 +64,20 @@ class Project:
 
     name: the assignment ("02_cnn"); metric: the validation figure the leaderboard ranks by (starts
     with ``val_``); budget_steps: optimizer steps allowed (``dlcourse.budget(full=..., grading=...)``);
-    seed: every RNG is seeded with it here, so the grader's re-run starts like the student's run.
+    seed: every RNG is seeded with it here, so the grader's re-run starts like the student's run;
+    data: which data the run trains on (e.g. ``load_cifar10().source``): the grader, offline, has the
+    stand-in, and compares the first losses only with a run on the same data.
     """
 
-    def __init__(self, name: str, metric: str, higher_is_better: bool = True, *, budget_steps: int, seed: int = 0):
+    def __init__(self, name: str, metric: str, higher_is_better: bool = True, *, budget_steps: int, seed: int = 0,
+                 data: str = ""):
         if not str(metric).startswith("val_"):
             raise ProjectError(f"metric={metric!r} must name a validation figure, such as 'val_accuracy': "
                                "the project is tuned and ranked on validation, never on test")
         if isinstance(budget_steps, bool) or not isinstance(budget_steps, int) or budget_steps < 1:
             raise ProjectError(f"budget_steps={budget_steps!r} must be a whole number of optimizer steps, at least 1")
         self.name, self.metric, self.higher_is_better = str(name), str(metric), bool(higher_is_better)
-        self.budget_steps, self.seed = budget_steps, seed_everything(seed)
+        self.budget_steps, self.seed, self.data = budget_steps, seed_everything(seed), str(data)
         self.steps = 0
         self.first_losses: list[float] = []
         self.validations: list[float] = []
@@ -151,6 +154,7 @@ class Project:
             "validations": len(self.validations),
             "test_uses": self.test_uses,
             "seed": self.seed,
+            "data": self.data,
             "first_losses": list(self.first_losses),
             "ablation": list(self.ablation_rows),
         }
@@ -259,15 +263,28 @@ def check_test_used_once(record: Mapping) -> None:
 
 def check_reproduces(record: Mapping, project: Project, rtol: float = REPRODUCE_RTOL,
                      atol: float = REPRODUCE_ATOL) -> None:
-    """Under the grader: its short re-run of the notebook (`project`) starts with the recorded losses,
-    within a tolerance for another device. In the student's kernel the record is this run's own."""
+    """Under the grader: its short re-run of the notebook (`project`) ran the project to its report, with
+    the recorded number of parameters and, on the same data, the recorded first losses (within a
+    tolerance for another device). In the student's kernel the record is this run's own: nothing to compare."""
     if not is_grading():
+        return
+    assert project.steps > 0, (
+        "the grader's re-run made no optimizer step: the project must train through project.step(loss), "
+        "within dlcourse.budget(grading=...) steps")
+    assert project.record is not None, (
+        "the grader's re-run did not reach project.report(...): a cell of the project stopped with an error "
+        "(over the budget? the test set used twice?)")
+    recorded, rerun = record.get("figures", {}), project.record["figures"]
+    if "params" in recorded and "params" in rerun:
+        assert recorded["params"] == rerun["params"], (
+            f"your run reports {recorded['params']:g} parameters, the re-run of your code builds {rerun['params']:g}: "
+            "the figures must come from the code you hand in")
+    if record.get("data") != project.data:  # e.g. real CIFAR-10 in Colab, the stand-in under the grader
+        print(f"your run trained on {record.get('data')!r} data, the grader's re-run on {project.data!r}: "
+              "the first losses are not comparable, the rest was checked")
         return
     expected = [float(x) for x in record.get("first_losses", [])]
     n = min(len(expected), project.steps, FIRST_STEPS)
-    assert n > 0 and len(project.first_losses) >= n, (
-        f"the grader's re-run made {project.steps} optimizer steps; the project must train through "
-        "project.step(loss) within dlcourse.budget(grading=...) steps")
     for step, (got, want) in enumerate(zip(project.first_losses[:n], expected[:n]), start=1):
         assert abs(got - want) <= atol + rtol * abs(want), (
             f"the re-run's loss at step {step} is {got:.4f}, your recorded run's {want:.4f}: the figures you report "
