@@ -255,8 +255,8 @@ def _value(value: float) -> str:
 
 def project_lines(report: BatchReport, shown: int = LEADERBOARD_SHOWN) -> list[str]:
     """The terminal's project summary: how many records, each figure's spread, the top of the leaderboard."""
-    if not report.projects:
-        return []
+    if not report.projects or report.project_metric is None:  # no record names its metric: nothing to rank by
+        return [f"project: {len(report.projects)} record(s), none naming its validation figure"] if report.projects else []
     board = report.leaderboard()
     metric, higher = report.project_metric
     lines = [f"project: {len(report.projects)} record(s), {len(board)} passed the automatic checks and are ranked "
@@ -430,9 +430,10 @@ def write_report(report: BatchReport, folder: Path) -> Path:
 
 def project_html(report: BatchReport) -> str:
     """The leaderboard section of the page (students by gradebook id only)."""
-    if not report.projects:
-        return ""
     e = html.escape
+    if not report.projects or report.project_metric is None:
+        return (f"<h2>Project</h2><p>{len(report.projects)} record(s), none naming its validation figure.</p>"
+                if report.projects else "")
     board = report.leaderboard()
     metric, higher = report.project_metric
     figures = list(report.project_figures())
