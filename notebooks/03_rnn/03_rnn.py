@@ -2778,7 +2778,12 @@ def greedy_decode(step, state, bos, eos, max_len):
     return sequences, scores
 
 
-# %% tests="test_greedy_decode" points=2
+# %% [markdown]
+# The tests of 6c and 6d decode with two small step functions: a random
+# recurrent model, and greedy decoding of one sequence at a time (the reference
+# your batched version is compared with).
+
+# %%
 def tiny_model(vocab_size, hidden_size, seed):
     """A random recurrent step function over `vocab_size` tokens, with bos = vocab_size (an input only)."""
     generator = torch.Generator().manual_seed(seed)
@@ -2809,6 +2814,7 @@ def greedy_one_by_one(step, h0, bos, eos, max_len):
     return results
 
 
+# %% tests="test_greedy_decode" points=2
 torch.manual_seed(21)
 V, H_tiny, EOS_TINY = 5, 4, 0
 tiny_step = tiny_model(V, H_tiny, seed=6)
@@ -3027,8 +3033,8 @@ with torch.no_grad():
     changed = [i for i, (words, _) in enumerate(beam_results[4]) if list(words) != greedy_outputs[i]]
     higher = sum(beam_results[4][i][1] > greedy_scores[i].item() + 1e-6 for i in range(len(eval_val)))
     print(f"width 4 found a more probable output than greedy for {higher} of {len(eval_val)} numbers; its output "
-          f"differs for {len(changed)}: {sum(list(beam_results[4][i][0]) == targets[i] for i in changed)} of them "
-          f"now right, {sum(greedy_right[i] for i in changed)} were right with greedy")
+          f"differs for {len(changed)}, of which {sum(list(beam_results[4][i][0]) == targets[i] for i in changed)} "
+          f"right with beam search and {sum(greedy_right[i] for i in changed)} right with greedy decoding")
     for i in changed[:5]:
         print(f"  {eval_val[i]}: greedy '{' '.join(WORDS[w] for w in greedy_outputs[i])}', "
               f"beam '{' '.join(WORDS[w] for w in beam_results[4][i][0])}'")
@@ -3085,13 +3091,13 @@ plt.show()
 # Each word that names a digit (`three`, `one`, `six`, `eighty`, `five`) puts almost
 # all its weight on that digit, and the rows move left to right through the number
 # as the words do: the decoder has learned to read the source in order. The
-# teen of 3114 is written while looking at its tens digit `1`, which is what tells
-# a teen from `ten`-something else; `fifty` in 5054 splits its weight between the
-# `0` (no hundreds word) and the `5`; the structure words (`thousand`,
-# `hundred`, `<eos>`) spread their weight, since they depend on how many digits
-# there are rather than on one of them. The last panel shows an error of this
-# 100-step model: for 33 it writes `hundred` while looking at the second `3`, as if
-# the number had three digits.
+# teen of 3114, `fourteen`, is written while looking mostly at its tens digit
+# `1`, the digit that makes it a teen; `fifty` in 5054 splits its weight between
+# the `0` (no hundreds word) and the `5`. The structure words are less sharp:
+# `thousand` keeps about half its weight on the digit it follows, `hundred` looks
+# ahead to the tens digit, and `<eos>` spreads over the number. The last panel
+# shows an error of this 100-step model: for 33 it writes `hundred` while looking
+# at the second `3`, as if the number had three digits.
 #
 # The printed accuracies compare the two decoders on the validation numbers:
 # beam search (width 2 or 4) is about a point more accurate than greedy decoding
