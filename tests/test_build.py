@@ -208,3 +208,47 @@ def test_header_mistakes_get_a_message_about_what_is_actually_wrong(tmp_path, br
     with pytest.raises(SourceError) as error:
         read_source(course.source_path("99_demo"))
     assert message in str(error.value) and "99_demo.py, line " in str(error.value)
+
+
+RUBRIC = '''
+# %% [markdown] rubric="rubric_double"
+# | criterion | points |
+# | --- | --- |
+# | names the ring axiom | 0.5 |
+# | one clear sentence | 0.5 |
+'''
+RUBRIC_SOURCE = DEMO_SOURCE.replace('\n# %% [markdown] answer="why_double"', RUBRIC + '\n# %% [markdown] answer="why_double"')
+
+
+def test_a_rubric_is_a_read_only_cell_right_above_the_answer_it_grades(tmp_path):
+    course = make_course(tmp_path, source=RUBRIC_SOURCE)
+    build(course, "99_demo", execute_solution=False)
+    nb = nbformat.read(str(course.student_path("99_demo")), as_version=4)
+    rubric = cell_by_id(nb, "rubric_double")
+    assert rubric.cell_type == "markdown" and "names the ring axiom | 0.5" in rubric.source
+    meta = rubric.metadata.nbgrader
+    assert meta["locked"] and not meta["grade"] and not meta["solution"] and "checksum" in meta
+    assert rubric.metadata.editable is False and rubric.metadata.deletable is False  # read-only in JupyterLab
+    answer = nb.cells[nb.cells.index(rubric) + 1]
+    assert answer.metadata.nbgrader["grade_id"] == "why_double"
+    solution = nbformat.read(str(course.solution_path("99_demo")), as_version=4)
+    assert any("names the ring axiom" in c.source and not c.metadata for c in solution.cells)
+
+
+@pytest.mark.parametrize("broken, message", [
+    (RUBRIC_SOURCE.replace("| 0.5 |\n# | one", "| 1.5 |\n# | one"), "rubric 'rubric_double' gives 2 points in all, but "
+     "the answer below it ('why_double') is worth points=1"),
+    (RUBRIC_SOURCE.replace("| criterion | points |", "| criterion | score |"), "has no 'points' column"),
+    (RUBRIC_SOURCE.replace("| 0.5 |\n# | one", "| half |\n# | one"), "criterion 'names the ring axiom' has points 'half'"),
+    (DEMO_SOURCE.replace('# %% tests="test_double"', RUBRIC.strip() + '\n\n# %% tests="test_double"'),
+     "must be followed by the written answer it grades"),
+    (DEMO_SOURCE + RUBRIC, "must be followed by the written answer it grades"),
+    (RUBRIC_SOURCE.replace('rubric="rubric_double"', 'rubric="rubric_double" points=1'), "points= belongs on the answer"),
+], ids=["points do not add up", "no points column", "points not a number", "above a tests cell", "last cell",
+        "points on the rubric"])
+def test_a_rubric_that_does_not_fit_its_answer_is_refused_in_one_line(tmp_path, broken, message):
+    course = make_course(tmp_path, source=broken)
+    with pytest.raises(SourceError) as error:
+        read_source(course.source_path("99_demo"))
+    text = str(error.value)
+    assert message in text and "99_demo.py, cell " in text and "\n" not in text

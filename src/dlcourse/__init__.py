@@ -15,7 +15,7 @@ import sys as _sys
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("checks", "data", "doctor", "gradcheck", "plots", "selfcheck", "train")
+_SUBMODULES = ("checks", "data", "doctor", "gradcheck", "plots", "projects", "selfcheck", "train")
 _FROM_ENV = ("budget", "deterministic", "get_device", "in_colab", "is_grading", "mount_drive", "seed_everything")
 _FROM_SELFCHECK = ("require_written", "self_check")
 

@@ -21,6 +21,9 @@ END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 ROLES = ("solution", "tests", "answer")
+# A project's rubric: a read-only (locked, ungraded) markdown cell right above the written answer it
+# grades, so the formgrader shows it beside the grade box; its table's points add up to the answer's.
+RUBRIC = "rubric"
 # What a solution block becomes in the student notebook (nbgrader's ClearSolutions); the student side
 # (dlcourse.selfcheck) owns its message.
 CODE_STUB = {"python": f'# YOUR CODE HERE\nraise NotImplementedError("{STUB_MESSAGE}")'}
@@ -83,6 +86,42 @@ def role(cell: NotebookNode) -> str | None:
     if meta.get("grade"):
         return "answer" if meta.get("solution") else "tests"
     return "solution" if meta.get("solution") else None
+
+
+def is_rubric(cell: NotebookNode) -> bool:
+    """A rubric cell: nbgrader's read-only kind (locked, neither graded nor a solution) with a grade id."""
+    meta = nbgrader_metadata(cell)
+    return bool(meta.get("locked")) and not meta.get("grade") and not meta.get("solution") and "grade_id" in meta
+
+
+class RubricError(ValueError):
+    """A rubric without a points column or with a row whose points are not a number."""
+
+
+def rubric_points(markdown: str) -> list[tuple[str, float]]:
+    """The criteria of a rubric's markdown table and their points: (criterion, points) per row.
+
+    The table's header row has a column named "points"; the first column names the criterion."""
+    rows = [line.strip() for line in markdown.splitlines() if line.strip().startswith("|")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    if not cells:
+        raise RubricError("it has no table: write a markdown table with a 'points' column, one row per criterion")
+    header = [c.lower() for c in cells[0]]
+    if "points" not in header:
+        raise RubricError(f"its table's header {cells[0]} has no 'points' column")
+    column = header.index("points")
+    criteria = []
+    for row in cells[1:]:
+        if all(set(c) <= set("-: ") for c in row):  # the |---|---| line under the header
+            continue
+        value = row[column] if column < len(row) else ""
+        try:
+            criteria.append((row[0], float(value)))
+        except ValueError:
+            raise RubricError(f"criterion {row[0]!r} has points {value!r}, not a number") from None
+    if not criteria:
+        raise RubricError("its table has no criteria (rows under the header)")
+    return criteria
 
 
 def grade_id(cell: NotebookNode) -> str | None:

@@ -1,8 +1,9 @@
 """Read one assignment source (a jupytext percent script) into an nbgrader source
 notebook, and refuse a source that nbgrader would mis-grade.
 
-A cell header carries at most one of ``solution="id"``, ``tests="id" points=N``
-or ``answer="id" points=N`` (see notebooks/README.md); this module turns it into
+A cell header carries at most one of ``solution="id"``, ``tests="id" points=N``,
+``answer="id" points=N`` or ``rubric="id"`` (a project's rubric, right above the written answer it
+grades; see notebooks/README.md); this module turns it into
 nbgrader's cell metadata (schema 3) and gives every cell a stable id, so that
 the generated notebooks are byte-for-byte reproducible.
 """
@@ -18,7 +19,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from dlcourse.instructor import cells
-from dlcourse.instructor.cells import ROLES, Block
+from dlcourse.instructor.cells import RUBRIC, ROLES, Block, RubricError, is_rubric, rubric_points
 from dlcourse.instructor.course import CourseError
 
 GRADE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
@@ -37,7 +38,7 @@ class SourceError(CourseError):
     """A source that cannot be built; the message names the file and the cell."""
 
 
-HEADER_KEYS = ("solution", "tests", "answer", "points")
+HEADER_KEYS = ("solution", "tests", "answer", "rubric", "points")
 # `key=value` in a cell header: a quoted string, a JSON number, or anything else up to a space
 HEADER_OPTION = re.compile(r"""([A-Za-z_][\w-]*)=("[^"]*"|'[^']*'|\S+)""")
 
@@ -101,6 +102,7 @@ def read_source(path: Path) -> NotebookNode:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    _check_rubrics(nb, path)
     if not seen:
         raise SourceError(f"{path}: no graded cell (solution=, tests= or answer=) in the source")
     nb.metadata = dict(KERNEL_METADATA)
@@ -117,7 +119,7 @@ def _first_line(cell: NotebookNode) -> str:
 
 
 def _role(cell: NotebookNode, where: str) -> tuple[str | None, str | None, float | None]:
-    roles = [r for r in ROLES if r in cell.metadata]
+    roles = [r for r in (*ROLES, RUBRIC) if r in cell.metadata]
     if len(roles) > 1:
         raise SourceError(f"{where}: a cell has one role, this one has {roles}")
     if not roles:
@@ -132,6 +134,12 @@ def _role(cell: NotebookNode, where: str) -> tuple[str | None, str | None, float
         )
     if role == "answer" and cell.cell_type != "markdown":
         raise SourceError(f"{where}: answer= is for markdown cells (written answers)")
+    if role == RUBRIC:
+        if cell.cell_type != "markdown":
+            raise SourceError(f"{where}: rubric= is for markdown cells (a table of criteria and points)")
+        if "points" in cell.metadata:
+            raise SourceError(f"{where}: points= belongs on the answer the rubric grades, not on rubric {grade_id!r}")
+        return role, grade_id, None
     if role in ("solution", "tests") and cell.cell_type != "code":
         raise SourceError(f"{where}: {role}= is for code cells")
     points = cell.metadata.get("points")
@@ -146,6 +154,9 @@ def _role(cell: NotebookNode, where: str) -> tuple[str | None, str | None, float
 
 
 def _nbgrader_metadata(role: str, grade_id: str, points: float | None) -> dict:
+    if role == RUBRIC:  # nbgrader's read-only cell: locked, not graded, not a solution
+        return {"grade": False, "grade_id": grade_id, "locked": True, "schema_version": 3, "solution": False,
+                "task": False}
     meta = {
         "grade": role in ("tests", "answer"),
         "grade_id": grade_id,
@@ -157,6 +168,28 @@ def _nbgrader_metadata(role: str, grade_id: str, points: float | None) -> dict:
     if points is not None:
         meta["points"] = points
     return meta
+
+
+def _check_rubrics(nb: NotebookNode, path: Path) -> None:
+    """Every rubric sits right above the written answer it grades, and its points add up to the answer's."""
+    for index, cell in enumerate(nb.cells):
+        if not is_rubric(cell):
+            continue
+        meta = cell.metadata["nbgrader"]
+        where = f"{path}, cell {index + 1} ({_first_line(cell)!r})"
+        rubric = meta["grade_id"]
+        below = nb.cells[index + 1].metadata.get("nbgrader", {}) if index + 1 < len(nb.cells) else {}
+        if not (below.get("grade") and below.get("solution")):
+            raise SourceError(f"{where}: rubric {rubric!r} must be followed by the written answer it grades "
+                              "(a markdown cell with answer=\"...\" points=N)")
+        try:
+            criteria = rubric_points(cell.source)
+        except RubricError as error:
+            raise SourceError(f"{where}: rubric {rubric!r}: {error}") from None
+        total = sum(points for _, points in criteria)
+        if abs(total - float(below["points"])) > 1e-9:
+            raise SourceError(f"{where}: rubric {rubric!r} gives {total:g} points in all, but the answer below it "
+                              f"({below['grade_id']!r}) is worth points={below['points']:g}; make them agree")
 
 
 def split_blocks(source: str, where: str = "cell") -> tuple[list[str], list[Block]]:
