@@ -319,3 +319,16 @@ def test_library_attention_shortcut_is_right_but_for_the_guard(solution, solutio
             torch.testing.assert_close(got, want)
         with pytest.raises(ShortcutError, match="additive_attention"):
             shortcut_scope["additive_attention"](query, keys, mask, *weights)
+
+
+def test_project_reference_compares_the_cells_at_equal_size(solution):
+    """The project's reference gives each cell the largest hidden size within the parameter limit, so the
+    three models it compares have (nearly) the same number of parameters, none over the limit."""
+    CellLM, largest, count = (solution[k] for k in ("CellLM", "largest_hidden_size", "parameter_count"))
+    limit, vocab_size = solution["PARAMETER_LIMIT"], 27
+    sizes = {}
+    for cell in ("rnn", "gru", "lstm"):
+        hidden = largest(cell, vocab_size)
+        sizes[cell] = count(CellLM(cell, vocab_size, hidden))
+        assert sizes[cell] <= limit < count(CellLM(cell, vocab_size, hidden + 1))
+    assert max(sizes.values()) - min(sizes.values()) < 0.02 * limit
