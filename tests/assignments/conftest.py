@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.instructor.source import read_source
-from dlcourse.instructor.cells import role, solution_texts, strip_markers
+from dlcourse.instructor.cells import grade_id, role, solution_texts, strip_markers
 from dlcourse.instructor.course import Course, load_course
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,14 +51,15 @@ def _definitions(code: str) -> str:
 
 
 def solution_namespace(source, name: str) -> dict:
-    """The notebook run as plain Python, the fast way: every solution cell whole, every other code
-    cell's definitions only, no test cell."""
+    """The notebook run as plain Python, the fast way: every solution cell whole (a project's: its
+    definitions only), every other code cell's definitions only, no test cell."""
     scope: dict = {"__name__": f"{name}_notebook"}
     for index, cell in enumerate(source.cells):
         if cell.cell_type != "code" or role(cell) == "tests":
             continue
         code = strip_markers(cell.source, keep_hidden=False)
-        if role(cell) != "solution":
+        # a project's solution cells run the project (training on the notebook's data): keep their definitions
+        if role(cell) != "solution" or (grade_id(cell) or "").startswith("project_"):
             code = _definitions(code)
         exec(compile(code, f"<{name} cell {index}>", "exec"), scope)
     return scope

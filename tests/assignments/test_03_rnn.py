@@ -7,8 +7,11 @@
   equals autograd through nn.GRU;
 - the masked mean is a masked loss (equal to a loop over the real lengths, whatever the padding), and
   the name classifier gives each name the logits it gets alone, for all three recurrent cells;
+- the seq2seq task spells numbers as the text says, and the provided Seq2Seq decodes a padded batch as it
+  decodes each number alone (greedy, and beam search of width 1), so batched and one-by-one decoding compare;
 - each autograd shortcut in mutants.toml is a real shortcut: without the guard it returns the solution's
-  gradients, inside by_hand(..., AUTOGRAD) it raises, while the honest backward pass runs there unharmed.
+  gradients, inside by_hand(..., AUTOGRAD) it raises, while the honest backward pass runs there unharmed;
+  the same for the library-attention shortcut of additive_attention.
 """
 
 from __future__ import annotations
@@ -254,3 +257,78 @@ def test_each_autograd_shortcut_is_right_but_for_the_guard(solution, solution_ce
 
 def test_every_backward_exercise_has_an_autograd_shortcut_mutant():
     assert {m.grade_id for m in SHORTCUTS} >= {"rnn_step_backward", "rnn_backward", "lstm_step_backward", "lstm_backward"}
+
+
+def test_number_words_spells_numbers_as_the_seq2seq_task_says(solution):
+    number_words = solution["number_words"]
+    assert number_words(0) == ["zero"]
+    assert number_words(17) == ["seventeen"]
+    assert number_words(70) == ["seventy"]
+    assert number_words(110) == ["one", "hundred", "ten"]
+    assert number_words(4207) == ["four", "thousand", "two", "hundred", "seven"]
+    assert number_words(9999) == ["nine", "thousand", "nine", "hundred", "ninety", "nine"]
+    words = solution["WORDS"]
+    assert words[solution["BOS"]] == "<bos>" and words[solution["EOS"]] == "<eos>"
+    longest = max(len(number_words(n)) for n in range(10000))
+    assert longest + 1 == solution["MAX_WORDS"]  # the longest output and its <eos>
+
+
+def test_seq2seq_decodes_a_padded_batch_as_each_number_alone(solution):
+    """The notebook compares batched greedy decoding with beam search one number at a time: padding the
+    source (numbers of different lengths) must not change what the translator writes."""
+    number_batch, greedy_decode, beam_search = (solution[k] for k in ("number_batch", "greedy_decode", "beam_search"))
+    torch.manual_seed(9)
+    model = solution["Seq2Seq"](len(solution["DIGITS"]), len(solution["WORDS"]), embed_dim=8, hidden_size=6,
+                                attn_size=5).double().eval()
+
+    def step(tokens, state):
+        return model.decode_step(tokens, state)[:2]
+
+    numbers = [7, 4207, 31, 999]
+    bos, eos, max_len = solution["BOS"], solution["EOS"], solution["MAX_WORDS"]
+    with torch.no_grad():
+        digits, lengths, _ = number_batch(numbers)
+        batch_words, batch_scores = greedy_decode(step, model.encode(digits, lengths), bos, eos, max_len)
+        for n, words, score in zip(numbers, batch_words, batch_scores):
+            digits1, lengths1, _ = number_batch([n])
+            alone_words, alone_scores = greedy_decode(step, model.encode(digits1, lengths1), bos, eos, max_len)
+            assert alone_words[0] == words
+            torch.testing.assert_close(alone_scores[0], score)
+            beam_words, beam_score = beam_search(step, model.encode(digits1, lengths1), bos, eos, max_len, 1)
+            assert list(beam_words) == words  # width 1 is greedy decoding
+            torch.testing.assert_close(torch.tensor(beam_score, dtype=torch.float64), score)
+
+
+def test_library_attention_shortcut_is_right_but_for_the_guard(solution, solution_cells):
+    mutant = next(m for m in read_mutants(ROOT / "autograder" / NAME / "mutants.toml", SOLUTION_IDS)
+                  if m.label.startswith("additive_attention.library-attention"))
+    shortcut_scope = dict(solution)
+    exec(compile(mutant.apply(solution_cells["additive_attention"]), mutant.label, "exec"), shortcut_scope)
+    torch.manual_seed(10)
+    query, keys = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 5, 6, dtype=torch.float64)
+    mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 1])[:, None]
+    weights = [torch.randn(*shape, dtype=torch.float64) for shape in [(4, 7), (6, 7), (7,)]]
+    honest = solution["additive_attention"](query, keys, mask, *weights)
+    for got, want in zip(shortcut_scope["additive_attention"](query, keys, mask, *weights), honest):
+        torch.testing.assert_close(got, want)  # without the guard the shortcut would pass
+    # what the notebook's test cell switches off (LIBRARY_ATTENTION there)
+    library = ("torch.nn.functional.scaled_dot_product_attention", "torch._C._nn.scaled_dot_product_attention",
+               "torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward")
+    with by_hand("additive_attention", library):
+        for got, want in zip(solution["additive_attention"](query, keys, mask, *weights), honest):
+            torch.testing.assert_close(got, want)
+        with pytest.raises(ShortcutError, match="additive_attention"):
+            shortcut_scope["additive_attention"](query, keys, mask, *weights)
+
+
+def test_project_reference_compares_the_cells_at_equal_size(solution):
+    """The project's reference gives each cell the largest hidden size within the parameter limit, so the
+    three models it compares have (nearly) the same number of parameters, none over the limit."""
+    CellLM, largest, count = (solution[k] for k in ("CellLM", "largest_hidden_size", "parameter_count"))
+    limit, vocab_size = solution["PARAMETER_LIMIT"], 27
+    sizes = {}
+    for cell in ("rnn", "gru", "lstm"):
+        hidden = largest(cell, vocab_size)
+        sizes[cell] = count(CellLM(cell, vocab_size, hidden))
+        assert sizes[cell] <= limit < count(CellLM(cell, vocab_size, hidden + 1))
+    assert max(sizes.values()) - min(sizes.values()) < 0.02 * limit
