@@ -136,6 +136,8 @@ def idioms(template):
     rebinds = source_notebook(("expected_kept", "expected = 30\nassert sum_of_squares(4) == expected", 1))
     return grade_all(template, {
         "correct": (submission(IDIOMS, squares=CORRECT_SQUARES, sum_of_squares=CORRECT_SUM), IDIOMS),
+        "walks_from_the_spy": (submission(IDIOMS, squares=CORRECT_SQUARES, sum_of_squares=WALKS_FROM_THE_SPY),
+                               IDIOMS),
         "sum_by_itself": (submission(IDIOMS, squares=CORRECT_SQUARES, sum_of_squares=SUM_BY_ITSELF), IDIOMS),
         # a student who binds the name of the test's own helper first, and calls it: gets their own
         "calls_the_tests_helper": (submission(steals, squares=CORRECT_SQUARES,
@@ -154,6 +156,31 @@ def test_deleting_and_spying_on_a_notebook_name_works_for_correct_code_without_a
     assert result.flags == []
     # what the tests put back is the notebook's again: the cell after them still runs
     assert executed.cells[-1].outputs[0]["text"] == "5\n"
+
+
+# A student function handed a spy (or a mock wrapping a student function) walks every closure and test
+# namespace it can reach from it, looking for the grader's guard (whose pristine copies it could rewrite).
+WALKS_FROM_THE_SPY = """import types
+def sum_of_squares(n):
+    seen, todo = set(), [squares]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        assert type(obj).__name__ not in ("Guard", "Runner", "Watch"), "reached the grader's " + type(obj).__name__
+        if isinstance(obj, types.FunctionType):
+            todo.extend(c.cell_contents for c in obj.__closure__ or () if c.cell_contents is not None)
+            if obj.__globals__.get("__name__") == "__main__":  # a notebook's or a test's namespace
+                todo.extend(v for v in obj.__globals__.values() if isinstance(v, (types.FunctionType, list)))
+        elif isinstance(obj, list):
+            todo.extend(obj)
+    return sum(squares(n))"""
+
+
+def test_nothing_a_test_hands_to_student_code_leads_to_the_guard(idioms):
+    result, _ = idioms["walks_from_the_spy"]
+    assert points(result)["spies_on_squares"] == 1, [c.error for c in result.cells]
 
 
 def test_a_function_that_does_not_use_the_deleted_name_fails_that_test_only(idioms):

@@ -253,6 +253,7 @@ class Guard:
         self.tensor_type = torch.Tensor if torch else None
         self.parameter_type = torch.nn.Parameter if torch else None
         self.no_torch_function = torch._C.DisableTorchFunctionSubclass if torch else None
+        self.plain = _make_plain(self.type, self.getattr, self.tensor_type, self.as_subclass, self.no_torch_function)
         self.watch = Watch(self)
 
     # -- restoring ---------------------------------------------------------
@@ -424,28 +425,34 @@ class Guard:
             if _protected_origin(value) or isinstance(value, types.ModuleType):
                 self.test_bindings[name] = value
 
-    def plain(self, value, flags: list[str]):
-        """A value a student function returns, made safe to test.
 
-        A tensor subclass defined in the notebook becomes a plain tensor (its real data). An object of a
-        class from the notebook that overrides comparison or truth (``__eq__``, ``__bool__``, ...) can fake
-        any assert: it fails the test and is flagged.
-        """
-        kind = self.type(value)
-        notebook_classes = [c for c in kind.__mro__ if self.getattr(c, "__module__", None) == "__main__"]
+
+def _make_plain(type_, getattr_, tensor, as_subclass, no_torch_function):
+    """`plain(value, flags)`: a value a student function returns, made safe to test.
+
+    A tensor subclass defined in the notebook becomes a plain tensor (its real data). An object of a
+    class from the notebook that overrides comparison or truth (``__eq__``, ``__bool__``, ...) can fake
+    any assert: it fails the test and is flagged. A closure over the pristine functions it needs, not a
+    method of the `Guard`: a wrapper a test hands to student code (a spy, a callback, a mock that wraps a
+    student function) must not lead student code to the guard's pristine copies.
+    """
+    def plain(value, flags: list[str]):
+        kind = type_(value)
+        notebook_classes = [c for c in kind.__mro__ if getattr_(c, "__module__", None) == "__main__"]
         if not notebook_classes:
             return value
         faking = sorted({name for c in notebook_classes for name in FAKING_METHODS if name in vars(c)})
-        tensor = self.tensor_type
         if tensor is not None and issubclass(kind, tensor):
             flags.append(f"a tensor subclass ({kind.__name__}) was returned; its plain data was tested")
-            with self.no_torch_function():  # the subclass's own __torch_function__ must not answer
-                return self.as_subclass(value, tensor)
+            with no_torch_function():  # the subclass's own __torch_function__ must not answer
+                return as_subclass(value, tensor)
         if faking:
             flags.append(f"tampering suspected: a function returned a {kind.__name__}, which overrides "
                          + ", ".join(faking))
             raise FakedValueError(f"{kind.__name__} overrides {', '.join(faking)}: it could fake any comparison")
         return value
+
+    return plain
 
 
 def _stored_names(tree) -> set[str]:
@@ -734,12 +741,14 @@ class TamperingDenied(RuntimeError):
     """Raised into notebook code that reaches for frames, gc, ctypes or the grader's own code."""
 
 
-def _wrap_student(function, guard: Guard, flags: list[str]):
+def _wrap_student(function, plain, type_, flags: list[str]):
+    """What a test calls in place of a notebook function: its results made safe (`_make_plain`). Its
+    closure holds nothing of the guard's, since a test may hand it to student code."""
     def call(*args, **kwargs):
         result = function(*args, **kwargs)
-        if guard.type(result) in (tuple, list):
-            return guard.type(result)(guard.plain(item, flags) for item in result)
-        return guard.plain(result, flags)
+        if type_(result) in (tuple, list):
+            return type_(result)(plain(item, flags) for item in result)
+        return plain(result, flags)
 
     call.__wrapped__ = function
     call.__name__ = getattr(function, "__name__", "student_function")
@@ -803,7 +812,7 @@ class Runner:
         ns["__builtins__"] = builtins
         for name, value in list(ns.items()):
             if guard.isinstance(value, types.FunctionType) and self.getmodule(value) == "__main__":
-                ns[name] = _wrap_student(value, guard, flags)
+                ns[name] = _wrap_student(value, guard.plain, guard.type, flags)
         before = dict(ns)
         try:
             tree = _parse(guard.transformer.transform_cell(source))
