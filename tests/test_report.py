@@ -147,3 +147,103 @@ def test_the_sample_batch_report_has_its_figures_and_the_csv_pass_rates(demo_cou
     page = (report / "index.html").read_text(encoding="utf-8")
     assert all((report / name).stat().st_size > 5000 and f"src='{name}'" in page
                for name in ("scores.png", "pass_rates.png", "seconds.png"))
+
+
+# A project in plain Python (no data set): fit w to 3 by gradient descent; the student picks the learning rate.
+PROJECT_SOURCE = textwrap.dedent('''\
+    # %% [markdown]
+    # # Project demo
+
+    # %%
+    import dlcourse
+    from dlcourse.projects import Project
+
+    project = Project("99_demo", metric="val_error", higher_is_better=False,
+                      budget_steps=dlcourse.budget(full=20, grading=5), data="toy")
+
+    # %% solution="project_99_run"
+    ### BEGIN SOLUTION
+    lr = 0.1
+    ### END SOLUTION
+    w = 0.0
+    for _ in range(project.budget_steps):
+        w -= lr * 2 * (w - 3)
+        project.step((w - 3) ** 2)
+    test_error = project.evaluate_test(lambda: abs(w - 3.1))
+    project.report(val_error=abs(w - 2.9), test_error=test_error, params=1)
+
+    # %% tests="test_project_99" points=1
+    from dlcourse import projects
+
+    record = projects.submitted_record(project)
+    projects.check_well_formed(record, "99_demo", "val_error")
+    projects.check_budget(record, 20)
+    projects.check_test_used_once(record)
+    projects.check_reproduces(record, project)
+    ''')
+
+
+def handed_in_after_run_all(nb, monkeypatch):
+    """The notebook as a student hands it in: every code cell but the tests run, its printout kept."""
+    import contextlib
+    import io
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    namespace: dict = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(cell.source, "cell", "exec"), namespace)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed.getvalue())]
+    return nb
+
+
+@pytest.fixture
+def graded_projects(tmp_path, monkeypatch, capsys):
+    (tmp_path / "course").mkdir()
+    course = make_course(tmp_path / "course", PROJECT_SOURCE)
+    monkeypatch.setenv("DLCOURSE_ROOT", str(course.root))
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for student, lr in {"s01": "0.1", "s02": "0.3", "s03": "0.05", "s04": "0.2"}.items():
+        nb = student_notebook(course, "99_demo")
+        next(c for c in nb.cells if c.get("id") == "project_99_run").source = \
+            PROJECT_SOURCE.split("### BEGIN SOLUTION\n")[1].split("### END SOLUTION\n")[0].replace("0.1", lr) + \
+            PROJECT_SOURCE.split("### END SOLUTION\n")[1].split("\n\n# %% tests")[0]
+        nb = handed_in_after_run_all(nb, monkeypatch)
+        if student == "s03":  # the code changed after the run it reports: the grader's re-run starts otherwise
+            cell = next(c for c in nb.cells if c.get("id") == "project_99_run")
+            cell.source = cell.source.replace("lr = 0.05", "lr = 0.3")
+        nbformat.write(nb, str(folder / f"{student}.ipynb"))
+    nbformat.write(student_notebook(course, "99_demo"), str(folder / "s05.ipynb"))  # handed in blank, never run
+    grades, report = tmp_path / "grades.csv", tmp_path / "report"
+    capsys.readouterr()
+    assert main(["grade", "99_demo", str(folder), "--csv", str(grades), "--report", str(report), "--no-progress",
+                 "--workers", "2"]) == 0
+    return grades, report, capsys.readouterr().out
+
+
+def test_the_report_ranks_the_projects_that_passed_their_checks_by_the_validation_figure(graded_projects):
+    grades, report, out = graded_projects
+    with open(grades, newline="", encoding="utf-8") as f:
+        points = {r["student"]: r["test_project_99 (1)"] for r in csv.DictReader(f)}
+    # the automatic project check lands in the grade CSV like any test
+    assert points == {"s01": "1", "s02": "1", "s03": "0", "s04": "1", "s05": "0"}
+    with open(report / "projects.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    # lr 0.3 and 0.2 reach w = 3 within 20 steps (val_error 0.1); lr 0.1 stops at 2.965 (val_error 0.065)
+    errors = {r["student"]: float(r["val_error"]) for r in rows}
+    ranked = [r["student"] for r in rows if r["rank"]]
+    assert ranked[0] == "s01" and set(ranked) == {"s01", "s02", "s04"}
+    assert ranked == sorted(ranked, key=lambda s: (errors[s], s)) and errors["s01"] < 0.07 < errors["s02"]
+    assert [r["rank"] for r in rows if r["student"] == "s03"] == [""]
+    assert next(r for r in rows if r["student"] == "s03")["checks passed"] == "no"
+    assert "s05" not in errors  # no record at all
+    page = (report / "index.html").read_text(encoding="utf-8")
+    assert "Project leaderboard by val_error" in page and "1 record(s) failed the automatic checks" in page
+    assert (report / "project_figures.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "project_figures.png" in page
+    assert "project: 4 record(s), 3 passed the automatic checks and are ranked by val_error (lower is better)" in out
+    board = out[out.index("rank  student"):].splitlines()
+    assert [line.split()[1] for line in board[2:5]] == ranked

@@ -14,6 +14,8 @@ shows the figures came from this code. The checks (`submitted_record`, `check_we
 `check_budget`, `check_test_used_once`, `check_reproduces`) are what a project's tests cell calls:
 under the grader they read the record the handed-in notebook printed (the grader writes the
 notebook as handed in next to the one it runs), in the student's kernel the record of this session.
+`dlcourse report` reads the records the tests cells printed (`record_checked`); this module imports
+torch (through dlcourse.env) only when a project runs, so the report's process does not pay for it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dlcourse.env import is_grading, seed_everything
 from dlcourse.tables import format_table
 
 RECORD_PREFIX = "dlcourse-project-record: "  # the line `Project.report` prints
@@ -77,6 +78,8 @@ class Project:
         if isinstance(budget_steps, bool) or not isinstance(budget_steps, int) or budget_steps < 1:
             raise ProjectError(f"budget_steps={budget_steps!r} must be a whole number of optimizer steps, at least 1")
         self.name, self.metric, self.higher_is_better = str(name), str(metric), bool(higher_is_better)
+        from dlcourse.env import seed_everything
+
         self.budget_steps, self.seed, self.data = budget_steps, seed_everything(seed), str(data)
         self.steps = 0
         self.first_losses: list[float] = []
@@ -169,6 +172,12 @@ class Project:
 
 
 # -- the automatic checks (a project's tests cell) --------------------------------------------------
+
+
+def is_grading() -> bool:
+    from dlcourse.env import is_grading as grading
+
+    return grading()
 
 
 def records_in_notebook(nb: Mapping) -> list[dict]:

@@ -6,6 +6,10 @@ gradebook through nbgrader's API and the autograded notebooks, never changes eit
   students failed first, with their most frequent failure messages (numbers and addresses folded,
   so "relative error 3.1e-05" and "relative error 0.2" are one message);
 - the score distribution, time per submission, statuses and flags, late penalties;
+- the project (02 on): the distribution of each figure the students reported and a leaderboard by
+  the validation figure, from the record each project's tests cell printed in the autograded
+  notebook (the figures of the run the student handed in, `dlcourse.projects`); only records whose
+  automatic checks passed are ranked;
 - written as DIR/index.html with PNG figures (matplotlib, no display needed) and DIR/tests.csv,
   DIR/submissions.csv; a short table in the terminal.
 
@@ -28,6 +32,7 @@ from dlcourse import tables
 from dlcourse.instructor.cells import grade_id, role, score_columns
 from dlcourse.instructor.course import Course, CourseError
 from dlcourse.instructor.spreadsheet import SafeWriter
+from dlcourse.projects import record_checked
 
 RECORD_KEY = "dlcourse_grade"  # what grading.batch records in each autograded notebook
 NUMBER = re.compile(r"0x[0-9a-fA-F]+|[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -68,10 +73,49 @@ class SubmissionStats:
 
 
 @dataclass
+class ProjectEntry:
+    """One student's project as its tests cell read it from the notebook handed in."""
+
+    student: str
+    record: dict  # dlcourse.projects' record: figures, metric, steps, budget, test uses ...
+    passed: bool  # the project's automatic checks passed (full points on its tests cell)
+
+    @property
+    def figures(self) -> dict:
+        figures = self.record.get("figures")
+        return {k: v for k, v in figures.items() if isinstance(v, (int, float))} if isinstance(figures, dict) else {}
+
+
+@dataclass
 class BatchReport:
     assignment: str
     tests: list[TestStats]
     submissions: list[SubmissionStats]
+    projects: list[ProjectEntry] = field(default_factory=list)
+
+    @property
+    def project_metric(self) -> tuple[str, bool] | None:
+        """(the validation figure the leaderboard ranks by, higher is better), from the records; None without."""
+        for entry in self.projects:
+            metric = entry.record.get("metric")
+            if isinstance(metric, str):
+                return metric, bool(entry.record.get("higher_is_better", True))
+        return None
+
+    def leaderboard(self) -> list[ProjectEntry]:
+        """The projects whose automatic checks passed, best validation figure first (ties by student id)."""
+        if self.project_metric is None:
+            return []
+        metric, higher = self.project_metric
+        ranked = [e for e in self.projects if e.passed and metric in e.figures]
+        return sorted(ranked, key=lambda e: (-e.figures[metric] if higher else e.figures[metric], e.student))
+
+    def project_figures(self) -> dict[str, list[float]]:
+        """figure name -> the values the ranked projects reported, the validation figure first."""
+        names = dict.fromkeys([self.project_metric[0]] if self.project_metric else [])
+        for entry in self.leaderboard():
+            names.update(dict.fromkeys(entry.figures))
+        return {name: [e.figures[name] for e in self.leaderboard() if name in e.figures] for name in names}
 
     @property
     def max_score(self) -> float:
@@ -97,6 +141,19 @@ def failure_messages(executed) -> dict[str, str]:
     return out
 
 
+def project_records(executed) -> dict[str, dict]:
+    """grade id -> the project record a tests cell of an autograded notebook printed (dlcourse.projects)."""
+    out = {}
+    for cell in executed.cells:
+        if role(cell) != "tests":
+            continue
+        for output in cell.get("outputs", []):
+            record = record_checked(output.get("text", "")) if output.get("output_type") == "stream" else None
+            if record is not None:
+                out[grade_id(cell)] = record
+    return out
+
+
 def gradebook_location(course: Course, db_url: str | None = None, nbgrader_dir: Path | None = None) -> tuple[str, Path]:
     """The gradebook URL and nbgrader folder `dlcourse grade` used with the same options."""
     base = Path(nbgrader_dir) if nbgrader_dir else course.root / "autograder"
@@ -117,7 +174,7 @@ def collect(course: Course, assignment: str, db_url: str | None = None, nbgrader
                           "first, or pass --db / --nbgrader-dir")
     columns = [c for c in score_columns(read_source(course.source_path(assignment))) if c.kind == "tests"]
     tests = {c.grade_id: TestStats(c.grade_id, c.max_points) for c in columns}
-    submissions = []
+    submissions, projects = [], []
     with Gradebook(db_url) as gb:
         try:
             graded = gb.find_assignment(assignment).submissions
@@ -130,13 +187,18 @@ def collect(course: Course, assignment: str, db_url: str | None = None, nbgrader
             flagged = any(nb.flagged for nb in submitted.notebooks)
             penalty = float(submitted.late_submission_penalty or 0.0)
             path = base / "autograded" / student / assignment / f"{assignment}.ipynb"
-            record, messages = {}, {}
+            record, messages, found = {}, {}, {}
             try:
                 executed = nbformat.read(str(path), as_version=4)
                 record = executed.metadata.get(RECORD_KEY, {}).get("row", {}) or {}
                 messages = failure_messages(executed)
+                found = project_records(executed)
             except Exception:  # an autograded notebook removed or unreadable: scores still count
                 pass
+            for gid, project in found.items():
+                points = autos.get(gid)
+                passed = points is not None and gid in tests and points >= tests[gid].max_points
+                projects.append(ProjectEntry(student, project, passed))
             status = record.get("status") or ("flagged" if flagged else "graded")
             score = 0.0
             for gid, stats in tests.items():
@@ -157,7 +219,7 @@ def collect(course: Course, assignment: str, db_url: str | None = None, nbgrader
                 student=student, score=score, max_score=sum(t.max_points for t in tests.values()), status=status,
                 flags=list(record.get("flags", [])), seconds=record.get("seconds"), late_penalty=penalty,
                 message=record.get("message", "")))
-    return BatchReport(assignment, list(tests.values()), submissions)
+    return BatchReport(assignment, list(tests.values()), submissions, projects)
 
 
 def format_table(report: BatchReport) -> str:
@@ -180,7 +242,34 @@ def format_table(report: BatchReport) -> str:
     late = [s for s in report.submissions if s.late_penalty]
     if late:
         lines.append(f"late penalties: {len(late)} submission(s), {sum(s.late_penalty for s in late):g} points in all")
+    lines += project_lines(report)
     return "\n".join(lines)
+
+
+LEADERBOARD_SHOWN = 10
+
+
+def _value(value: float) -> str:
+    return f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
+
+
+def project_lines(report: BatchReport, shown: int = LEADERBOARD_SHOWN) -> list[str]:
+    """The terminal's project summary: how many records, each figure's spread, the top of the leaderboard."""
+    if not report.projects or report.project_metric is None:  # no record names its metric: nothing to rank by
+        return [f"project: {len(report.projects)} record(s), none naming its validation figure"] if report.projects else []
+    board = report.leaderboard()
+    metric, higher = report.project_metric
+    lines = [f"project: {len(report.projects)} record(s), {len(board)} passed the automatic checks and are ranked "
+             f"by {metric} ({'higher' if higher else 'lower'} is better)"]
+    figures = report.project_figures()
+    if board:
+        lines += tables.format_table(("figure", "n", "min", "median", "max"), [
+            (name, str(len(values)), _value(min(values)), _value(statistics.median(values)), _value(max(values)))
+            for name, values in figures.items()])
+        lines += tables.format_table(("rank", "student", *figures), [
+            (str(rank), e.student, *(_value(e.figures[n]) if n in e.figures else "" for n in figures))
+            for rank, e in enumerate(board[:shown], start=1)])
+    return lines
 
 
 def flag_counts(report: BatchReport) -> Counter:
@@ -238,11 +327,37 @@ def _figures(report: BatchReport, folder: Path) -> dict[str, str]:
         ax.set_ylabel("submissions")
         ax.set_title("Time per submission")
         save(fig, "seconds.png", "Time per submission")
+
+    project_figures = report.project_figures()
+    if project_figures and any(project_figures.values()):
+        shown = list(project_figures.items())[:4]
+        fig = Figure(figsize=(3.2 * len(shown), 3.0))
+        for index, (name, values) in enumerate(shown, start=1):
+            ax = fig.add_subplot(1, len(shown), index)
+            ax.hist(values, bins=min(20, max(5, len(values) // 2)), color="#dd8452", edgecolor="white")
+            ax.yaxis.get_major_locator().set_params(integer=True)
+            ax.set_xlabel(name)
+            ax.set_ylabel("projects" if index == 1 else "")
+        fig.suptitle(f"Reported project figures ({len(report.leaderboard())} projects that passed the automatic checks)")
+        save(fig, "project_figures.png", "Project figures as the students reported them")
     return figures
 
 
 def write_csv(report: BatchReport, folder: Path) -> list[Path]:
     tests_csv, submissions_csv = folder / "tests.csv", folder / "submissions.csv"
+    written = [tests_csv, submissions_csv]
+    if report.projects:
+        projects_csv = folder / "projects.csv"
+        written.append(projects_csv)
+        ranks = {id(e): rank for rank, e in enumerate(report.leaderboard(), start=1)}
+        names = list(dict.fromkeys(n for e in report.projects for n in e.figures))
+        with open(projects_csv, "w", newline="", encoding="utf-8") as f:
+            writer = SafeWriter(f)
+            writer.writerow(["rank", "student", "checks passed", *names, "steps", "budget steps", "test uses"])
+            for e in sorted(report.projects, key=lambda e: (ranks.get(id(e), len(ranks) + 1), e.student)):
+                writer.writerow([ranks.get(id(e), ""), e.student, "yes" if e.passed else "no",
+                                 *(_value(e.figures[n]) if n in e.figures else "" for n in names),
+                                 e.record.get("steps", ""), e.record.get("budget_steps", ""), e.record.get("test_uses", "")])
     with open(tests_csv, "w", newline="", encoding="utf-8") as f:
         writer = SafeWriter(f)
         writer.writerow(["test", "points", "graded", "passed", "failed", "pass rate",
@@ -259,7 +374,7 @@ def write_csv(report: BatchReport, folder: Path) -> list[Path]:
             writer.writerow([s.student, f"{s.score:g}", f"{s.max_score:g}", f"{s.late_penalty:g}",
                              f"{max(0.0, s.score - s.late_penalty):g}", s.status,
                              "; ".join(s.flags), "" if s.seconds is None else f"{s.seconds:.2f}"])
-    return [tests_csv, submissions_csv]
+    return written
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:70em}table{border-collapse:collapse;margin:.5em 0}
@@ -302,6 +417,7 @@ def write_report(report: BatchReport, folder: Path) -> Path:
                                                for k, v in sorted(statuses.items())) + "</table>"
         + ("<h2>Flags</h2><table>" + "".join(f"<tr><td>{e(k)}</td><td>{v}</td></tr>" for k, v in flags.most_common())
            + "</table>" if flags else "")
+        + project_html(report)
         + ("<h2>To review</h2><table><tr><th>student</th><th>status</th><th>late penalty</th><th>flags</th></tr>"
            + "".join(f"<tr><td>{e(s.student)}</td><td>{e(s.status)}</td><td>{s.late_penalty:g}</td>"
                      f"<td>{e('; '.join(s.flags))}</td></tr>" for s in review) + "</table>" if review else "")
@@ -310,6 +426,26 @@ def write_report(report: BatchReport, folder: Path) -> Path:
     page.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{e(report.assignment)}: batch report"
                     f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n", encoding="utf-8")
     return page
+
+
+def project_html(report: BatchReport) -> str:
+    """The leaderboard section of the page (students by gradebook id only)."""
+    e = html.escape
+    if not report.projects or report.project_metric is None:
+        return (f"<h2>Project</h2><p>{len(report.projects)} record(s), none naming its validation figure.</p>"
+                if report.projects else "")
+    board = report.leaderboard()
+    metric, higher = report.project_metric
+    figures = list(report.project_figures())
+    rows = "".join(f"<tr><td>{rank}</td><td>{e(entry.student)}</td>"
+                   + "".join(f"<td>{_value(entry.figures[n]) if n in entry.figures else ''}</td>" for n in figures)
+                   + "</tr>" for rank, entry in enumerate(board, start=1))
+    unranked = len(report.projects) - len(board)
+    return (f"<h2>Project leaderboard by {e(metric)}</h2><p>{len(board)} project(s) ranked by {e(metric)} "
+            f"({'higher' if higher else 'lower'} is better), as reported from each student's own run; "
+            f"{unranked} record(s) failed the automatic checks and are not ranked. All records: "
+            "<a href='projects.csv'>projects.csv</a>.</p><table><tr><th>rank</th><th>student</th>"
+            + "".join(f"<th>{e(n)}</th>" for n in figures) + "</tr>" + rows + "</table>")
 
 
 def run_report(course: Course, assignment: str, folder: Path, db_url: str | None = None,

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import nbformat
 from nbformat import NotebookNode
 
 from dlcourse.instructor.authoring.build import stale_files, student_notebook
@@ -56,16 +57,30 @@ def find_mutants(course: Course, name: str, source: NotebookNode) -> list[Mutant
     return read_mutants(course.mutants_path(name), set(solution_texts(source)))
 
 
-def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[str, str] | None = None) -> NotebookNode:
+def solved_notebook(student: NotebookNode, source: NotebookNode, replace: dict[str, str] | None = None,
+                    outputs: dict[str, list] | None = None) -> NotebookNode:
     """The student notebook filled in with the source's solutions (a perfect student),
-    with some solution cells replaced (a mutant)."""
+    with some solution cells replaced (a mutant); `outputs` (cell id -> outputs, `executed_outputs`)
+    are what the student's run printed, as in a notebook handed in after Run All."""
     nb = copy.deepcopy(student)
     answers = solution_texts(source, roles=("solution", "answer"))
     answers.update(replace or {})
     for cell in nb.cells:
         if grade_id(cell) in answers and cell.metadata.nbgrader.get("solution"):
             cell.source = answers[grade_id(cell)]
+        if outputs and cell.cell_type == "code" and cell.get("id") in outputs:
+            cell.outputs = copy.deepcopy(outputs[cell.id])
     return nb
+
+
+def executed_outputs(course: Course, name: str) -> dict[str, list]:
+    """cell id -> outputs of the executed solution notebook ({} when it was never built). A project's
+    checks read the record its run printed in the notebook handed in (dlcourse.projects)."""
+    path = course.solution_path(name)
+    if not path.exists():
+        return {}
+    executed = nbformat.read(str(path), as_version=4)
+    return {cell.id: cell.outputs for cell in executed.cells if cell.cell_type == "code" and cell.get("id")}
 
 
 def check_assignment(course: Course, name: str, workers: int | None = None, log=print,
@@ -81,8 +96,10 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
     report.points = sum(c.max_points for c in score_columns(source) if c.kind == "tests")
     report.manual_points = sum(c.max_points for c in score_columns(source) if c.kind == "answer")
 
+    # The solution and the mutants are handed in as run (with the executed solution's outputs); the blank as never run.
+    outputs = executed_outputs(course, name)
     runs: list[tuple[str, NotebookNode]] = [
-        ("solution", solved_notebook(student, source)),
+        ("solution", solved_notebook(student, source, outputs=outputs)),
         ("blank", student),
     ]
     solutions = solution_texts(source)
@@ -94,7 +111,7 @@ def check_assignment(course: Course, name: str, workers: int | None = None, log=
             report.problems.append(str(error))
             continue
         applied.append(mutant)
-        runs.append((f"mutant {mutant.label}", solved_notebook(student, source, {mutant.grade_id: code})))
+        runs.append((f"mutant {mutant.label}", solved_notebook(student, source, {mutant.grade_id: code}, outputs)))
 
     workers = workers or default_workers()
     log(f"{name}: grading {len(runs)} notebooks ({len(mutants)} mutants) with {workers} workers ...")

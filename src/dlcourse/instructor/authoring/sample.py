@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from dlcourse.instructor.authoring.build import student_notebook
-from dlcourse.instructor.authoring.check import find_mutants, solved_notebook
+from dlcourse.instructor.authoring.check import executed_outputs, find_mutants, solved_notebook
 from dlcourse.instructor.source import read_source
 from dlcourse.instructor.cells import solution_texts
 from dlcourse.instructor.course import Course
@@ -26,9 +26,10 @@ def sample_notebooks(course: Course, assignment: str, count: int | None = None, 
     """student id -> notebook (or raw text for a broken file): solutions, blanks and mutants, in turn."""
     source = read_source(course.source_path(assignment))
     student = student_notebook(course, assignment, source)
-    solution = solved_notebook(student, source)
+    outputs = executed_outputs(course, assignment)  # handed in after Run All: a project's record is in them
+    solution = solved_notebook(student, source, outputs=outputs)
     solutions = solution_texts(source)
-    mutants = [(m.name, solved_notebook(student, source, {m.grade_id: m.apply(solutions[m.grade_id])}))
+    mutants = [(m.name, solved_notebook(student, source, {m.grade_id: m.apply(solutions[m.grade_id])}, outputs))
                for m in find_mutants(course, assignment, source)]
     kinds = [("solution", solution), ("blank", student)] + [(f"mutant-{n}", nb) for n, nb in mutants]
     out: dict[str, object] = {}
