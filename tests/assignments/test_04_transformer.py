@@ -10,6 +10,9 @@
 - the source shows everything it grades: every test cell has a visible part whose
   checks all carry a hint and that prints one line, batch_first=False is tested visibly, the
   test cells stand alone (every cell that runs an exercise opening with require_written: test_course.py).
+- the project (issue 28): its checks cell grades the project the notebook sets up, and the reference
+  sweep, run as plain Python (about 15 s of CPU), starts its first 10 steps and sizes its model alike
+  under the grader's budget and a full one, as the grader's re-run requires.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from dlcourse.instructor.cells import grade_id, role, solution_texts, strip_mark
 from dlcourse.shortcuts import ShortcutError, by_hand
 from dlcourse.instructor.source import read_source
 from tests.assignments.conftest import ROOT
+from tests.assignments.conftest import solution_namespace
+from tests.assignments.project_cells import checked_setup, is_project_cell, project_setup, without_project
 
 torch = pytest.importorskip("torch")
 
@@ -80,8 +85,9 @@ CHECKS = {"assert_close", "assert_shape", "assert_finite", "assert_true", "asser
 
 
 def _test_cells(source):
+    """The main exercises' tests cells (the project's checks cell is tested below)."""
     return [(grade_id(cell), strip_markers(cell.source, keep_hidden=False))
-            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests"]
+            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests" and not is_project_cell(cell)]
 
 
 def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, assignment):
@@ -163,3 +169,59 @@ def test_each_library_shortcut_is_right_but_for_the_guard(solution, solution_cel
 
 def test_every_by_hand_exercise_has_a_library_shortcut_mutant():
     assert {m.grade_id for m in SHORTCUTS} >= {"attention", "mha", "layer_norm"}
+
+
+@pytest.fixture(scope="module")
+def solution(sources, assignment):
+    """The solution namespace without the project's cells (a minute of training, graded on their own)."""
+    return solution_namespace(without_project(sources(assignment)), assignment)
+
+
+def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
+    setup, checked = project_setup(sources(assignment)), checked_setup(sources(assignment))
+    assert setup["name"] == checked["name"] == assignment
+    assert setup["metric"] == checked["metric"] == "val_loss" and setup["higher_is_better"] is False
+    assert checked["full"] == setup["full"], "the tests cell checks another budget than the project's"
+    assert setup["grading"] <= 20, "the grader's re-run trains a few steps only"
+
+
+def _run_project(source, monkeypatch, grading, budget_steps=None):
+    """The notebook's first cell, its data cell and the project's cells, run as plain Python (under the
+    grader's budget, or the full one with `budget_steps` in place of 1,200); returns the project."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if grading:
+        monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    else:
+        monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.setenv("DLCOURSE_PROGRESS", "0")
+    scope = solution_namespace(without_project(source), NAME)
+    code = [cell.source for cell in source.cells if cell.cell_type == "code"]
+    setup = [c for c in code if "Project(" in c and not c.lstrip().startswith("###")]
+    sweep = [strip_markers(cell.source, keep_hidden=False) for cell in source.cells if grade_id(cell) == "project_04_sweep"]
+    first = code[0]
+    data = [c for c in code if 'load_text("tiny_shakespeare")' in c]
+    for cell in [first, *data, *setup]:
+        exec(compile(cell, f"<{NAME}>", "exec"), scope)
+    if budget_steps is not None:
+        project = scope["project"]
+        scope["project"] = scope["Project"](project.name, project.metric, project.higher_is_better,
+                                            budget_steps=budget_steps, data=project.data)
+    exec(compile(sweep[0], f"<{NAME} project>", "exec"), scope)
+    matplotlib.pyplot.close("all")
+    return scope["project"]
+
+
+def test_the_reference_project_starts_and_sizes_its_model_alike_under_any_budget(sources, monkeypatch):
+    """The grader's re-run (20 steps) must start with the losses of the student's full run and build a
+    model of the reported size: the reference project is written so (fixed warm-up, fixed model, the
+    same first setting). A full run of 100 steps stands in for the 1,200."""
+    source = sources(NAME)
+    graded = _run_project(source, monkeypatch, grading=True)
+    full = _run_project(source, monkeypatch, grading=False, budget_steps=100)
+    assert graded.record["steps"] == 20 and full.record["steps"] == 100
+    assert len(full.first_losses) == 10
+    torch.testing.assert_close(graded.first_losses, full.first_losses, rtol=1e-5, atol=1e-6)
+    assert graded.record["figures"]["params"] == full.record["figures"]["params"]
+    assert graded.record["test_uses"] == full.record["test_uses"] == 1

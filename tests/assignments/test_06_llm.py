@@ -7,6 +7,7 @@
 - the offline corpus (CPython's documentation) loads as prose and says so;
 - the source shows everything it grades: every test cell has a visible part whose checks all carry a
   hint and that prints one line, and the test cells stand alone.
+- the project (issue 28): its checks cell grades the project the notebook sets up.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 
 from dlcourse.instructor.authoring.self_contained import borrowed_names
 from dlcourse.instructor.cells import grade_id, role, strip_markers
+from tests.assignments.conftest import solution_namespace
+from tests.assignments.project_cells import checked_setup, is_project_cell, project_setup, without_project
 
 torch = pytest.importorskip("torch")
 
@@ -145,8 +148,9 @@ CHECKS = {"assert_close", "assert_shape", "assert_true", "assert_equal"}
 
 
 def _test_cells(source):
+    """The main exercises' tests cells (the project's checks cell is tested below)."""
     return [(grade_id(cell), strip_markers(cell.source, keep_hidden=False))
-            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests"]
+            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests" and not is_project_cell(cell)]
 
 
 def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, assignment):
@@ -165,3 +169,17 @@ def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, 
 
 def test_test_cells_stand_alone(sources, assignment):
     assert borrowed_names(sources(assignment)) == []
+
+
+@pytest.fixture(scope="module")
+def solution(sources, assignment):
+    """The solution namespace without the project's cells (a minute of training, graded on their own)."""
+    return solution_namespace(without_project(sources(assignment)), assignment)
+
+
+def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
+    setup, checked = project_setup(sources(assignment)), checked_setup(sources(assignment))
+    assert setup["name"] == checked["name"] == assignment
+    assert setup["metric"] == checked["metric"] == "val_bpb" and setup["higher_is_better"] is False
+    assert checked["full"] == setup["full"], "the tests cell checks another budget than the project's"
+    assert setup["grading"] <= 20, "the grader's re-run trains a few steps only"

@@ -1,0 +1,60 @@
+"""The project at the end of an assignment (issue 28), seen from the per-assignment tests.
+
+The project's cells are graded by their own tests cell and the rubric, never by the main exercises'
+tests: the fast solution namespace leaves them out (they train for a minute), and the rules for the
+main tests cells (visible checks with hints) do not apply to the project's checks cell, which calls
+`dlcourse.projects`. What they must get right instead: the checks cell names the project, metric and
+budget that the `Project(...)` line sets up, or a correct run would be graded against another budget.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+
+from nbformat import NotebookNode
+
+from dlcourse.instructor.cells import grade_id
+
+
+def is_project_cell(cell: NotebookNode) -> bool:
+    """A project's solution or tests cell (grade ids project_NN_... and test_project_NN)."""
+    return (grade_id(cell) or "").startswith(("project_", "test_project_"))
+
+
+def without_project(source: NotebookNode) -> NotebookNode:
+    """The source without its project's graded cells (what the main exercises' tests look at)."""
+    trimmed = copy.copy(source)
+    trimmed.cells = [cell for cell in source.cells if not is_project_cell(cell)]
+    return trimmed
+
+
+def _calls(code: str, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)
+            and ast.unparse(node.func).split(".")[-1] == name]
+
+
+def project_setup(source: NotebookNode) -> dict:
+    """What the `Project(...)` line of the source sets up: name, metric, and the full and grading budgets."""
+    calls = [call for cell in source.cells if cell.cell_type == "code" and not is_project_cell(cell)
+             for call in _calls(cell.source, "Project")]
+    assert len(calls) == 1, f"{len(calls)} Project(...) calls outside the project's graded cells; expected one"
+    call = calls[0]
+    keywords = {k.arg: k.value for k in call.keywords}
+    budget = {k.arg: ast.literal_eval(k.value) for k in keywords["budget_steps"].keywords}
+    return {"name": ast.literal_eval(call.args[0]), "metric": ast.literal_eval(keywords["metric"]),
+            "higher_is_better": ast.literal_eval(keywords["higher_is_better"]), **budget}
+
+
+def checked_setup(source: NotebookNode) -> dict:
+    """What the project's tests cell checks the record against: name, metric and budget."""
+    cells = [cell for cell in source.cells if (grade_id(cell) or "").startswith("test_project_")]
+    assert len(cells) == 1, f"{len(cells)} test_project_ cells; expected one"
+    code = cells[0].source
+    well_formed, budget = _calls(code, "check_well_formed"), _calls(code, "check_budget")
+    assert len(well_formed) == 1 and len(budget) == 1, "the project's tests cell runs each check once"
+    checked = {"name": ast.literal_eval(well_formed[0].args[1]), "metric": ast.literal_eval(well_formed[0].args[2]),
+               "full": ast.literal_eval(budget[0].args[1])}
+    for check in ("submitted_record", "check_test_used_once", "check_reproduces"):
+        assert _calls(code, check), f"the project's tests cell does not call projects.{check}"
+    return checked
