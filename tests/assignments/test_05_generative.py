@@ -12,6 +12,12 @@
   data set ends exactly on that point for any number of steps, and the flow-matching loss of the
   exact velocity field of Gaussian data equals its closed-form value (the irreducible variance of
   the target), which needs the straight path, the velocity target and a uniform time all right;
+- the sampling wrapper ClippedNoisePredictor leaves an exact noise predictor alone (its clean image
+  lies in [-1, 1]) and otherwise returns noise whose implied clean image is clipped to [-1, 1];
+- classifier-free guidance fits together with the Euler sampler: with the exact velocities of one-point
+  data sets (one point for the unconditional model, one for the requested class), guided sampling ends
+  on the unconditional point moved w times the way to the class's point, so w = 0 ignores the label,
+  w = 1 lands on the class and w > 1 overshoots it; the conditional U-Net depends on its label;
 - the RealNVP flow built from the solution's coupling layer is a normalized density: exp(log_prob)
   integrates to 1 over the plane (a wrong log-determinant would not), and sample() inverts forward().
 """
@@ -50,6 +56,56 @@ def test_samplers_land_on_a_one_point_data_set(solution, schedule):
     torch.testing.assert_close(samples, point.expand(64, 2), rtol=1e-6, atol=1e-6)
     samples = solution["ddim_sample"](oracle, (64, 2), alpha_bars, num_steps=10)
     torch.testing.assert_close(samples, point.expand(64, 2), rtol=1e-6, atol=1e-6)
+
+
+def test_clipped_noise_predictor_keeps_exact_predictions_and_clips_the_rest(solution):
+    torch.manual_seed(0)
+    alpha_bars = solution["alpha_bars_from_betas"](solution["cosine_betas"](100))
+    point = torch.full((1, 1, 4, 4), 0.6, dtype=torch.float64)
+    oracle = PointOracle(point, alpha_bars)
+    clipped = solution["ClippedNoisePredictor"](oracle, alpha_bars)
+    t = torch.tensor([0, 37, 99])
+    xt = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    torch.testing.assert_close(clipped(xt, t), oracle(xt, t))
+    samples, _ = solution["ddpm_sample"](clipped, (8, 1, 4, 4), solution["cosine_betas"](100), alpha_bars)
+    torch.testing.assert_close(samples, point.expand(8, 1, 4, 4), rtol=1e-6, atol=1e-6)
+    far = solution["ClippedNoisePredictor"](PointOracle(3 * point, alpha_bars), alpha_bars)  # a clean image outside [-1, 1]
+    alpha_bar = alpha_bars[t].view(-1, 1, 1, 1)
+    x0_hat = (xt - (1 - alpha_bar).sqrt() * far(xt, t)) / alpha_bar.sqrt()
+    torch.testing.assert_close(x0_hat, torch.ones_like(xt))
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 2.5])
+def test_guided_euler_sampling_moves_from_the_unconditional_point_past_the_class(solution, scale):
+    unconditional_point = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    class_points = torch.tensor([[1.0, -2.0], [-1.5, 0.5]], dtype=torch.float64)
+    null_class = 2
+
+    def model(x, t, labels):  # the exact velocity towards the point of each label (the null class: the unconditional point)
+        points = torch.cat([class_points, unconditional_point])[labels]
+        return (points - x) / (1 - t)[:, None]
+
+    labels = torch.tensor([0, 1, 1, 0])
+    velocity = lambda x, t: solution["guided_velocity"](model, x, t, labels, scale, null_class)
+    samples = solution["euler_sample"](velocity, torch.randn(4, 2, dtype=torch.float64), 10)
+    expected = unconditional_point + scale * (class_points[labels] - unconditional_point)
+    torch.testing.assert_close(samples, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_label_dropout_rate_and_the_conditional_unet_uses_its_label(solution):
+    torch.manual_seed(0)
+    labels = torch.randint(0, 10, (200_000,))
+    dropped = solution["drop_labels"](labels, 0.2, 10)
+    assert abs((dropped == 10).double().mean().item() - 0.2) < 0.005
+    assert torch.equal(dropped[dropped != 10], labels[dropped != 10])
+    net = solution["ConditionalUNet"](10, channels=8, time_dim=16)
+    x, t = torch.randn(2, 1, 14, 14), torch.tensor([3, 3])
+    with torch.no_grad():
+        out = net(x, t, torch.tensor([1, 10]))
+        same = net(x, t, torch.tensor([1, 1]))
+    assert out.shape == (2, 1, 14, 14)
+    torch.testing.assert_close(out[0], same[0])  # one example's output does not depend on another's label
+    assert (out[1] - same[1]).abs().max() > 1e-3  # the null class is a label of its own
 
 
 def test_kl_and_negative_elbo_against_torch_distributions(solution):
