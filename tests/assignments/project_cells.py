@@ -58,3 +58,13 @@ def checked_setup(source: NotebookNode) -> dict:
     for check in ("submitted_record", "check_test_used_once", "check_reproduces"):
         assert _calls(code, check), f"the project's tests cell does not call projects.{check}"
     return checked
+
+
+def assert_checks_match_setup(source: NotebookNode, assignment: str, metric: str, higher_is_better: bool) -> None:
+    """The project's checks cell grades the project its `Project(...)` line sets up (name, metric, full
+    budget), and the grader's re-run trains a few steps only."""
+    setup, checked = project_setup(source), checked_setup(source)
+    assert setup["name"] == checked["name"] == assignment
+    assert setup["metric"] == checked["metric"] == metric and setup["higher_is_better"] is higher_is_better
+    assert checked["full"] == setup["full"], "the tests cell checks another budget than the project's"
+    assert setup["grading"] <= 20, "the grader's re-run trains a few steps only"

@@ -20,7 +20,7 @@ import pytest
 from dlcourse.instructor.authoring.self_contained import borrowed_names
 from dlcourse.instructor.cells import grade_id, role, strip_markers
 from tests.assignments.conftest import solution_namespace
-from tests.assignments.project_cells import checked_setup, is_project_cell, project_setup, without_project
+from tests.assignments.project_cells import assert_checks_match_setup, is_project_cell, without_project
 
 torch = pytest.importorskip("torch")
 
@@ -178,8 +178,4 @@ def solution(sources, assignment):
 
 
 def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
-    setup, checked = project_setup(sources(assignment)), checked_setup(sources(assignment))
-    assert setup["name"] == checked["name"] == assignment
-    assert setup["metric"] == checked["metric"] == "val_bpb" and setup["higher_is_better"] is False
-    assert checked["full"] == setup["full"], "the tests cell checks another budget than the project's"
-    assert setup["grading"] <= 20, "the grader's re-run trains a few steps only"
+    assert_checks_match_setup(sources(assignment), assignment, "val_bpb", higher_is_better=False)
