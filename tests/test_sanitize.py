@@ -22,6 +22,8 @@ PAYLOADS = [
     "<a href=\"data:text/html;base64,PHNjcmlwdD4=\">x</a>", "<embed src=x.swf>", "<base href=//evil.example>",
     "[x][1]\n\n[1]: javascript:alert(1)", "<javascript:alert(1)>",
     "<meta http-equiv=refresh content='0;url=javascript:alert(1)'>", "<div style=\"x:expression(alert(1))\">",
+    # a made-up tag is inert only bare: with an attribute, or with a hyphen (a custom element a page may define)
+    "<eos onmouseover=alert(1)>", "<eos title=x>", "<x-widget>", "<script>", "<noscript>", "<template>",
 ]
 HONEST = [
     "<table class=\"dataframe\"><thead><tr><th>a</th></tr></thead><tbody><tr><td>1</td></tr></tbody></table>",
@@ -29,6 +31,7 @@ HONEST = [
     "<img src=\"data:image/png;base64,iVBORw0KGgo=\">", "<img src=\"https://example.org/a.png\" width=100>",
     "$0 < t < T$ and $$\\sum_i x_i > 0$$", "**bold** and `a<b` and [a link](https://pytorch.org)",
     "<details><summary>hint</summary>use broadcasting</details>", "H<sub>2</sub>O, x<sup>2</sup>",
+    "the decoder stops when it writes `<eos>`; pad with `<pad>`, start from <bos>",  # a tokenizer's special tokens
 ]
 
 

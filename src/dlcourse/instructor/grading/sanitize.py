@@ -39,6 +39,20 @@ a abbr b bdi bdo blockquote br caption center cite code col colgroup dd del deta
 figcaption figure font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike
 strong style sub summary sup table tbody td tfoot th thead time tr tt u ul var wbr
 """.split())
+# Every element name a browser gives a meaning to (HTML's, obsolete ones included, and the roots of SVG
+# and MathML). A name outside it with no attribute and no hyphen, such as a tokenizer's `<eos>` or
+# `<pad>` in a lesson's text, is an HTMLUnknownElement: inert, so it is left alone. A hyphen could name a
+# custom element that a page script defines, so such a name is never let through.
+KNOWN_ELEMENTS = frozenset("""
+a abbr acronym address applet area article aside audio b base basefont bdi bdo bgsound big blink
+blockquote body br button canvas caption center cite code col colgroup data datalist dd del details dfn
+dialog dir div dl dt em embed fieldset figcaption figure font footer form frame frameset h1 h2 h3 h4 h5 h6
+head header hgroup hr html i iframe image img input ins isindex kbd keygen label legend li link listing
+main map mark marquee math menu menuitem meta meter multicol nav nextid nobr noembed noframes noscript
+object ol optgroup option output p param picture plaintext portal pre progress q rb rp rt rtc ruby s samp
+script search section select slot small source spacer span strike strong style sub summary sup svg table
+tbody td template textarea tfoot th thead time title tr track tt u ul var video wbr xmp
+""".split())
 URL_ATTRIBUTES = frozenset({"href", "src", "xlink:href", "action", "background", "poster", "cite", "longdesc",
                             "dynsrc", "lowsrc", "data", "codebase", "usemap"})
 ACTIVE_ATTRIBUTES = frozenset({"srcdoc", "formaction"})
@@ -56,7 +70,8 @@ class _ActiveMarkup(HTMLParser):
         self.problems: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in SAFE_TAGS:
+        inert = not attrs and tag.isalnum() and tag not in KNOWN_ELEMENTS
+        if tag not in SAFE_TAGS and not inert:
             self.problems.append(f"<{tag}>")
         for name, value in attrs:
             name = name.lower()
