@@ -27,6 +27,16 @@ def gradebook_url(lab) -> str:
     return f"sqlite:///{lab.course / 'autograder' / 'gradebook.db'}"
 
 
+def nbgrader_export(lab, folder: Path) -> dict[tuple[str, str], dict]:
+    """The course's grades as `nbgrader export` writes them: (assignment, student id) -> CSV row."""
+    exported = folder / "grades.csv"
+    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--to", str(exported)],
+                          cwd=lab.course / "autograder", env=lab.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(exported) as f:
+        return {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
+
+
 def submissions_page(page, lab):
     """Manual Grading > 01_backprop > 01_backprop, names shown."""
     page.goto(lab.lab_url())  # logs in (the formgrader's own requests carry the cookie, not the token)
@@ -95,10 +105,5 @@ def test_a_ta_grades_a_written_answer_and_comments(page, lab, graded_batch, tmp_
     assert saved == (1.5, COMMENT)
     assert total == float(graded_batch[student]["score"]) + 1.5
 
-    exported = tmp_path / "grades.csv"
-    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--to", str(exported)],
-                          cwd=lab.course / "autograder", env=lab.env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    with open(exported) as f:
-        rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
+    rows = nbgrader_export(lab, tmp_path)
     assert float(rows[ASSIGNMENT, student]["score"]) == total

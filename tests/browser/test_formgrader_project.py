@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from nbgrader.api import Gradebook
 from playwright.sync_api import expect
 
 from .conftest import ROOT
-from .test_formgrader import gradebook_url
+from .test_formgrader import gradebook_url, nbgrader_export
 
 pytestmark = pytest.mark.browser
 
@@ -88,10 +85,5 @@ def test_a_ta_grades_a_project_writeup_by_its_rubric_and_sees_the_points_in_nbgr
     assert saved == 6.5
     assert total == float(project_batch[student]["score"]) + 6.5
 
-    exported = tmp_path / "grades.csv"
-    done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "export", "--to", str(exported)],
-                          cwd=lab.course / "autograder", env=lab.env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    with open(exported) as f:
-        rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
+    rows = nbgrader_export(lab, tmp_path)
     assert float(rows[ASSIGNMENT, student]["score"]) == total
