@@ -40,11 +40,11 @@ DEMO_SOURCE = textwrap.dedent('''\
     ''')
 
 DEMO_MUTANTS = textwrap.dedent('''\
-    [[double.adds-two]]
+    [double.adds-two]
     find = "2 * x"
     replace = "x + 2"
 
-    [[double.negatives-wrong]]
+    [double.negatives-wrong]
     find = "return 2 * x"
     replace = "return abs(2 * x)"
     ''')

@@ -39,7 +39,7 @@ def test_a_correct_assignment_passes(demo_course):
 def test_an_uncaught_mutant_fails_the_check(demo_course):
     build(demo_course, "99_demo", execute_solution=False)
     with demo_course.mutants_path("99_demo").open("a") as spec:
-        spec.write('\n[[double.same-as-solution]]\nfind = "2 * x"\nreplace = "x * 2"\n')
+        spec.write('\n[double.same-as-solution]\nfind = "2 * x"\nreplace = "x * 2"\n')
     report = check_assignment(demo_course, "99_demo", log=quiet)
     assert not report.ok
     assert any("mutant double.same-as-solution not caught" in p for p in report.problems)
@@ -49,7 +49,7 @@ def test_an_uncaught_mutant_fails_the_check(demo_course):
 def test_a_function_with_one_mutant_fails_the_check(demo_course):
     build(demo_course, "99_demo", execute_solution=False)
     spec = demo_course.mutants_path("99_demo")
-    spec.write_text(spec.read_text().split("[[double.negatives-wrong]]")[0])
+    spec.write_text(spec.read_text().split("[double.negatives-wrong]")[0])
     report = check_assignment(demo_course, "99_demo", log=quiet)
     assert any("fewer than 2 mutants: double" in p for p in report.problems)
 
@@ -70,11 +70,15 @@ def test_a_mutant_whose_edit_no_longer_matches_fails_the_check_with_its_name(dem
 
 
 @pytest.mark.parametrize("spec, message", [
-    ('[[triple.wrong]]\nfind = "x"\nreplace = "y"\n', "names no solution cell; solution ids: double"),
-    ('[[double.wrong]]\nfind = "x"\n', "has find = \"...\", replace = \"...\" and optionally count = N"),
-    ('[[double.wrong]]\nfind = "x"\nreplace = "y"\ncount = 0\n', "count = 0 must be a positive whole number"),
-    ('[double]\nwrong = 1\n', "must be written [[double.wrong]] (one table per edit)"),
-    ('[[double.wrong]\n', "not valid TOML"),
+    ('[triple.wrong]\nfind = "x"\nreplace = "y"\n', "names no solution cell; solution ids: double"),
+    ('[double.wrong]\nfind = "x"\n', "has find = \"...\", replace = \"...\" and optionally count = N"),
+    ('[double.wrong]\nedits = [{ find = "x" }]\n', "has find = \"...\", replace = \"...\" and optionally count = N"),
+    ('[double.wrong]\nfind = "x"\nreplace = "y"\ncount = 0\n', "count = 0 must be a positive whole number"),
+    ('[double]\nwrong = 1\n', "mutant double.wrong must be a table [double.wrong] with find"),
+    ('[double.wrong]\nedits = []\n', "edits must be a list of edits"),
+    ('[double.wrong]\nfind = "x"\nreplace = "y"\nedits = [{ find = "x", replace = "z" }]\n',
+     "has edits = [...] and also find, replace; put every edit in edits"),
+    ('[double.wrong\n', "not valid TOML"),
 ])
 def test_a_malformed_mutant_spec_is_a_one_line_error(demo_course, spec, message):
     demo_course.mutants_path("99_demo").write_text(spec)

@@ -1,12 +1,16 @@
 """Mutants: known-wrong versions of solution cells, written as exact edits of the current solution.
 
-`autograder/NN_name/mutants.toml` holds every mutant of one assignment. A mutant is a TOML array
-of tables named `<solution id>.<what is wrong>`; each table is one edit of that cell's solution
-(markers and hidden tests removed), applied in order:
+`autograder/NN_name/mutants.toml` holds every mutant of one assignment, one TOML table each, named
+`<solution id>.<what is wrong>`. A mutant of one edit of that cell's solution (markers and hidden tests
+removed) says what to find and its replacement:
 
-    [[relu.backward-ignores-mask]]
+    [relu.backward-ignores-mask]
     find = "dout * (x > 0)"
     replace = "dout"
+
+A mutant of several edits lists them, applied in order: `edits = [{ find = "...", replace = "..." }, ...]`.
+So a header written twice is always a copied mutant whose name was not changed (never a second edit),
+and fails in one line instead of TOML merging the two.
 
 `count` (default 1) is how many times `find` must occur; every occurrence is replaced. An edit that
 no longer matches the solution is an error naming the mutant and the text it looked for, so a
@@ -77,58 +81,75 @@ def read_mutants(path: Path, solution_ids: set[str]) -> list[Mutant]:
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
+    _check_one_header_per_mutant(path, text)
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SourceError(f"{path}: not valid TOML ({error})") from None
-    _check_headers_together(path, text)
     mutants = []
     for grade_id, by_name in spec.items():
         if grade_id not in solution_ids:
             raise SourceError(
-                f"{path}: [[{grade_id}.<what is wrong>]] names no solution cell; "
+                f"{path}: [{grade_id}.<what is wrong>] names no solution cell; "
                 f"solution ids: {', '.join(sorted(solution_ids))}"
             )
         if not isinstance(by_name, dict):
-            raise SourceError(f"{path}: {grade_id} must be tables [[{grade_id}.<what is wrong>]], not a value")
-        for name, edits in by_name.items():
+            raise SourceError(f"{path}: {grade_id} must be tables [{grade_id}.<what is wrong>], not a value")
+        for name, table in by_name.items():
             label = f"{grade_id}.{name}"
-            if not isinstance(edits, list) or not edits or not all(isinstance(e, dict) for e in edits):
-                raise SourceError(f"{path}: mutant {label} must be written [[{label}]] (one table per edit)")
-            parsed = tuple(_edit(path, label, e) for e in edits)
-            if len(set(parsed)) < len(parsed):
-                raise SourceError(f"{path}: mutant {label} has the same edit twice: a copied mutant whose name "
-                                  "was not changed? Give each mutant its own [[<solution id>.<what is wrong>]]")
-            mutants.append(Mutant(grade_id, name, parsed))
+            if not isinstance(table, dict):
+                raise SourceError(f"{path}: mutant {label} must be a table [{label}] with find = \"...\" and "
+                                  "replace = \"...\" (or edits = [{ find = \"...\", replace = \"...\" }, ...])")
+            edits = _edits(path, label, table)
+            if len(set(edits)) < len(edits):
+                raise SourceError(f"{path}: mutant {label} has the same edit twice in its edits; remove the copy")
+            mutants.append(Mutant(grade_id, name, edits))
     return mutants
 
 
-HEADER = re.compile(r"^\[\[\s*(.+?)\s*\]\]\s*(#.*)?$")
+HEADER = re.compile(r"^(\[\[?)\s*(.+?)\s*\]\]?\s*(#.*)?$")
+MULTILINE_QUOTE = re.compile(r"'''|\"\"\"")
 
 
-def _check_headers_together(path: Path, text: str) -> None:
-    """The tables of one mutant are written one after another (its edits, in order). A header that comes
-    back after another mutant's is a copied mutant whose name was not changed: TOML would merge the two
-    into one mutant silently, and the check would count one where the author wrote two."""
+def _check_one_header_per_mutant(path: Path, text: str) -> None:
+    """Every mutant has one table header. One written again is a copied mutant whose name was not changed
+    (TOML would refuse it, in a message that does not say so); `[[...]]` is the old form, a table per edit,
+    in which a header copied right below its original silently made the two mutants one."""
     seen: dict[str, int] = {}
-    previous = None
     in_string = None  # the quote of the multi-line string a line is in
     for number, line in enumerate(text.splitlines(), start=1):
         match = HEADER.match(line) if in_string is None else None
         if match:
-            label = re.sub(r"""\s*\.\s*""", ".", match.group(1)).replace('"', "").replace("'", "")
-            if label in seen and label != previous:
+            label = re.sub(r"""\s*\.\s*""", ".", match.group(2)).replace('"', "").replace("'", "")
+            if match.group(1) == "[[":
                 raise SourceError(
-                    f"{path}, line {number}: [[{label}]] again, after other mutants (first at line {seen[label]}): "
-                    "the edits of one mutant go one after another; if this is another mutant, give it its own name")
-            seen.setdefault(label, number)
-            previous = label
-        for quote in ("'''", '"""'):
-            for _ in range(line.count(quote)):
-                if in_string is None:
-                    in_string = quote
-                elif in_string == quote:
-                    in_string = None
+                    f"{path}, line {number}: [[{label}]] is the old form (a table per edit); write one table per "
+                    f"mutant, [{label}] with find = \"...\" and replace = \"...\", or for several edits "
+                    f"edits = [{{ find = \"...\", replace = \"...\" }}, ...]")
+            if label in seen:
+                raise SourceError(
+                    f"{path}, line {number}: [{label}] again (first at line {seen[label]}): a copied mutant? "
+                    "Give it its own name; the edits of one mutant go in one edits = [...]")
+            seen[label] = number
+        for quote in MULTILINE_QUOTE.findall(line):
+            if in_string is None:
+                in_string = quote
+            elif in_string == quote:
+                in_string = None
+
+
+def _edits(path: Path, label: str, table: dict) -> tuple[Edit, ...]:
+    """A mutant's table: one edit (find, replace, count) or several (edits = [...])."""
+    if "edits" not in table:
+        return (_edit(path, label, table),)
+    edits = table["edits"]
+    if set(table) != {"edits"}:
+        raise SourceError(f"{path}: mutant {label} has edits = [...] and also "
+                          f"{', '.join(sorted(set(table) - {'edits'}))}; put every edit in edits")
+    if not isinstance(edits, list) or not edits or not all(isinstance(e, dict) for e in edits):
+        raise SourceError(f"{path}: mutant {label}: edits must be a list of edits, "
+                          "edits = [{ find = \"...\", replace = \"...\" }, ...]")
+    return tuple(_edit(path, label, e) for e in edits)
 
 
 def _edit(path: Path, label: str, table: dict) -> Edit:

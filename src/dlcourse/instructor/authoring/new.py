@@ -48,13 +48,14 @@ assert mean_square([-2.0, 2.0]) == 4.0, "negative numbers square to positive"
 '''
 
 MUTANTS = '''# Known-wrong versions of each solution cell; `dlcourse check {name}` fails unless the tests catch every
-# one. Each [[<solution id>.<what is wrong>]] edits the solution: find the text, replace it.
+# one. Each table [<solution id>.<what is wrong>] is one mutant that edits the solution: find the text,
+# replace it; a mutant of several edits lists them instead: edits = [{{ find = "...", replace = "..." }}, ...]
 
-[[mean_square.sum_not_mean]]
+[mean_square.sum_not_mean]
 find = "np.mean("
 replace = "np.sum("
 
-[[mean_square.forgets_the_square]]
+[mean_square.forgets_the_square]
 find = "np.square(x)"
 replace = "np.abs(x)"
 '''
