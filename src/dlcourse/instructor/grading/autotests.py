@@ -42,35 +42,36 @@ def has_autotests(nb: NotebookNode) -> bool:
         for cell in nb.cells)
 
 
-def find_autotests_file(*folders: Path | None) -> Path | None:
-    """The first ``autotests.yml`` of `folders`: nbgrader reads the assignment's source folder's, then the
-    course root's."""
+def find_autotests_file(*folders: Path | None, filename: str = FILENAME) -> Path | None:
+    """The first `filename` (``autotests.yml``) of `folders`: nbgrader reads the assignment's source
+    folder's, then the course root's."""
     for folder in folders:
-        if folder is not None and (Path(folder) / FILENAME).is_file():
-            return Path(folder) / FILENAME
+        if folder is not None and (Path(folder) / filename).is_file():
+            return Path(folder) / filename
     return None
 
 
-def expand_autotests(source: NotebookNode, *folders: Path | None, timeout: float = 300) -> NotebookNode:
+def expand_autotests(source: NotebookNode, *folders: Path | None, filename: str = FILENAME) -> NotebookNode:
     """`source` with every AUTOTEST line expanded by nbgrader's ``InstantiateTests``, from the first
-    ``autotests.yml`` in `folders` (the assignment's source folder, then the course root; the kernel
-    starts in the first folder, where the source's relative paths point). A source without AUTOTEST
-    lines comes back as it is; each expansion is made once per process (cached by content)."""
+    `filename` in `folders` (the assignment's source folder, then the course root; the kernel starts in
+    the first folder, where the source's relative paths point; an nbgrader course may name another file
+    with ``InstantiateTests.autotest_filename``). A source without AUTOTEST lines comes back as it is;
+    each expansion is made once per process (cached by content)."""
     if not has_autotests(source):
         return source
-    tests_file = find_autotests_file(*folders)
+    tests_file = find_autotests_file(*folders, filename=filename)
     if tests_file is None:
-        where = " or ".join(str(Path(f) / FILENAME) for f in folders if f is not None) or FILENAME
+        where = " or ".join(str(Path(f) / filename) for f in folders if f is not None) or filename
         raise AutotestError(f"the source has ### AUTOTEST lines but there is no {where}: add the course's "
                             "autotests.yml (nbgrader's format) there")
     key = hashlib.sha256(json.dumps(source, sort_keys=True).encode() + tests_file.read_bytes()).hexdigest()
     with _lock:  # one kernel at a time; threads of one batch share the result
         if key not in _expanded:
-            _expanded[key] = _instantiate(source, tests_file, Path(folders[0] or tests_file.parent), timeout)
+            _expanded[key] = _instantiate(source, tests_file, Path(folders[0] or tests_file.parent))
         return copy.deepcopy(_expanded[key])
 
 
-def _instantiate(source: NotebookNode, tests_file: Path, folder: Path, timeout: float) -> NotebookNode:
+def _instantiate(source: NotebookNode, tests_file: Path, folder: Path) -> NotebookNode:
     from nbgrader.preprocessors import InstantiateTests
 
     nb = copy.deepcopy(source)

@@ -29,6 +29,7 @@ from nbformat import NotebookNode
 
 from dlcourse.instructor.cells import nbgrader_metadata
 from dlcourse.instructor.course import CourseError
+from dlcourse.instructor.grading.autotests import AutotestError, expand_autotests
 from dlcourse.instructor.grading.batch import BatchOptions, Row, Target, db_url_for, grade_target
 from dlcourse.instructor.grading.gradebook import GradebookWriter
 from dlcourse.instructor.grading.template import Template, given_or_own, preload_for
@@ -150,15 +151,18 @@ def graded_version(course: NbgraderCourse, path: Path) -> NotebookNode:
         value = getattr(header_footer, side)
         if value and not os.path.isabs(value):
             setattr(header_footer, side, str(course.root / value))
-    autotests = InstantiateTests(config=course.config)
-    if not (path.parent / autotests.autotest_filename).exists():
-        autotests.autotest_filename = str(course.root / autotests.autotest_filename)
-    steps = [header_footer, autotests, LockCells(config=course.config), ClearSolutions(config=course.config),
-             ClearOutput(config=course.config), CheckCellMetadata(config=course.config),
-             ComputeChecksums(config=course.config)]
+    autotests_file = InstantiateTests(config=course.config).autotest_filename
+    later_steps = [LockCells(config=course.config), ClearSolutions(config=course.config),
+                   ClearOutput(config=course.config), CheckCellMetadata(config=course.config),
+                   ComputeChecksums(config=course.config)]
     try:
-        for step in steps:
+        nb, resources = header_footer.preprocess(nb, resources)
+        # generate_assignment's next step, InstantiateTests, as the grader expands a dlcourse source's
+        nb = expand_autotests(nb, path.parent, course.root, filename=autotests_file)
+        for step in later_steps:
             nb, resources = step.preprocess(nb, resources)
+    except AutotestError as error:
+        raise CourseError(f"{path}: {error}") from None
     except Exception as error:
         raise CourseError(f"{path}: nbgrader cannot generate the assignment from it "
                           f"({type(error).__name__}: {error}); run `nbgrader generate_assignment` to see why") from None
