@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from dlcourse.instructor.source import read_source
-from dlcourse.instructor.cells import grade_id, role, solution_texts, strip_markers
+from dlcourse.instructor.cells import role, solution_texts, strip_markers
 from dlcourse.instructor.course import Course, load_course
+from tests.assignments.project_cells import is_project_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -59,7 +60,7 @@ def solution_namespace(source, name: str) -> dict:
             continue
         code = strip_markers(cell.source, keep_hidden=False)
         # a project's solution cells run the project (training on the notebook's data): keep their definitions
-        if role(cell) != "solution" or (grade_id(cell) or "").startswith("project_"):
+        if role(cell) != "solution" or is_project_cell(cell):
             code = _definitions(code)
         exec(compile(code, f"<{name} cell {index}>", "exec"), scope)
     return scope

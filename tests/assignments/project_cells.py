@@ -1,20 +1,20 @@
 """The project at the end of an assignment (issue 28), seen from the per-assignment tests.
 
 The project's cells are graded by their own tests cell and the rubric, never by the main exercises'
-tests: the fast solution namespace leaves them out (they train for a minute), and the rules for the
-main tests cells (visible checks with hints) do not apply to the project's checks cell, which calls
-`dlcourse.projects`. What they must get right instead: the checks cell names the project, metric and
-budget that the `Project(...)` line sets up, or a correct run would be graded against another budget.
+tests: the fast solution namespace (conftest.solution_namespace) takes only the definitions of its
+solution cells (they train for a minute), and the rules for the main tests cells (visible checks with
+hints, `exercise_tests_cells`) do not apply to the project's checks cell, which calls `dlcourse.projects`.
+What they must get right instead: the checks cell names the project, metric and budget that the
+`Project(...)` line sets up, or a correct run would be graded against another budget.
 """
 
 from __future__ import annotations
 
 import ast
-import copy
 
 from nbformat import NotebookNode
 
-from dlcourse.instructor.cells import grade_id
+from dlcourse.instructor.cells import grade_id, role, strip_markers
 
 
 def is_project_cell(cell: NotebookNode) -> bool:
@@ -22,11 +22,10 @@ def is_project_cell(cell: NotebookNode) -> bool:
     return (grade_id(cell) or "").startswith(("project_", "test_project_"))
 
 
-def without_project(source: NotebookNode) -> NotebookNode:
-    """The source without its project's graded cells (what the main exercises' tests look at)."""
-    trimmed = copy.copy(source)
-    trimmed.cells = [cell for cell in source.cells if not is_project_cell(cell)]
-    return trimmed
+def exercise_tests_cells(source: NotebookNode) -> list[tuple[str, str]]:
+    """(grade id, visible code) of the main exercises' tests cells: every tests cell but the project's."""
+    return [(grade_id(cell), strip_markers(cell.source, keep_hidden=False))
+            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests" and not is_project_cell(cell)]
 
 
 def _calls(code: str, name: str) -> list[ast.Call]:

@@ -23,12 +23,12 @@ import pytest
 
 from dlcourse.instructor.authoring.mutants import read_mutants
 from dlcourse.instructor.authoring.self_contained import borrowed_names
-from dlcourse.instructor.cells import grade_id, role, solution_texts, strip_markers
+from dlcourse.instructor.cells import grade_id, solution_texts, strip_markers
 from dlcourse.shortcuts import ShortcutError, by_hand
 from dlcourse.instructor.source import read_source
 from tests.assignments.conftest import ROOT
 from tests.assignments.conftest import solution_namespace
-from tests.assignments.project_cells import assert_checks_match_setup, is_project_cell, without_project
+from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells
 
 torch = pytest.importorskip("torch")
 
@@ -84,14 +84,8 @@ def test_attention_in_bfloat16_with_a_fully_masked_row(solution):
 CHECKS = {"assert_close", "assert_shape", "assert_finite", "assert_true", "assert_rel_error", "assert_dtype"}
 
 
-def _test_cells(source):
-    """The main exercises' tests cells (the project's checks cell is tested below)."""
-    return [(grade_id(cell), strip_markers(cell.source, keep_hidden=False))
-            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests" and not is_project_cell(cell)]
-
-
 def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, assignment):
-    for test, visible in _test_cells(sources(assignment)):
+    for test, visible in exercise_tests_cells(sources(assignment)):
         tree = ast.parse(visible)
         checks = [node for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CHECKS]
@@ -105,7 +99,7 @@ def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, 
 
 
 def test_batch_first_false_is_tested_visibly(sources, assignment):
-    assert any("batch_first=False" in visible for _, visible in _test_cells(sources(assignment)))
+    assert any("batch_first=False" in visible for _, visible in exercise_tests_cells(sources(assignment)))
 
 
 def test_test_cells_stand_alone(sources, assignment):
@@ -171,12 +165,6 @@ def test_every_by_hand_exercise_has_a_library_shortcut_mutant():
     assert {m.grade_id for m in SHORTCUTS} >= {"attention", "mha", "layer_norm"}
 
 
-@pytest.fixture(scope="module")
-def solution(sources, assignment):
-    """The solution namespace without the project's cells (a minute of training, graded on their own)."""
-    return solution_namespace(without_project(sources(assignment)), assignment)
-
-
 def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
     assert_checks_match_setup(sources(assignment), assignment, "val_loss", higher_is_better=False)
 
@@ -192,7 +180,7 @@ def _run_project(source, monkeypatch, grading, budget_steps=None):
     else:
         monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     monkeypatch.setenv("DLCOURSE_PROGRESS", "0")
-    scope = solution_namespace(without_project(source), NAME)
+    scope = solution_namespace(source, NAME)
     code = [cell.source for cell in source.cells if cell.cell_type == "code"]
     setup = [c for c in code if "Project(" in c and not c.lstrip().startswith("###")]
     sweep = [strip_markers(cell.source, keep_hidden=False) for cell in source.cells if grade_id(cell) == "project_04_sweep"]

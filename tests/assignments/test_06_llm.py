@@ -18,9 +18,7 @@ import random
 import pytest
 
 from dlcourse.instructor.authoring.self_contained import borrowed_names
-from dlcourse.instructor.cells import grade_id, role, strip_markers
-from tests.assignments.conftest import solution_namespace
-from tests.assignments.project_cells import assert_checks_match_setup, is_project_cell, without_project
+from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells
 
 torch = pytest.importorskip("torch")
 
@@ -147,14 +145,8 @@ def test_offline_prose_is_cpython_documentation(monkeypatch, capsys):
 CHECKS = {"assert_close", "assert_shape", "assert_true", "assert_equal"}
 
 
-def _test_cells(source):
-    """The main exercises' tests cells (the project's checks cell is tested below)."""
-    return [(grade_id(cell), strip_markers(cell.source, keep_hidden=False))
-            for cell in source.cells if cell.cell_type == "code" and role(cell) == "tests" and not is_project_cell(cell)]
-
-
 def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, assignment):
-    for test, visible in _test_cells(sources(assignment)):
+    for test, visible in exercise_tests_cells(sources(assignment)):
         tree = ast.parse(visible)
         checks = [node for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CHECKS]
@@ -169,12 +161,6 @@ def test_every_test_cell_checks_visibly_with_hints_and_prints_one_line(sources, 
 
 def test_test_cells_stand_alone(sources, assignment):
     assert borrowed_names(sources(assignment)) == []
-
-
-@pytest.fixture(scope="module")
-def solution(sources, assignment):
-    """The solution namespace without the project's cells (a minute of training, graded on their own)."""
-    return solution_namespace(without_project(sources(assignment)), assignment)
 
 
 def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
