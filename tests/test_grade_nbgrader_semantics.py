@@ -465,6 +465,26 @@ def test_autotest_lines_without_an_autotests_file_stop_with_what_to_do(tmp_path,
         grade_notebook(AUTOTEST_SOURCE, AUTOTEST_SOURCE, template=template, autotests=(tmp_path,))
 
 
+def test_an_nbgrader_course_folder_expands_autotest_lines_into_the_same_tests(autotested, tmp_path):
+    """A plain nbgrader course's source gets the tests a dlcourse source gets, from the file its
+    InstantiateTests.autotest_filename names (here at the course root); without it, one line saying so."""
+    from dlcourse.instructor.course import CourseError
+    from dlcourse.instructor.grading.nbgrader_course import graded_version, load_nbgrader_course
+
+    handed_out, _ = autotested
+    path = tmp_path / "source" / "ps1" / "squares.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(AUTOTEST_SOURCE, str(path))
+    (tmp_path / "nbgrader_config.py").write_text(
+        'c = get_config()\nc.InstantiateTests.autotest_filename = "course_autotests.yml"\n')
+    with pytest.raises(CourseError, match=r"squares.ipynb: the source has ### AUTOTEST lines but there is no "
+                                          r".*course_autotests.yml"):
+        graded_version(load_nbgrader_course(tmp_path), path)
+    (tmp_path / "course_autotests.yml").write_text(AUTOTESTS_YML)
+    graded = graded_version(load_nbgrader_course(tmp_path), path)
+    assert [cell.source for cell in graded.cells[1:]] == [cell.source for cell in handed_out.cells[1:]]
+
+
 def test_a_deleted_read_only_cell_goes_back_and_one_stripped_by_an_editor_is_not_doubled():
     from dlcourse.instructor.grading.restore import restore
 
