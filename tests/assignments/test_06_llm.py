@@ -7,17 +7,23 @@
 - the offline corpus (CPython's documentation) loads as prose and says so;
 - the source shows everything it grades: every test cell has a visible part whose checks all carry a
   hint and that prints one line, and the test cells stand alone.
-- the project (issue 28): its checks cell grades the project the notebook sets up.
+- the project (issue 28): its checks cell grades the project the notebook sets up; the grader's
+  re-run (20 steps) builds the base model the full run reports and starts with its first losses, so
+  the check fails a record whose first losses or parameter count were edited.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import random
 
 import pytest
 
+from dlcourse import projects
 from dlcourse.instructor.authoring.self_contained import borrowed_names
+from dlcourse.instructor.cells import grade_id, strip_markers
+from tests.assignments.conftest import solution_namespace
 from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells
 
 torch = pytest.importorskip("torch")
@@ -165,3 +171,68 @@ def test_test_cells_stand_alone(sources, assignment):
 
 def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
     assert_checks_match_setup(sources(assignment), assignment, "val_bpb", higher_is_better=False)
+
+
+def _run_project(source, grading, budget_steps=None):
+    """The notebook's first cell and the project's cells, run as plain Python (under the grader's budget,
+    or the full one with `budget_steps` in place of 1,200); returns the project. The project loads its
+    own data, so it needs nothing else that runs in the notebook."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    with pytest.MonkeyPatch.context() as env:
+        if grading:
+            env.setenv("NBGRADER_EXECUTION", "autograde")
+        else:
+            env.delenv("NBGRADER_EXECUTION", raising=False)
+        env.setenv("DLCOURSE_PROGRESS", "0")
+        scope = solution_namespace(source, NAME)
+        code = [cell.source for cell in source.cells if cell.cell_type == "code"]
+        setup = [c for c in code if "Project(" in c and not c.lstrip().startswith("###")]
+        sweep = [strip_markers(cell.source, keep_hidden=False) for cell in source.cells
+                 if grade_id(cell) == "project_06_sweep"]
+        for cell in [code[0], *setup]:
+            exec(compile(cell, f"<{NAME}>", "exec"), scope)
+        if budget_steps is not None:
+            project = scope["project"]
+            scope["project"] = scope["Project"](project.name, project.metric, project.higher_is_better,
+                                                budget_steps=budget_steps, data=project.data)
+        exec(compile(sweep[0], f"<{NAME} project>", "exec"), scope)
+        matplotlib.pyplot.close("all")
+    return scope["project"]
+
+
+@pytest.fixture(scope="module")
+def project_runs(sources):
+    """The grader's re-run (20 steps) and a student's full run (60 steps stand in for the 1,200)."""
+    graded = _run_project(sources(NAME), grading=True)
+    full = _run_project(sources(NAME), grading=False, budget_steps=60)
+    return graded, full
+
+
+def test_the_reference_project_starts_and_sizes_its_model_alike_under_any_budget(project_runs):
+    """The grader's re-run must start with the losses of the student's full run and build a base model of
+    the reported size: the base has a fixed configuration (not the grader's shrunk one), its pretraining
+    comes first with a fixed warm-up, and the run loads its own data."""
+    graded, full = project_runs
+    assert graded.record["steps"] <= 20 and full.record["steps"] <= 60
+    assert len(full.first_losses) == 10
+    torch.testing.assert_close(graded.first_losses, full.first_losses, rtol=1e-5, atol=1e-6)
+    assert graded.record["figures"]["params"] == full.record["figures"]["params"]
+    assert graded.data == full.data  # offline, both on the stand-in corpus: the losses are compared
+    assert graded.record["test_uses"] == full.record["test_uses"] == 1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(first_losses=[x - 0.5 for x in r["first_losses"]]), "the re-run's loss at step 1"),
+    (lambda r: r["first_losses"].__setitem__(9, r["first_losses"][9] * 0.9), "the re-run's loss at step 10"),
+    (lambda r: r["figures"].update(params=r["figures"]["params"] + 64), "parameters, the re-run of your code builds"),
+])
+def test_the_check_fails_a_record_whose_first_losses_or_params_were_edited(project_runs, monkeypatch, edit, message):
+    graded, full = project_runs
+    record = json.loads(json.dumps(full.record))  # as the grader reads it from the handed-in notebook
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    projects.check_reproduces(record, graded)  # the record as the student's run printed it passes
+    edit(record)
+    with pytest.raises(AssertionError, match=message):
+        projects.check_reproduces(record, graded)
