@@ -91,6 +91,7 @@ __all__ = [
     "load_mnist",
     "load_fashion_mnist",
     "load_cifar10",
+    "synthetic_cifar10_hard",
     "load_text",
     "cache_dir",
     "cache_location",
