@@ -2126,8 +2126,10 @@ def val_accuracy_of(model):
     return project.validate(cifar_accuracy(model, cifar_val_x, cifar_val_y))
 
 
-def run(lr, seed=project.seed, augmentation=True, **network):
-    """A model trained within the budget, its initial weights, batch order and augmentation drawn from `seed`."""
+def run(lr, seed=None, augmentation=True, **network):
+    """A model trained within the budget, its initial weights, batch order and augmentation drawn from `seed`
+    (default `project.seed`)."""
+    seed = project.seed if seed is None else seed
     torch.manual_seed(seed)
     return train_project(ProjectNet(**network), lr, augmentation, seed=seed)
 
