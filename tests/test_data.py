@@ -325,6 +325,48 @@ def test_synthetic_cifar_is_learnable():
     assert (predicted == test_y).float().mean() > 0.3
 
 
+def test_hard_synthetic_cifar_is_a_deterministic_balanced_stand_in():
+    train, test = data.synthetic_cifar10_hard(train=True), data.synthetic_cifar10_hard(train=False)
+    assert (len(train), len(test)) == (1300, 1000)
+    assert train.source == "synthetic" and data.is_offline_subset(train) and "synthetic" in repr(train)
+    assert train.classes == data.SYNTHETIC_CIFAR_CLASSES
+    assert train.images.shape == (1300, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert torch.bincount(train.targets).tolist() == [130] * 10
+    assert torch.bincount(test.targets).tolist() == [100] * 10
+    image, label = train[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and isinstance(label, int)
+    again = data.synthetic_cifar10_hard(train=True)
+    assert torch.equal(again.images, train.images) and torch.equal(again.targets, train.targets)
+    assert not torch.equal(test.images[:100], train.images[:100])
+    other_seed = data.synthetic_cifar10_hard(train=True, n=100, seed=1)
+    assert not torch.equal(other_seed.images, train.images[:100])
+
+
+def test_hard_synthetic_cifar_is_harder_than_the_easy_one():
+    """Pixel templates (nearest class mean) find the easy set's centred shapes, not the hard set's."""
+    def template_accuracy(make):
+        train_x, train_y = make(train=True, n=2000).as_tensors()
+        test_x, test_y = make(train=False, n=500).as_tensors()
+        gray = lambda x: x.mean(1).flatten(1)  # noqa: E731
+        means = torch.stack([gray(train_x[train_y == c]).mean(0) for c in range(10)])
+        return (torch.cdist(gray(test_x), means).argmin(1) == test_y).float().mean()
+
+    assert template_accuracy(data.synthetic_cifar10) > 0.3
+    assert template_accuracy(data.synthetic_cifar10_hard) < 0.2
+
+
+def test_synthetic_shapes_keep_their_class_when_flipped_left_right():
+    """02's project augments the stand-ins with left-right flips: a flipped shape must be the same class."""
+    dy, dx = np.mgrid[-1.2:1.2:48j, -1.2:1.2:48j]  # no point on a cell edge (0, ±0.5, ±1)
+    for label, name in enumerate(data.SYNTHETIC_CIFAR_CLASSES):
+        mask, flipped = data._shape_mask(label, dy, dx), data._shape_mask(label, dy, -dx)
+        if name == "checkerboard":  # the mirror image swaps the squares: still a checkerboard
+            inside = (np.abs(dy) <= 1) & (np.abs(dx) <= 1)
+            assert np.array_equal(flipped, inside & ~mask), name
+        else:
+            assert np.array_equal(flipped, mask), name
+
+
 def test_cifar_transform_gets_the_float_tensor():
     seen = []
 
