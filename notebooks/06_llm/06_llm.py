@@ -1629,8 +1629,8 @@ print("sampled (temperature 0.8, top-k 20):", tokenizer.decode(generate(merged_m
 # corpus the ranking should be the same, with other numbers (an estimate: not run for this notebook).
 
 # %%
-dlcourse.require_written(BPETokenizer, RMSNorm, apply_rope, SwiGLU, KVCache, GroupedQueryAttention, DecoderBlock,
-                         LLM, bits_per_byte, LoRALinear)  # the tokenizer and the model of parts 1 to 4
+dlcourse.require_written(train_bpe, BPETokenizer, RMSNorm, apply_rope, SwiGLU, KVCache, GroupedQueryAttention,
+                         DecoderBlock, LLM, bits_per_byte, LoRALinear)  # the tokenizer and the model of parts 1 to 4
 import copy
 
 from dlcourse.projects import Project
