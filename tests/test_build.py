@@ -12,7 +12,8 @@ import nbformat
 import pytest
 
 from dlcourse.env import in_colab
-from dlcourse.instructor.authoring.build import COLAB_CHECK, build, stale_files, student_notebook
+from dlcourse.instructor.authoring.build import build, stale_files, student_notebook
+from dlcourse.instructor.authoring.generated_cells import COLAB_CHECK
 from dlcourse.instructor.course import CourseError, load_course
 from dlcourse.instructor.source import SourceError, read_source
 from dlcourse.cli import EXIT_COURSE_ERROR, main

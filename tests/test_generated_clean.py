@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from dlcourse import data, doctor
-from dlcourse.instructor.authoring.build import strip_widgets
+from dlcourse.instructor.authoring.solution_run import strip_widgets
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATED = sorted(p for folder in ("assignments", "solutions", "colab") for p in (REPO / folder).rglob("*.ipynb"))

@@ -32,8 +32,8 @@ def test_generated_notebooks_are_fresh(course, name):
 
 def test_keep_outputs_rebuilds_the_committed_notebooks_byte_for_byte(course, name):
     """`build --keep-outputs` (no kernel) writes what the full build wrote, self-check output included."""
-    from dlcourse.instructor.authoring.build import (notebook_bytes, read_source, solution_cells, student_notebook,
-                                                     with_committed_outputs)
+    from dlcourse.instructor.authoring.build import notebook_bytes, read_source, solution_cells, student_notebook
+    from dlcourse.instructor.authoring.kept_outputs import with_committed_outputs
 
     source = read_source(course.source_path(name))
     student = student_notebook(course, name, source)
