@@ -222,3 +222,31 @@ def test_an_unedited_test_cell_saved_by_colab_is_not_flagged(chained):
             cell.source = cell.source.replace("\n", "\r\n") + "\n\n"  # line endings and trailing blank lines only
     _, flags = restore(_as_colab_saves(nb), source)
     assert flags == []
+
+
+RUBRIC_SOURCE = CHAINED_SOURCE.replace('# %% [markdown] answer="why_triple" points=1', textwrap.dedent('''\
+    # %% [markdown] rubric="project_98"
+    # | criterion | points |
+    # | --- | --- |
+    # | says why | 1 |
+
+    # %% [markdown] answer="why_triple" points=1'''))
+assert 'rubric="project_98"' in RUBRIC_SOURCE
+
+
+@pytest.mark.parametrize("edit", ["deleted", "rewritten"])
+def test_a_project_rubric_the_student_deleted_or_rewrote_goes_back_above_its_write_up(tmp_path, edit):
+    """The TA grades a write-up against the rubric right above it: the grader puts the instructor's back."""
+    course = make_course(tmp_path, source=RUBRIC_SOURCE, name="98_rubric")
+    source = read_source(course.source_path("98_rubric"))
+    nb = student_notebook(course, "98_rubric", source)
+    if edit == "deleted":
+        nb.cells = [c for c in nb.cells if grade_id(c) != "project_98"]
+    else:
+        next(c for c in nb.cells if grade_id(c) == "project_98").source = "| criterion | points |\n| any | 10 |"
+    restored, flags = restore(nb, source)
+    assert _ids(restored)[-2:] == ["project_98", "why_triple"]
+    rubric = next(c for c in restored.cells if grade_id(c) == "project_98")
+    assert "says why" in rubric.source and "any | 10" not in rubric.source
+    assert flags == (["missing locked cell project_98 restored"] if edit == "deleted"
+                     else ["locked cell project_98 edited: restored"])

@@ -19,7 +19,9 @@
   on the unconditional point moved w times the way to the class's point, so w = 0 ignores the label,
   w = 1 lands on the class and w > 1 overshoots it; the conditional U-Net depends on its label;
 - the RealNVP flow built from the solution's coupling layer is a normalized density: exp(log_prob)
-  integrates to 1 over the plane (a wrong log-determinant would not), and sample() inverts forward().
+  integrates to 1 over the plane (a wrong log-determinant would not), and sample() inverts forward();
+- the project (issue 28): its checks cell grades the project the notebook sets up (name, metric,
+  direction and budget agree).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+
+from tests.assignments.project_cells import assert_checks_match_setup
 
 NAME = "05_generative"
 
@@ -209,3 +213,7 @@ def test_realnvp_density_integrates_to_one_and_sampling_inverts_it(solution):
         for layer in reversed(flow.layers):
             x = layer.inverse(x)
         torch.testing.assert_close(flow(x)[0], z)
+
+
+def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignment):
+    assert_checks_match_setup(sources(assignment), assignment, "val_fid", higher_is_better=False)
