@@ -67,3 +67,37 @@ def assert_checks_match_setup(source: NotebookNode, assignment: str, metric: str
     assert setup["metric"] == checked["metric"] == metric and setup["higher_is_better"] is higher_is_better
     assert checked["full"] == setup["full"], "the tests cell checks another budget than the project's"
     assert setup["grading"] <= 20, "the grader's re-run trains a few steps only"
+
+
+def run_project(source: NotebookNode, name: str, grading: bool, budget_steps: int | None = None,
+                data_marker: str | None = None):
+    """The notebook's first cell, the cells holding `data_marker` (its data, when the project reuses it),
+    the `Project(...)` setup and the project's sweep (`project_NN_...` solution), run as plain Python under
+    the grader's budget or, with `budget_steps`, a full run of that many steps; returns the project."""
+    import matplotlib
+    import pytest
+
+    from tests.assignments.conftest import solution_namespace  # conftest imports this module
+
+    matplotlib.use("Agg")
+    with pytest.MonkeyPatch.context() as env:
+        if grading:
+            env.setenv("NBGRADER_EXECUTION", "autograde")
+        else:
+            env.delenv("NBGRADER_EXECUTION", raising=False)
+        env.setenv("DLCOURSE_PROGRESS", "0")
+        scope = solution_namespace(source, name)
+        code = [cell.source for cell in source.cells if cell.cell_type == "code"]
+        data = [c for c in code if data_marker and data_marker in c]
+        setup = [c for c in code if "Project(" in c and not c.lstrip().startswith("###")]
+        sweep = [strip_markers(cell.source, keep_hidden=False) for cell in source.cells
+                 if is_project_cell(cell) and role(cell) == "solution"]
+        for cell in [code[0], *data, *setup]:
+            exec(compile(cell, f"<{name}>", "exec"), scope)
+        if budget_steps is not None:
+            project = scope["project"]
+            scope["project"] = scope["Project"](project.name, project.metric, project.higher_is_better,
+                                                budget_steps=budget_steps, data=project.data)
+        exec(compile(sweep[0], f"<{name} project>", "exec"), scope)
+        matplotlib.pyplot.close("all")
+    return scope["project"]

@@ -23,12 +23,11 @@ import pytest
 
 from dlcourse.instructor.authoring.mutants import read_mutants
 from dlcourse.instructor.authoring.self_contained import borrowed_names
-from dlcourse.instructor.cells import grade_id, solution_texts, strip_markers
+from dlcourse.instructor.cells import solution_texts
 from dlcourse.shortcuts import ShortcutError, by_hand
 from dlcourse.instructor.source import read_source
 from tests.assignments.conftest import ROOT
-from tests.assignments.conftest import solution_namespace
-from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells
+from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells, run_project
 
 torch = pytest.importorskip("torch")
 
@@ -169,41 +168,13 @@ def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignme
     assert_checks_match_setup(sources(assignment), assignment, "val_loss", higher_is_better=False)
 
 
-def _run_project(source, monkeypatch, grading, budget_steps=None):
-    """The notebook's first cell, its data cell and the project's cells, run as plain Python (under the
-    grader's budget, or the full one with `budget_steps` in place of 1,200); returns the project."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    if grading:
-        monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    else:
-        monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    monkeypatch.setenv("DLCOURSE_PROGRESS", "0")
-    scope = solution_namespace(source, NAME)
-    code = [cell.source for cell in source.cells if cell.cell_type == "code"]
-    setup = [c for c in code if "Project(" in c and not c.lstrip().startswith("###")]
-    sweep = [strip_markers(cell.source, keep_hidden=False) for cell in source.cells if grade_id(cell) == "project_04_sweep"]
-    first = code[0]
-    data = [c for c in code if 'load_text("tiny_shakespeare")' in c]
-    for cell in [first, *data, *setup]:
-        exec(compile(cell, f"<{NAME}>", "exec"), scope)
-    if budget_steps is not None:
-        project = scope["project"]
-        scope["project"] = scope["Project"](project.name, project.metric, project.higher_is_better,
-                                            budget_steps=budget_steps, data=project.data)
-    exec(compile(sweep[0], f"<{NAME} project>", "exec"), scope)
-    matplotlib.pyplot.close("all")
-    return scope["project"]
-
-
-def test_the_reference_project_starts_and_sizes_its_model_alike_under_any_budget(sources, monkeypatch):
+def test_the_reference_project_starts_and_sizes_its_model_alike_under_any_budget(sources):
     """The grader's re-run (20 steps) must start with the losses of the student's full run and build a
     model of the reported size: the reference project is written so (fixed warm-up, fixed model, the
     same first setting). A full run of 100 steps stands in for the 1,200."""
     source = sources(NAME)
-    graded = _run_project(source, monkeypatch, grading=True)
-    full = _run_project(source, monkeypatch, grading=False, budget_steps=100)
+    graded = run_project(source, NAME, grading=True, data_marker='load_text("tiny_shakespeare")')
+    full = run_project(source, NAME, grading=False, budget_steps=100, data_marker='load_text("tiny_shakespeare")')
     assert graded.record["steps"] == 20 and full.record["steps"] == 100
     assert len(full.first_losses) == 10
     torch.testing.assert_close(graded.first_losses, full.first_losses, rtol=1e-5, atol=1e-6)

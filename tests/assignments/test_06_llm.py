@@ -22,9 +22,7 @@ import pytest
 
 from dlcourse import projects
 from dlcourse.instructor.authoring.self_contained import borrowed_names
-from dlcourse.instructor.cells import grade_id, strip_markers
-from tests.assignments.conftest import solution_namespace
-from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells
+from tests.assignments.project_cells import assert_checks_match_setup, exercise_tests_cells, run_project
 
 torch = pytest.importorskip("torch")
 
@@ -173,40 +171,11 @@ def test_project_checks_grade_the_project_the_notebook_sets_up(sources, assignme
     assert_checks_match_setup(sources(assignment), assignment, "val_bpb", higher_is_better=False)
 
 
-def _run_project(source, grading, budget_steps=None):
-    """The notebook's first cell and the project's cells, run as plain Python (under the grader's budget,
-    or the full one with `budget_steps` in place of 1,200); returns the project. The project loads its
-    own data, so it needs nothing else that runs in the notebook."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    with pytest.MonkeyPatch.context() as env:
-        if grading:
-            env.setenv("NBGRADER_EXECUTION", "autograde")
-        else:
-            env.delenv("NBGRADER_EXECUTION", raising=False)
-        env.setenv("DLCOURSE_PROGRESS", "0")
-        scope = solution_namespace(source, NAME)
-        code = [cell.source for cell in source.cells if cell.cell_type == "code"]
-        setup = [c for c in code if "Project(" in c and not c.lstrip().startswith("###")]
-        sweep = [strip_markers(cell.source, keep_hidden=False) for cell in source.cells
-                 if grade_id(cell) == "project_06_sweep"]
-        for cell in [code[0], *setup]:
-            exec(compile(cell, f"<{NAME}>", "exec"), scope)
-        if budget_steps is not None:
-            project = scope["project"]
-            scope["project"] = scope["Project"](project.name, project.metric, project.higher_is_better,
-                                                budget_steps=budget_steps, data=project.data)
-        exec(compile(sweep[0], f"<{NAME} project>", "exec"), scope)
-        matplotlib.pyplot.close("all")
-    return scope["project"]
-
-
 @pytest.fixture(scope="module")
 def project_runs(sources):
     """The grader's re-run (20 steps) and a student's full run (60 steps stand in for the 1,200)."""
-    graded = _run_project(sources(NAME), grading=True)
-    full = _run_project(sources(NAME), grading=False, budget_steps=60)
+    graded = run_project(sources(NAME), NAME, grading=True)
+    full = run_project(sources(NAME), NAME, grading=False, budget_steps=60)
     return graded, full
 
 
