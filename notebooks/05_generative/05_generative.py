@@ -2818,7 +2818,10 @@ print(f"train {len(train_images):,} digits, project validation {len(project_val)
 #
 # Train one fresh model per setting within the budget, evaluate each on `project_val`, print the
 # sweep with `project.ablation([{"variant": ..., "val_fid": ...}, ...])`, evaluate the chosen one on
-# `project_test` once, call `project.report(val_fid=..., test_fid=..., params=...)`, and plot.
+# `project_test` once (`project.evaluate_test(lambda: fid_against(feature_statistics(judge_features(
+# classifier, project_test)), images))`: the test split's statistics are computed inside, so they are
+# touched once), call `project.report(val_fid=..., test_fid=..., params=...)`, and plot. Section 4's
+# `flow_path`, `flow_velocity` and `euler_sample`, `SmallUNet`, `TimeScaled` and `random_batch` help.
 
 # %% solution="project_05_sweep"
 ### BEGIN SOLUTION
